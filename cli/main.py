@@ -1,0 +1,98 @@
+"""The ``seqkit`` command: wires the command groups together and turns errors into exit codes.
+
+Each command group lives in its own module and owns its ``typer.Typer()``; this file only adds
+them. A :class:`seqkit.errors.SeqkitError` raised anywhere below becomes one red line on stderr
+and exit code 2 (a traceback with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+import seqkit
+from cli.progress import err_console
+from seqkit.errors import SeqkitError
+
+USER_ERROR = 2
+
+
+class _SeqkitGroup(TyperGroup):
+    """Top-level group that reports user errors as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeqkitError as err:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False)
+            raise typer.Exit(USER_ERROR) from None
+
+
+app = typer.Typer(
+    cls=_SeqkitGroup,
+    name="seqkit",
+    help="Train, decode and evaluate (B)LSTM-CTC and RNN-transducer phoneme recognizers.",
+    epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seqkit {seqkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    ctx.obj = {"debug": debug}
+
+
+# Command groups: (module under cli/, group name or None for a single top-level command).
+_GROUPS = (
+    ("data", "data"),
+    ("train", None),
+    ("decode", None),
+    ("evaluate", None),
+    ("bench", "bench"),
+    ("demo", None),
+)
+
+for _module_name, _group in _GROUPS:
+    try:
+        _module = importlib.import_module(f"cli.{_module_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"cli.{_module_name}":
+            raise
+        continue
+    if _group is None:
+        _module.register(app)
+    else:
+        app.add_typer(_module.app, name=_group)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Phone sets, corpus readers (TIMIT and the synthesized corpus), manifests and batching."""
