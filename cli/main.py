@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -25,7 +24,7 @@ USER_ERROR = 2
 class _SeqkitGroup(TyperGroup):
     """Top-level group that reports user errors as one line instead of a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SeqkitError as err:
