@@ -1,0 +1,126 @@
+"""Greedy (best-path) decoding for CTC and transducer models.
+
+Both decoders take the model's outputs as tensors, never the audio, so training can call them on
+a dev batch it has already encoded and decoding can reuse them after its own front end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from seqkit.errors import ConfigError, LossInputError
+
+
+def _check_lengths(lengths: torch.Tensor, batch: int, frames: int, what: str) -> list[int]:
+    """Lengths as a Python list, after checking they fit the batch (raise LossInputError)."""
+    if lengths.dim() != 1 or lengths.shape[0] != batch:
+        raise LossInputError(
+            f"expected lengths (B,) = ({batch},) for {what}, found {tuple(lengths.shape)}: "
+            "pass one length per utterance"
+        )
+    out = [int(x) for x in lengths.tolist()]
+    if out and (min(out) < 0 or max(out) > frames):
+        raise LossInputError(
+            f"expected lengths in [0, {frames}] for {what}, found {min(out)}..{max(out)}: "
+            "lengths must not exceed the padded time axis"
+        )
+    return out
+
+
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks.
+
+    Graves et al. 2006, "Connectionist Temporal Classification", section 3.2 (best path).
+
+    Args:
+        log_probs: (B, T, V) float, log-probabilities (or any scores whose argmax is wanted).
+        lengths: (B,) int, valid frames per utterance.
+        blank: index of the blank symbol. Default 0.
+
+    Returns:
+        One list of label indices (blank excluded) per utterance.
+
+    Raises:
+        LossInputError: if the shapes or lengths do not fit.
+    """
+    if log_probs.dim() != 3:
+        raise LossInputError(
+            f"expected log_probs (B, T, V), found {tuple(log_probs.shape)}: "
+            "pass the CTC model's log_probs output (batch first)"
+        )
+    batch, frames, _ = log_probs.shape
+    valid = _check_lengths(lengths, batch, frames, "ctc_greedy")
+    best = log_probs.argmax(dim=-1).cpu()  # (B, T)
+    out: list[list[int]] = []
+    for b in range(batch):
+        path = best[b, : valid[b]]
+        if path.numel() == 0:
+            out.append([])
+            continue
+        # keep a frame if it differs from the previous one, then drop blanks
+        keep = torch.ones_like(path, dtype=torch.bool)
+        keep[1:] = path[1:] != path[:-1]
+        labels = path[keep]
+        out.append([int(x) for x in labels[labels != blank].tolist()])
+    return out
+
+
+def transducer_greedy(
+    model: Any,
+    f: torch.Tensor,
+    lengths: torch.Tensor,
+    blank: int = 0,
+    max_symbols_per_frame: int = 5,
+) -> list[list[int]]:
+    """Greedy transducer decoding: at each frame emit the argmax label until blank wins.
+
+    Graves 2012, "Sequence Transduction with Recurrent Neural Networks". The prediction network
+    runs only when a label is emitted; ``max_symbols_per_frame`` bounds the emissions per frame so
+    an untrained model cannot loop forever.
+
+    Args:
+        model: a transducer model with ``predict(labels (B, U), state) -> (g (B, U, H), state)``
+            and ``joint(f, g) -> logits (..., V)``.
+        f: (B, T, H) float, encoder output (``model.encode``).
+        lengths: (B,) int, valid encoder frames per utterance.
+        blank: index of the blank symbol (also the prediction network's start symbol). Default 0.
+        max_symbols_per_frame: most labels emitted at one frame. Default 5.
+
+    Returns:
+        One list of label indices (blank excluded) per utterance.
+
+    Raises:
+        LossInputError: if the shapes or lengths do not fit.
+        ConfigError: if ``max_symbols_per_frame`` < 1.
+    """
+    if f.dim() != 3:
+        raise LossInputError(
+            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
+            "pass model.encode(...)[0]"
+        )
+    if max_symbols_per_frame < 1:
+        raise ConfigError(
+            f"expected max_symbols_per_frame >= 1, found {max_symbols_per_frame}: use 1 or more"
+        )
+    batch, frames, _ = f.shape
+    valid = _check_lengths(lengths, batch, frames, "transducer_greedy")
+    out: list[list[int]] = []
+    with torch.no_grad():
+        for b in range(batch):
+            start = torch.full((1, 1), blank, dtype=torch.long, device=f.device)
+            g, state = model.predict(start, None)  # g: (1, 1, H)
+            hyp: list[int] = []
+            for t in range(valid[b]):
+                ft = f[b : b + 1, t : t + 1]  # (1, 1, H)
+                for _ in range(max_symbols_per_frame):
+                    logits = model.joint(ft.unsqueeze(2), g.unsqueeze(1))  # (1, 1, 1, V)
+                    k = int(logits.reshape(-1).argmax())
+                    if k == blank:
+                        break
+                    hyp.append(k)
+                    label = torch.full((1, 1), k, dtype=torch.long, device=f.device)
+                    g, state = model.predict(label, state)
+            out.append(hyp)
+    return out
