@@ -1,0 +1,143 @@
+"""Vectorized PyTorch CTC forward-backward: the CPU backend of :func:`seqkit.losses.ctc.ctc_loss`.
+
+The recursion over frames is the only Python loop. Each step updates every sequence and every
+extended label position (blank, l1, blank, l2, ..., blank: 2S+1 of them) at once, in log space.
+
+The backward variable beta is the forward variable alpha of the *reversed* problem (frames of each
+sequence reversed, extended labels reversed), so alpha and beta are computed together in one loop
+over a stacked batch of 2B rows: one Python-level pass over T instead of two. Each step stores the
+log-sum over predecessors *before* the frame's own log-probability is added ("pre" values); the
+log-occupancy of state s at frame t is then pre_fwd + log_prob + pre_rev + nll, with no
+subtraction, so zero-probability entries never produce ``-inf - -inf = nan``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# A log-probability at or below this counts as log(0). Masking sentinels such as -1e30 or
+# torch.finfo(float32).min stand for "impossible"; kept finite they give a finite cost of ~1e30
+# for an impossible alignment (torch's behaviour) instead of inf.
+LOG_ZERO_THRESHOLD = -1e20
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype CTC recursions run in: float64 for float64 input, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def extend_labels(targets: torch.Tensor, blank: int) -> torch.Tensor:
+    """Interleave blanks with the labels: (B, S) -> (B, 2S+1) = blank, l1, blank, ..., blank."""
+    batch, max_target = targets.shape
+    ext = targets.new_full((batch, 2 * max_target + 1), blank)
+    ext[:, 1::2] = targets
+    return ext
+
+
+def _skip_mask(ext: torch.Tensor, blank: int) -> torch.Tensor:
+    """Additive mask (B, L): 0 where state s may be entered from s-2 (a label unlike l[s-2])."""
+    allowed = torch.zeros(ext.shape, dtype=torch.bool, device=ext.device)
+    allowed[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
+    zero = torch.zeros((), dtype=torch.float32, device=ext.device)
+    return torch.where(allowed, zero, float("-inf"))
+
+
+def ctc_forward_backward_cpu(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
+    blank: int,
+    need_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-sequence CTC negative log-likelihood and the class occupancies, in vectorized PyTorch.
+
+    Inputs are assumed validated (see :func:`seqkit.losses.ctc.ctc_loss`).
+
+    Args:
+        log_probs: (T, B, C) log-probabilities, float32 or float64 (float16/bfloat16 are
+            accumulated in float32).
+        targets: (B, S) int64 padded labels.
+        input_lengths: (B,) int64 valid frames per sequence, each <= T.
+        target_lengths: (B,) int64 valid labels per sequence, each <= S.
+        blank: blank class index.
+        need_grad: also compute the occupancies.
+
+    Returns:
+        ``(nll, occupancy)``: nll (B,) in the accumulation dtype (``inf`` for impossible
+        alignments); occupancy (T, B, C) in the dtype of ``log_probs``: the posterior expected
+        count of class c at frame t, so that d nll_b / d log_probs[t, b, c] = -occupancy[t, b, c]
+        with ``log_probs`` treated as a free input. Exactly zero on padding frames and for
+        sequences whose nll is infinite. ``None`` unless ``need_grad``.
+    """
+    max_frames, batch, num_classes = log_probs.shape
+    device = log_probs.device
+    acc = accumulation_dtype(log_probs.dtype)
+    neg_inf = float("-inf")
+    used_frames = int(input_lengths.max().item()) if batch > 0 else 0
+    if used_frames == 0:
+        # No frames anywhere: the empty target has probability 1, any other target 0.
+        nll = torch.where(target_lengths == 0, 0.0, float("inf")).to(acc)
+        return nll, (torch.zeros_like(log_probs) if need_grad else None)
+
+    ext = extend_labels(targets, blank)  # (B, L)
+    num_states = ext.shape[1]
+    ext_lengths = 2 * target_lengths + 1  # (B,)
+    rows = 2 * batch if need_grad else batch
+    # Rows 0..B-1 run alpha forward in time. With need_grad, rows B..2B-1 run the same recursion
+    # on the problem flipped in time (over T') and in states (over L): that is beta. Flipped, a
+    # sequence b starts at frame T'-T_b and state L-L_b; states before that stay at -inf.
+    lp_all = torch.empty((used_frames, rows, num_states), dtype=acc, device=device)
+    lp_fwd = lp_all[:, :batch]  # (T', B, L)
+    index = ext[None].expand(used_frames, batch, num_states)
+    if acc == log_probs.dtype:
+        torch.gather(log_probs[:used_frames], 2, index, out=lp_fwd)
+    else:
+        lp_fwd.copy_(log_probs[:used_frames].gather(2, index))
+    if float(log_probs[:used_frames].amin()) <= LOG_ZERO_THRESHOLD:
+        lp_fwd.masked_fill_(lp_fwd <= LOG_ZERO_THRESHOLD, neg_inf)
+    skip = _skip_mask(ext, blank).to(acc)  # (B, L)
+    # state[:, 2:] holds alpha_{t-1}; two -inf columns in front make the s-1 and s-2 shifts plain
+    # slices. Before its first frame, a virtual alpha_{-1} puts all mass on the first state.
+    state = torch.full((rows, num_states + 2), neg_inf, dtype=acc, device=device)
+    state[:batch, 2] = 0.0
+    starts: dict[int, list[int]] = {}
+    if need_grad:
+        lp_all[:, batch:].copy_(lp_fwd.flip(0, 2))
+        skip = torch.cat([skip, _skip_mask(ext.flip(1), blank).to(acc)], dim=0)  # (2B, L)
+        for b, frames in enumerate(input_lengths.tolist()):
+            starts.setdefault(used_frames - frames, []).append(b)
+    pre = torch.empty((used_frames, rows, num_states), dtype=acc, device=device)  # (T', rows, L)
+    for t in range(used_frames):
+        for b in starts.get(t, ()):
+            state[batch + b, 2 + num_states - int(ext_lengths[b])] = 0.0
+        stay_or_step = torch.logaddexp(state[:, 2:], state[:, 1:-1])
+        torch.logaddexp(stay_or_step, state[:, :-2] + skip, out=pre[t])
+        torch.add(pre[t], lp_all[t], out=state[:, 2:])
+
+    # log p(target) from alpha at each sequence's last frame, states L_b-1 and L_b-2.
+    last_frame = (input_lengths - 1).clamp(min=0)
+    batch_index = torch.arange(batch, device=device)
+    alpha_last = pre[last_frame, batch_index] + lp_fwd[last_frame, batch_index]  # (B, L)
+    end_a = alpha_last.gather(1, (ext_lengths - 1)[:, None]).squeeze(1)
+    end_b = alpha_last.gather(1, (ext_lengths - 2).clamp(min=0)[:, None]).squeeze(1)
+    end_b = end_b.masked_fill(ext_lengths < 2, neg_inf)
+    log_likelihood = torch.logaddexp(end_a, end_b)
+    # No frames: the empty target has probability 1, any other target 0.
+    empty_target = torch.where(target_lengths == 0, 0.0, neg_inf).to(acc)
+    log_likelihood = torch.where(input_lengths == 0, empty_target, log_likelihood)
+    nll = -log_likelihood
+    if not need_grad:
+        return nll, None
+
+    # log occupancy = alpha_t(s) + beta_t(s) - log y_t(s) + nll = pre_fwd + lp + pre_bwd + nll.
+    # pre_bwd is -inf on padding frames and padding states, so those get exactly 0.
+    finite_nll = torch.where(torch.isfinite(nll), nll, 0.0)  # impossible: alpha + beta = -inf
+    log_occupancy = pre[:, batch:].flip(0, 2)
+    log_occupancy += pre[:, :batch]
+    log_occupancy += lp_fwd
+    log_occupancy += finite_nll[None, :, None]
+    occupancy_states = log_occupancy.exp_()  # (T', B, L)
+    occupancy = torch.zeros((max_frames, batch, num_classes), dtype=acc, device=device)
+    occupancy[:used_frames].scatter_add_(2, index, occupancy_states)
+    return nll, occupancy.to(log_probs.dtype)
