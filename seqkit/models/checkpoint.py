@@ -1,0 +1,392 @@
+"""Checkpoints: the one file format training writes and decoding reads.
+
+A checkpoint is a ``torch.save``'d dict holding only tensors, numbers, strings, lists and dicts,
+so it loads with ``torch.load(weights_only=True)``. Keys:
+
+- ``"format"``: ``"seqkit-checkpoint"``; ``"format_version"``: int (:data:`FORMAT_VERSION`);
+  ``"seqkit_version"``: the writer's version.
+- ``"model_config"``: :meth:`ModelConfig.to_dict`; ``"model"``: the state dict;
+  ``"input_dim"``: F; ``"vocab"``: list of symbols, index 0 the blank; ``"phone_set"``: 61, 48
+  or 39; ``"features"``: :meth:`FeatureConfig.to_dict` or None (LM); ``"stats"``:
+  :meth:`FeatureStats.to_dict` or None (LM).
+- Training state (optional, written by the trainer): ``"optimizer"``, ``"scheduler"``,
+  ``"epoch"``, ``"step"``, ``"rng"``, ``"train_config"``, ``"best_dev_per"``, ...
+
+A run dir holds ``best.pt`` (best dev PER) and ``last.pt`` (latest epoch or interruption).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqkit import __version__
+from seqkit.audio.features import FeatureConfig, FeatureStats
+from seqkit.errors import CheckpointError, ConfigError, SeqkitError
+from seqkit.models import build_model
+from seqkit.models.config import ModelConfig
+
+FORMAT = "seqkit-checkpoint"
+# Bump when a change makes older readers misread new files; readers accept <= their version.
+FORMAT_VERSION = 1
+BEST = "best.pt"
+LAST = "last.pt"
+REQUIRED_KEYS = ("model_config", "model", "vocab", "input_dim")
+PARTS = ("encoder", "predictor")
+
+
+@dataclass
+class LoadedModel:
+    """A model reloaded from a checkpoint, with everything needed to feed and read it.
+
+    Attributes:
+        model: the model, in eval mode, on the requested device.
+        kind: ``"ctc"``, ``"transducer"`` or ``"lm"``.
+        vocab: symbols by index, index 0 the blank.
+        phone_set: 61, 48 or 39 (None if the checkpoint does not say).
+        features: the front end the model was trained on (None for an LM).
+        stats: the normalization statistics (None for an LM).
+        config: the model's :class:`ModelConfig`.
+        path: the checkpoint file that was read.
+        epoch: epochs completed when it was written (None if not a training checkpoint).
+        input_dim: F, features per frame.
+        seqkit_version: version of seqkit that wrote it.
+    """
+
+    model: nn.Module
+    kind: str
+    vocab: list[str]
+    phone_set: int | None
+    features: FeatureConfig | None
+    stats: FeatureStats | None
+    config: ModelConfig
+    path: Path
+    epoch: int | None
+    input_dim: int = 0
+    seqkit_version: str = ""
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / DataParallel wrapper (or the model)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def model_payload(
+    model: nn.Module,
+    *,
+    vocab: list[str],
+    phone_set: int | None,
+    features: FeatureConfig | None,
+    stats: FeatureStats | None,
+) -> dict[str, Any]:
+    """The model part of a checkpoint payload; the trainer adds its own state to it.
+
+    Args:
+        model: a model from :func:`seqkit.models.build_model` (DDP wrappers are unwrapped).
+        vocab: symbols by index, index 0 the blank.
+        phone_set: 61, 48 or 39.
+        features: the feature config (None for an LM).
+        stats: the normalization statistics (None for an LM).
+
+    Returns:
+        Dict with ``format``, ``format_version``, ``seqkit_version``, ``model_config``,
+        ``model``, ``input_dim``, ``vocab``, ``phone_set``, ``features``, ``stats``.
+    """
+    inner = _unwrap(model)
+    encoder = getattr(inner, "encoder", None)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seqkit_version": __version__,
+        "model_config": inner.config.to_dict(),
+        "model": inner.state_dict(),
+        "input_dim": int(encoder.input_dim) if encoder is not None else 0,
+        "vocab": list(vocab),
+        "phone_set": phone_set,
+        "features": features.to_dict() if features is not None else None,
+        "stats": stats.to_dict() if stats is not None else None,
+    }
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically (temp file in the same dir, then ``os.replace``).
+
+    ``format``, ``format_version`` and ``seqkit_version`` are filled in when missing. A reader
+    never sees a half-written file, even if the process dies mid-write.
+
+    Args:
+        path: destination ``.pt`` file; its directory is created if needed.
+        payload: dict with at least ``model_config``, ``model``, ``vocab`` and ``input_dim``
+            (see :func:`model_payload`); values must be tensors, numbers, strings, None, lists,
+            tuples or dicts so it reloads with ``weights_only=True``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: required keys missing, or the file cannot be written.
+    """
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"expected a checkpoint payload dict, found {type(payload).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint payload lacks {', '.join(missing)}: start from model_payload(model, ...)"
+        )
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seqkit_version": __version__,
+        **payload,
+    }
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({err.strerror}): check the directory's permissions"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise CheckpointError(
+                f"cannot write checkpoint {path} ({err.strerror}): check free disk space"
+            ) from None
+        raise
+    return path
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file a path names: a ``.pt`` file, or a run dir's best.pt / last.pt.
+
+    Raises:
+        CheckpointError: nothing at ``path``, or a run dir with neither file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in (BEST, LAST):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(
+            f"run dir {path} has no {BEST} or {LAST}: train into it first "
+            f"(`seqkit train RECIPE --out {path}`) or let it finish one epoch"
+        )
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} not found: pass a run dir written by `seqkit train` or a .pt file"
+        )
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Read and check a checkpoint payload (``weights_only=True``, no code runs).
+
+    Args:
+        path: a ``.pt`` file or a run dir (best.pt, else last.pt; see
+            :func:`resolve_checkpoint` for which file that is).
+        map_location: device for the tensors. Default ``"cpu"``.
+
+    Returns:
+        The payload dict as saved (e.g. for ``--resume``).
+
+    Raises:
+        CheckpointError: missing, unreadable, not a seqkit checkpoint, a newer format, or
+            missing keys.
+    """
+    return _read(resolve_checkpoint(path), map_location)
+
+
+def _read(file: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Load and check one checkpoint file (see :func:`load_checkpoint`)."""
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        first_line = (str(err).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(
+            f"{file} is not a readable checkpoint ({type(err).__name__}: {first_line}): "
+            "pass a .pt file written by `seqkit train`"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{file} is not a seqkit checkpoint (expected 'format': {FORMAT!r}): "
+            "pass a .pt file written by `seqkit train`"
+        )
+    version = payload.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has checkpoint format {version!r} (written by seqkit "
+            f"{payload.get('seqkit_version', '?')}); this seqkit {__version__} reads format "
+            f"{FORMAT_VERSION} or older: upgrade seqkit"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(
+            f"{file} lacks {', '.join(missing)}: the file is damaged or was not written by "
+            "`seqkit train`; train again"
+        )
+    return payload
+
+
+def _config_of(payload: dict[str, Any], file: Path) -> ModelConfig:
+    """The payload's ModelConfig (CheckpointError if it no longer validates)."""
+    try:
+        return ModelConfig.from_dict(payload["model_config"])
+    except ConfigError as err:
+        raise CheckpointError(
+            f"{file} holds a model config this seqkit rejects ({err}): "
+            "use the seqkit version that wrote it"
+        ) from None
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    expect_kind: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Rebuild a trained model from a checkpoint or run dir, in eval mode.
+
+    Args:
+        path: a ``.pt`` file or a run dir (its best.pt, else last.pt).
+        expect_kind: if given (``"ctc"``, ``"transducer"``, ``"lm"``), any other kind is an
+            error.
+        map_location: device for the model. Default ``"cpu"``.
+
+    Returns:
+        A :class:`LoadedModel`.
+
+    Raises:
+        CheckpointError: missing file, run dir without checkpoints, not a seqkit checkpoint,
+            another kind than ``expect_kind``, a newer format, or weights that do not fit.
+    """
+    file = resolve_checkpoint(path)
+    payload = _read(file, map_location)
+    config = _config_of(payload, file)
+    if expect_kind is not None and config.kind != expect_kind:
+        raise CheckpointError(
+            f"{file} holds a {config.kind} model, expected a {expect_kind} model: "
+            f"pass a run trained with a {expect_kind} recipe"
+        )
+    vocab = [str(s) for s in payload["vocab"]]
+    try:
+        model = build_model(config, input_dim=int(payload["input_dim"]), vocab_size=len(vocab))
+        model.load_state_dict(payload["model"])
+        features = FeatureConfig.from_dict(payload["features"]) if payload.get("features") else None
+        stats = FeatureStats.from_dict(payload["stats"]) if payload.get("stats") else None
+    except (SeqkitError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        first_line = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{file} does not rebuild into its model ({type(err).__name__}: {first_line}): "
+            "the file is damaged or was edited; train again"
+        ) from None
+    model.to(map_location)
+    model.eval()
+    epoch = payload.get("epoch")
+    return LoadedModel(
+        model=model,
+        kind=config.kind,
+        vocab=vocab,
+        phone_set=payload.get("phone_set"),
+        features=features,
+        stats=stats,
+        config=config,
+        path=file,
+        epoch=int(epoch) if epoch is not None else None,
+        input_dim=int(payload["input_dim"]),
+        seqkit_version=str(payload.get("seqkit_version", "")),
+    )
+
+
+_SOURCE_KINDS = {"encoder": ("ctc", "transducer"), "predictor": ("lm", "transducer")}
+
+
+def init_from_pretrained(
+    model: nn.Module,
+    checkpoint_path: str | os.PathLike[str],
+    part: str = "encoder",
+    *,
+    vocab: list[str] | None = None,
+) -> list[str]:
+    """Copy a pretrained network into part of a model (Graves et al. 2013's PreTrans).
+
+    ``part="encoder"`` copies a CTC (or transducer) run's encoder into the model's transcription
+    network; ``part="predictor"`` copies a phone LM (or transducer) run's prediction network.
+    The rest of the model keeps its initialization.
+
+    Args:
+        model: the model to initialize (a DDP wrapper is unwrapped); must have the part.
+        checkpoint_path: a ``.pt`` file or run dir of the pretrained model.
+        part: ``"encoder"`` or ``"predictor"``. Default ``"encoder"``.
+        vocab: if given, the checkpoint's vocabulary must equal it (so label embeddings mean
+            the same phones).
+
+    Returns:
+        Names of the parameters and buffers copied, as in ``model.state_dict()``.
+
+    Raises:
+        ConfigError: unknown ``part``, or the model has no such part.
+        CheckpointError: unreadable checkpoint, a kind without that part, another vocabulary,
+            or parameters whose names or shapes differ (the message names the parameter).
+    """
+    if part not in PARTS:
+        raise ConfigError(f"part must be one of {', '.join(PARTS)}, found {part!r}")
+    inner = _unwrap(model)
+    target = getattr(inner, part, None)
+    if not isinstance(target, nn.Module):
+        raise ConfigError(
+            f"a {getattr(inner, 'kind', type(inner).__name__)} model has no {part} to initialize:"
+            f" pretrain the {part} of a transducer"
+        )
+    file = resolve_checkpoint(checkpoint_path)
+    payload = _read(file, "cpu")
+    source_kind = _config_of(payload, file).kind
+    if source_kind not in _SOURCE_KINDS[part]:
+        raise CheckpointError(
+            f"{file} holds a {source_kind} model, which has no {part}: pass a "
+            f"{' or '.join(_SOURCE_KINDS[part])} run to initialize the {part}"
+        )
+    if vocab is not None and list(payload["vocab"]) != list(vocab):
+        raise CheckpointError(
+            f"{file} was trained on another vocabulary ({len(payload['vocab'])} symbols, expected "
+            f"{len(vocab)}): pretrain with the same phone set"
+        )
+    prefix = f"{part}."
+    source = {k[len(prefix) :]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    wanted = target.state_dict()
+    for name, tensor in wanted.items():
+        if name not in source:
+            raise CheckpointError(
+                f"{file} has no parameter {prefix}{name}: the pretrained {part} has another "
+                f"architecture (layers, cell or bidirectional); use the same {part} settings"
+            )
+        if tuple(source[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"parameter {prefix}{name} has shape {tuple(source[name].shape)} in {file} but "
+                f"{tuple(tensor.shape)} in the model: use the same {part} settings, features and "
+                "phone set as the pretrained run"
+            )
+    extra = sorted(set(source) - set(wanted))
+    if extra:
+        raise CheckpointError(
+            f"{file} has parameter {prefix}{extra[0]} that the model lacks: the pretrained "
+            f"{part} has another architecture; use the same {part} settings"
+        )
+    with torch.no_grad():
+        for name, tensor in wanted.items():
+            tensor.copy_(source[name])
+    return [prefix + name for name in wanted]

@@ -1,0 +1,221 @@
+"""Model configuration: frozen dataclasses validated once, stored in every checkpoint.
+
+The defaults are Graves, Mohamed & Hinton (2013), "Speech Recognition with Deep Recurrent Neural
+Networks": three bidirectional layers of 250 LSTM units per direction (CTC-3l-250h,
+Trans-3l-250h), a one-layer 250-unit prediction network and a 250-unit joint layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from seqkit.errors import ConfigError
+
+MODEL_KINDS = ("ctc", "transducer", "lm")
+CELLS = ("lstm", "peephole")
+
+
+def _check_int(owner: str, name: str, value: Any, low: int, high: int | None = None) -> None:
+    """Raise ConfigError unless ``value`` is an int in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{owner}.{name} must be an integer, found {value!r} ({type(value).__name__})"
+        )
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ConfigError(f"{owner}.{name} must be {bound}, found {value}")
+
+
+def _check_dropout(owner: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is a probability in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"{owner}.dropout must be a number in [0, 1), found {value!r} ({type(value).__name__})"
+        )
+    if not 0.0 <= float(value) < 1.0:
+        raise ConfigError(f"{owner}.dropout must be in [0, 1), found {value}")
+
+
+def _from_plain_dict(cls: type, owner: str, data: Any) -> Any:
+    """Build a flat dataclass from a dict, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{owner} must be a table of settings, found {data!r} ({type(data).__name__})"
+        )
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key {owner}.{unknown[0]}: valid keys are {', '.join(valid)}")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The transcription network: a stack of (B)LSTM layers over feature frames.
+
+    Attributes:
+        layers: number of stacked (B)LSTM layers (Graves 2013: 3 to 5).
+        hidden: LSTM units per direction (Graves 2013: 250).
+        bidirectional: run every layer forwards and backwards and concatenate (BLSTM).
+        dropout: dropout probability on the outputs of every layer but the last (0 = off, as in
+            the papers, which used weight noise instead).
+        projection: if > 0, each direction's output is projected to this many units (LSTMP,
+            Sak et al. 2014), shrinking the recurrent matrices; 0 = no projection.
+        cell: ``"lstm"`` = ``torch.nn.LSTM`` (cuDNN / oneDNN, fast); ``"peephole"`` = Graves's
+            LSTM with peephole connections, a Python loop over frames (exact, several times
+            slower).
+        stack: frame stacking factor: concatenate ``stack`` consecutive frames and keep one in
+            ``stack`` (frame rate / stack, faster training and decoding); 1 = off, as in the
+            TIMIT recipes.
+    """
+
+    layers: int = 3
+    hidden: int = 250
+    bidirectional: bool = True
+    dropout: float = 0.0
+    projection: int = 0
+    cell: str = "lstm"
+    stack: int = 1
+
+    def __post_init__(self) -> None:
+        _check_int("encoder", "layers", self.layers, 1, 64)
+        _check_int("encoder", "hidden", self.hidden, 1, 65536)
+        if not isinstance(self.bidirectional, bool):
+            raise ConfigError(
+                f"encoder.bidirectional must be true or false, found {self.bidirectional!r}"
+            )
+        _check_dropout("encoder", self.dropout)
+        _check_int("encoder", "projection", self.projection, 0, 65536)
+        if self.projection >= self.hidden:
+            raise ConfigError(
+                f"encoder.projection must be smaller than encoder.hidden ({self.hidden}), found "
+                f"{self.projection}: use 0 for no projection"
+            )
+        if self.cell not in CELLS:
+            raise ConfigError(
+                f"encoder.cell must be one of {', '.join(CELLS)}, found {self.cell!r}"
+            )
+        _check_int("encoder", "stack", self.stack, 1, 64)
+
+    @property
+    def output_dim(self) -> int:
+        """Width H of the encoder output: (projection or hidden) x directions."""
+        per_direction = self.projection or self.hidden
+        return per_direction * (2 if self.bidirectional else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (TOML / JSON / checkpoint friendly); inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
+        """Build from a plain dict; missing keys take their defaults.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid ones) or a bad value.
+        """
+        return _from_plain_dict(cls, "encoder", data)
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """The prediction network (transducer) or phone language model: embedding + LSTM.
+
+    Attributes:
+        embed: size of the label embedding (the blank's row is the start symbol's).
+        hidden: LSTM units (Graves 2013: 250).
+        layers: stacked LSTM layers (Graves 2013: 1).
+        dropout: dropout on the embedding and between LSTM layers (0 = off).
+    """
+
+    embed: int = 128
+    hidden: int = 250
+    layers: int = 1
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_int("predictor", "embed", self.embed, 1, 65536)
+        _check_int("predictor", "hidden", self.hidden, 1, 65536)
+        _check_int("predictor", "layers", self.layers, 1, 64)
+        _check_dropout("predictor", self.dropout)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict; inverse of :meth:`from_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PredictorConfig:
+        """Build from a plain dict; missing keys take their defaults.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid ones) or a bad value.
+        """
+        return _from_plain_dict(cls, "predictor", data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model to build and its parts.
+
+    Attributes:
+        kind: ``"ctc"`` = encoder + linear to phones and blank; ``"transducer"`` = encoder +
+            prediction network + joint (Graves 2012); ``"lm"`` = phone language model with the
+            prediction network's architecture, to pretrain it (Graves 2013).
+        encoder: the transcription network (unused by ``"lm"``).
+        predictor: the prediction network / language model (unused by ``"ctc"``).
+        joint_dim: width of the transducer's joint hidden layer ``tanh(W_f f + W_g g)``.
+    """
+
+    kind: str = "ctc"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    joint_dim: int = 250
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(
+                f"model.kind must be one of {', '.join(MODEL_KINDS)}, found {self.kind!r}"
+            )
+        if not isinstance(self.encoder, EncoderConfig):
+            raise ConfigError(
+                f"model.encoder must be an EncoderConfig, found {type(self.encoder).__name__}: "
+                "use ModelConfig.from_dict for plain dicts"
+            )
+        if not isinstance(self.predictor, PredictorConfig):
+            raise ConfigError(
+                f"model.predictor must be a PredictorConfig, found "
+                f"{type(self.predictor).__name__}: use ModelConfig.from_dict for plain dicts"
+            )
+        _check_int("model", "joint_dim", self.joint_dim, 1, 65536)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim"}``."""
+        return {
+            "kind": self.kind,
+            "encoder": self.encoder.to_dict(),
+            "predictor": self.predictor.to_dict(),
+            "joint_dim": self.joint_dim,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output (or a TOML ``[model]`` table); missing keys default.
+
+        Raises:
+            ConfigError: an unknown key (the message lists the valid ones) or a bad value.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"model must be a table of settings, found {data!r} ({type(data).__name__})"
+            )
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown key model.{unknown[0]}: valid keys are {', '.join(valid)}")
+        kwargs = dict(data)
+        if "encoder" in kwargs and not isinstance(kwargs["encoder"], EncoderConfig):
+            kwargs["encoder"] = EncoderConfig.from_dict(kwargs["encoder"])
+        if "predictor" in kwargs and not isinstance(kwargs["predictor"], PredictorConfig):
+            kwargs["predictor"] = PredictorConfig.from_dict(kwargs["predictor"])
+        return cls(**kwargs)

@@ -1,0 +1,217 @@
+"""RNN transducer: transcription network + prediction network + joint network.
+
+Graves 2012, "Sequence Transduction with Recurrent Neural Networks"; the joint of Graves,
+Mohamed & Hinton 2013 (Trans-3l-250h): ``logits = W_o tanh(W_f f_t + W_g g_u + b) + b_o``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seqkit.errors import LossInputError
+from seqkit.losses.transducer import transducer_loss
+from seqkit.models.config import ModelConfig, PredictorConfig
+from seqkit.models.encoder import Encoder, sequence_mask
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+
+class Predictor(nn.Module):
+    """Prediction network: label embedding + LSTM over the previous labels.
+
+    The blank's embedding row serves as the start symbol. The same module, with an output layer,
+    is the phone language model (:class:`seqkit.models.lm.PhoneLM`) whose weights pretrain it.
+
+    Args:
+        config: the :class:`PredictorConfig`.
+        vocab_size: V, phones + blank.
+
+    Attributes:
+        output_dim: H, the LSTM's units.
+    """
+
+    def __init__(self, config: PredictorConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.output_dim = config.hidden
+        self.embedding = nn.Embedding(vocab_size, config.embed)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            config.embed,
+            config.hidden,
+            num_layers=config.layers,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+            batch_first=True,
+        )
+
+    def forward(
+        self, labels: torch.Tensor, state: LSTMState | None = None
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """Run over a batch of label sequences.
+
+        Args:
+            labels: (B, U) int64 label indices in [0, V) (the caller prepends the blank as the
+                start symbol); padding at the end cannot affect valid outputs.
+            state: (h, c), each (layers, B, H), from a previous call; None = zero state.
+
+        Returns:
+            (B, U, H) float outputs g and the new state (h, c).
+
+        Raises:
+            LossInputError: ``labels`` is not (B, U) or holds an index outside [0, V).
+        """
+        if labels.dim() != 2:
+            raise LossInputError(
+                f"expected labels (B, U), found {tuple(labels.shape)}: add a batch axis"
+            )
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.vocab_size):
+            raise LossInputError(
+                f"expected label indices in [0, {self.vocab_size}), found "
+                f"{int(labels.min())}..{int(labels.max())}: is the vocabulary the model's?"
+            )
+        x = self.dropout(self.embedding(labels))  # (B, U, E)
+        g, state = self.lstm(x, state)  # (B, U, H)
+        return g, state
+
+
+def start_with_blank(
+    targets: torch.Tensor, target_lengths: torch.Tensor, blank: int
+) -> torch.Tensor:
+    """Prepend the blank start symbol and replace padding by the blank.
+
+    Args:
+        targets: (B, U) int64, padded with any value.
+        target_lengths: (B,) int64.
+        blank: blank index.
+
+    Returns:
+        (B, U + 1) int64: ``[blank, y_1, ..., y_U]`` with blanks past each length.
+    """
+    valid = sequence_mask(target_lengths.to(targets.device), targets.shape[1])  # (B, U)
+    clean = torch.where(valid, targets.long(), torch.full_like(targets, blank, dtype=torch.long))
+    start = clean.new_full((targets.shape[0], 1), blank)
+    return torch.cat([start, clean], dim=1)  # (B, U + 1)
+
+
+class TransducerModel(nn.Module):
+    """RNN transducer (Graves 2012) with the joint of Graves et al. 2013.
+
+    Args:
+        config: model config with ``kind="transducer"``.
+        input_dim: F, features per frame.
+        vocab_size: V, phones + blank.
+        blank: blank index (also the prediction network's start symbol). Default 0.
+
+    Attributes:
+        kind: ``"transducer"``.
+        output_stride: input frames per output frame (the encoder's ``stack``).
+        encoder: transcription network (:class:`Encoder`), output (B, T', H_f).
+        predictor: prediction network (:class:`Predictor`), output (B, U, H_g).
+    """
+
+    kind = "transducer"
+
+    def __init__(self, config: ModelConfig, *, input_dim: int, vocab_size: int, blank: int = 0):
+        super().__init__()
+        self.config = config
+        self.blank = blank
+        self.vocab_size = vocab_size
+        self.encoder = Encoder(config.encoder, input_dim)
+        self.predictor = Predictor(config.predictor, vocab_size)
+        self.output_stride = self.encoder.output_stride
+        self.joint_f = nn.Linear(self.encoder.output_dim, config.joint_dim)  # W_f and b
+        self.joint_g = nn.Linear(self.predictor.output_dim, config.joint_dim, bias=False)  # W_g
+        self.joint_out = nn.Linear(config.joint_dim, vocab_size)  # W_o and b_o
+
+    def encode(
+        self, feats: torch.Tensor, feat_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transcription network.
+
+        Args:
+            feats: (B, T, F) float, padded at the end.
+            feat_lengths: (B,) int64 valid frames.
+
+        Returns:
+            f (B, T', H_f) float and (B,) int64 output lengths (T' = ceil(T / stack)).
+
+        Raises:
+            LossInputError: the features do not fit the model.
+        """
+        return self.encoder(feats, feat_lengths)
+
+    def predict(
+        self, labels: torch.Tensor, state: LSTMState | None = None
+    ) -> tuple[torch.Tensor, LSTMState]:
+        """Prediction network over previous labels (the caller prepends the blank as start).
+
+        Args:
+            labels: (B, U) int64 label indices.
+            state: LSTM state (h, c) from a previous call, or None to start.
+
+        Returns:
+            g (B, U, H_g) float and the new state.
+
+        Raises:
+            LossInputError: bad label shape or index.
+        """
+        return self.predictor(labels, state)
+
+    def joint(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Joint network ``W_o tanh(W_f f + W_g g + b) + b_o``, broadcasting f against g.
+
+        Args:
+            f: (..., H_f) encoder output, e.g. (B, T, 1, H_f).
+            g: (..., H_g) prediction output, e.g. (B, 1, U+1, H_g).
+
+        Returns:
+            (..., V) unnormalized logits over the broadcast shape, e.g. (B, T, U+1, V).
+        """
+        # project before broadcasting, so each linear runs on T or U+1 rows, not T x (U+1)
+        hidden = torch.tanh(self.joint_f(f) + self.joint_g(g))  # (B, T, U+1, J)
+        return self.joint_out(hidden)  # (B, T, U+1, V)
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lengths: torch.Tensor,
+        targets: torch.Tensor,
+        target_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Per-utterance transducer negative log-likelihood.
+
+        Args:
+            feats: (B, T, F) float, padded at the end.
+            feat_lengths: (B,) int64 valid frames.
+            targets: (B, U) int64 phone indices (never the blank), padded with any value.
+            target_lengths: (B,) int64 valid labels.
+
+        Returns:
+            (B,) float32 negative log-likelihood of each utterance (summed, not normalized).
+
+        Raises:
+            LossInputError: the inputs do not fit the model or the loss.
+        """
+        if targets.dim() != 2 or targets.shape[0] != feats.shape[0]:
+            raise LossInputError(
+                f"expected targets (B, U) with B = {feats.shape[0]}, found {tuple(targets.shape)}"
+            )
+        f, out_lengths = self.encode(feats, feat_lengths)  # (B, T', H_f)
+        target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)
+        # trim both axes to the longest valid sequence: the joint is (B, T', U+1, V)
+        frames = int(out_lengths.max()) if out_lengths.numel() else 0
+        labels = int(target_lengths.max()) if target_lengths.numel() else 0
+        f = f[:, :frames]
+        labels_in = start_with_blank(targets[:, :labels], target_lengths, self.blank)  # (B, U+1)
+        g, _ = self.predict(labels_in)  # (B, U+1, H_g)
+        logits = self.joint(f.unsqueeze(2), g.unsqueeze(1)).float()  # (B, T', U+1, V)
+        return transducer_loss(
+            logits,
+            labels_in[:, 1:].to(torch.int32),  # (B, U), padding replaced by the blank
+            out_lengths.to(torch.int32),
+            target_lengths.to(torch.int32),
+            blank=self.blank,
+            reduction="none",
+        )
