@@ -1,0 +1,285 @@
+"""``seqkit data prepare``: turn a TIMIT-layout corpus into manifests and feature statistics.
+
+Output directory::
+
+    train.jsonl  dev.jsonl  test.jsonl   manifests (seqkit.data.manifest)
+    stats.json                           global CMVN statistics on train + the FeatureConfig
+    skipped.json                         with skip_bad only: each skipped utterance and why
+
+Everything is built in a hidden temp directory beside the output and renamed into place at the
+end, so an error or an interrupt never leaves a partial output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit.audio.features import FeatureConfig, compute_features, compute_stats, write_stats
+from seqkit.data.manifest import Utterance, write_manifest
+from seqkit.data.timit import (
+    SPLITS,
+    UtteranceFiles,
+    find_utterances,
+    read_utterance,
+    split_utterances,
+)
+from seqkit.errors import AudioError, ConfigError, CorpusError, OutputExistsError, SeqkitError
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """What one prepared split holds.
+
+    Attributes:
+        name: ``train``, ``dev`` or ``test``.
+        speakers: distinct speakers.
+        utterances: utterances written to the manifest.
+        seconds: total audio duration.
+        phones: phone segments (61-phone labels) over all utterances.
+    """
+
+    name: str
+    speakers: int
+    utterances: int
+    seconds: float
+    phones: int
+
+    @property
+    def hours(self) -> float:
+        """Total audio duration in hours."""
+        return self.seconds / 3600
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "split": self.name,
+            "speakers": self.speakers,
+            "utterances": self.utterances,
+            "hours": round(self.hours, 4),
+            "phones": self.phones,
+        }
+
+
+@dataclass(frozen=True)
+class SkippedUtterance:
+    """An utterance left out by ``skip_bad``, with the error that would have stopped prepare."""
+
+    id: str
+    split: str
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-able form."""
+        return {"id": self.id, "split": self.split, "path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """Result of :func:`prepare_corpus`.
+
+    Attributes:
+        corpus_dir: the corpus read.
+        out_dir: the directory written.
+        features: the feature config the statistics were computed with.
+        splits: per-split summaries, in train / dev / test order.
+        skipped: utterances left out (empty unless ``skip_bad``).
+        stats_frames: train frames the normalization statistics were computed on.
+    """
+
+    corpus_dir: Path
+    out_dir: Path
+    features: FeatureConfig
+    splits: tuple[SplitSummary, ...]
+    skipped: tuple[SkippedUtterance, ...] = field(default=())
+    stats_frames: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (what ``seqkit data prepare --format json`` prints)."""
+        return {
+            "corpus": str(self.corpus_dir),
+            "out": str(self.out_dir),
+            "features": self.features.to_dict(),
+            "splits": [s.to_dict() for s in self.splits],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "stats_frames": self.stats_frames,
+        }
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(
+            f"output {out} exists and is not a directory: choose another OUT path"
+        )
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"output directory {out} exists and is not empty: choose another OUT or pass "
+            "--force to replace it"
+        )
+
+
+def _summarize(name: str, utterances: list[Utterance]) -> SplitSummary:
+    return SplitSummary(
+        name=name,
+        speakers=len({u.speaker for u in utterances}),
+        utterances=len(utterances),
+        seconds=sum(u.duration for u in utterances),
+        phones=sum(len(u.phones) for u in utterances),
+    )
+
+
+def prepare_corpus(
+    corpus_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    features: FeatureConfig = FeatureConfig(),
+    skip_bad: bool = False,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+) -> PrepareSummary:
+    """Read and check a TIMIT-layout corpus; write manifests and train feature statistics.
+
+    Splits come from the corpus's ``splits.json`` or TIMIT's standard lists (see
+    :func:`seqkit.data.timit.split_utterances`); SA sentences are left out.
+
+    Args:
+        corpus_dir: root of a real TIMIT copy (any name case) or of ``seqkit data synth`` output.
+        out_dir: directory to create with ``train.jsonl``, ``dev.jsonl``, ``test.jsonl``,
+            ``stats.json`` (and ``skipped.json`` with ``skip_bad``).
+        features: front end the statistics are computed with. Default: 123-dim fbank.
+        skip_bad: leave out utterances that fail their checks (listed in ``skipped.json``)
+            instead of stopping at the first. Default: False.
+        force: replace an existing non-empty ``out_dir``. Default: False.
+        progress: called as ``progress(description, done, total)`` while utterances are read.
+
+    Returns:
+        Per-split counts, skipped utterances and where the output went.
+
+    Raises:
+        OutputExistsError: ``out_dir`` exists and is not empty, and ``force`` is False.
+        CorpusError: the corpus is not in TIMIT's layout, or an utterance's transcription is
+            missing or malformed (without ``skip_bad``), or no train utterance is usable.
+        AudioError: an utterance's audio is missing, unreadable or empty (without ``skip_bad``).
+    """
+    corpus = Path(corpus_dir)
+    out = Path(out_dir)
+    _check_out_dir(out, force)
+    splits = split_utterances(corpus, find_utterances(corpus))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _prepare_into(
+    tmp: Path,
+    corpus: Path,
+    out: Path,
+    splits: dict[str, list[UtteranceFiles]],
+    features: FeatureConfig,
+    skip_bad: bool,
+    progress: ProgressFn | None,
+) -> PrepareSummary:
+    skipped: list[SkippedUtterance] = []
+
+    def read_split(name: str) -> Iterator[tuple[Utterance, torch.Tensor | None]]:
+        """Good utterances of a split, with their features for train (None otherwise)."""
+        files = splits[name]
+        description = f"{name}: reading{' + features' if name == 'train' else ''}"
+        if progress is not None:
+            progress(description, 0, len(files))
+        for done, utt_files in enumerate(files, start=1):
+            try:
+                utterance, wave = read_utterance(utt_files)
+                feats = _features(utterance, wave, features) if name == "train" else None
+            except (CorpusError, AudioError) as err:
+                if not skip_bad:
+                    raise
+                path = str(utt_files.any_path())
+                skipped.append(SkippedUtterance(utt_files.id, name, path, str(err)))
+            else:
+                yield utterance, feats
+            if progress is not None:
+                progress(description, done, len(files))
+
+    manifests: dict[str, list[Utterance]] = {name: [] for name in SPLITS}
+
+    def train_features() -> Iterator[torch.Tensor]:
+        for utterance, feats in read_split("train"):
+            manifests["train"].append(utterance)
+            assert feats is not None  # read_split computes them for train
+            yield feats
+
+    try:
+        # Streamed: one utterance's features in memory at a time.
+        stats = compute_stats(train_features())
+    except ConfigError:
+        if manifests["train"]:
+            raise
+        first = skipped[0].reason if skipped else "none found"
+        raise CorpusError(
+            f"{corpus}: no usable train utterance: all {len(skipped)} failed their checks "
+            f"(first: {first}); fix the corpus or synthesize it again"
+        ) from None
+    for name in ("dev", "test"):
+        manifests[name] = [utterance for utterance, _ in read_split(name)]
+    summaries = []
+    for name in SPLITS:
+        write_manifest(tmp / f"{name}.jsonl", manifests[name])
+        summaries.append(_summarize(name, manifests[name]))
+    write_stats(tmp / "stats.json", features, stats)
+    if skip_bad:
+        _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
+    return PrepareSummary(
+        corpus_dir=corpus.resolve(),
+        out_dir=out.resolve(),
+        features=features,
+        splits=tuple(summaries),
+        skipped=tuple(skipped),
+        stats_frames=stats.frames,
+    )
+
+
+def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    try:
+        return compute_features(wave, config)
+    except SeqkitError as err:
+        raise AudioError(f"{utterance.audio}: {err}") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing an existing ``target`` directory."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old / "previous")
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old / "previous", target)  # put the previous output back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
