@@ -1,0 +1,353 @@
+"""Training data in memory: normalized features, phone targets, length-bucketed batches.
+
+A prepared split (``PREPARED/train.jsonl``) becomes a :class:`FeatureDataset`: features are
+computed once per utterance (and cached in ``PREPARED/cache/`` keyed by the feature config and
+the manifest), normalized with the global statistics, and the 61-phone labels are folded to the
+training phone set (``q`` dropped). :class:`BucketBatchSampler` then groups utterances of similar
+length into padded batches under a frame budget, in a seeded order that is the same on every
+worker, so that each of N distributed workers takes its share of every global batch and a run
+can resume at any batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features
+from seqkit.audio.load import load_audio
+from seqkit.data.manifest import Utterance, read_manifest
+from seqkit.data.phones import fold_phones, vocabulary
+from seqkit.errors import ConfigError, CorpusError
+
+ProgressFn = Callable[[str, int, int], None]
+
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded batch.
+
+    Attributes:
+        ids: utterance ids, length B.
+        feats: (B, T, F) float32 normalized features, zero-padded (empty (B, 0, 0) for
+            text-only datasets).
+        feat_lengths: (B,) int64 valid frames per utterance.
+        targets: (B, U) int64 label indices (blank = 0 never appears), zero-padded.
+        target_lengths: (B,) int64 valid labels per utterance.
+    """
+
+    ids: list[str]
+    feats: torch.Tensor
+    feat_lengths: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device``."""
+        return Batch(
+            self.ids,
+            self.feats.to(device, non_blocking=True),
+            self.feat_lengths.to(device),
+            self.targets.to(device, non_blocking=True),
+            self.target_lengths.to(device),
+        )
+
+
+@dataclass(frozen=True)
+class FeatureDataset:
+    """Utterances ready for training, held in memory.
+
+    Attributes:
+        ids: utterance ids.
+        feats: per utterance (T, F) float32 normalized features (empty list when text-only).
+        targets: per utterance (U,) int64 label indices into :attr:`vocab`.
+        vocab: output symbols; index 0 is the blank.
+        phone_set: 61, 48 or 39.
+    """
+
+    ids: list[str]
+    feats: list[torch.Tensor]
+    targets: list[torch.Tensor]
+    vocab: tuple[str, ...]
+    phone_set: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Batching length per utterance: frames, or labels + 1 for text-only datasets."""
+        if self.feats:
+            return [int(f.shape[0]) for f in self.feats]
+        return [int(t.numel()) + 1 for t in self.targets]
+
+    def collate(self, indices: Sequence[int]) -> Batch:
+        """Pad the utterances ``indices`` into one :class:`Batch`."""
+        targets = [self.targets[i] for i in indices]
+        target_lengths = torch.tensor([t.numel() for t in targets], dtype=torch.long)
+        longest = max((t.numel() for t in targets), default=0)
+        padded_targets = torch.zeros(len(indices), longest, dtype=torch.long)  # (B, U)
+        for b, t in enumerate(targets):
+            padded_targets[b, : t.numel()] = t
+        if self.feats:
+            feats = [self.feats[i] for i in indices]
+            feat_lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+            padded = torch.zeros(len(indices), int(feat_lengths.max()), feats[0].shape[1])
+            for b, f in enumerate(feats):
+                padded[b, : f.shape[0]] = f  # (B, T, F)
+        else:
+            padded = torch.zeros(len(indices), 0, 0)
+            feat_lengths = torch.zeros(len(indices), dtype=torch.long)
+        return Batch([self.ids[i] for i in indices], padded, feat_lengths, padded_targets,
+                     target_lengths)
+
+
+def phone_targets(utterance: Utterance, phone_set: int, vocab: Sequence[str]) -> torch.Tensor:
+    """Label indices of an utterance's phones in a training phone set.
+
+    Args:
+        utterance: a manifest entry with 61-phone TIMIT labels.
+        phone_set: 61, 48 or 39; labels are folded to it and ``q`` is dropped.
+        vocab: the output symbols (``seqkit.data.phones.vocabulary(phone_set)``).
+
+    Returns:
+        (U,) int64 indices into ``vocab`` (never 0, the blank).
+
+    Raises:
+        CorpusError: a label is not a TIMIT phone.
+    """
+    index = {p: i for i, p in enumerate(vocab)}
+    labels = [p for p in utterance.phone_labels if p != "q"]
+    try:
+        folded = fold_phones(labels, to=phone_set)
+    except ConfigError as err:
+        raise CorpusError(f"utterance {utterance.id}: {err}") from None
+    return torch.tensor([index[p] for p in folded], dtype=torch.long)
+
+
+def _cache_path(data_dir: Path, split: str, features: FeatureConfig) -> Path:
+    key = hashlib.sha1()
+    key.update(json.dumps(features.to_dict(), sort_keys=True).encode())
+    key.update((data_dir / f"{split}.jsonl").read_bytes())
+    key.update(str(_CACHE_VERSION).encode())
+    return data_dir / "cache" / f"{split}-{features.kind}-{key.hexdigest()[:16]}.pt"
+
+
+def compute_split_features(
+    utterances: Sequence[Utterance],
+    features: FeatureConfig,
+    *,
+    cache: Path | None = None,
+    progress: ProgressFn | None = None,
+    description: str = "features",
+) -> list[torch.Tensor]:
+    """Raw (unnormalized) features of every utterance, read from or written to a cache file.
+
+    Args:
+        utterances: manifest entries.
+        features: the front end.
+        cache: a ``.pt`` file holding the features of exactly these utterances; read when it
+            exists, written (atomically) after computing otherwise. None = no cache.
+        progress: called as ``progress(description, done, total)`` while computing.
+        description: the progress description.
+
+    Returns:
+        One (T, F) float32 tensor per utterance.
+
+    Raises:
+        AudioError: an audio file cannot be read.
+    """
+    if cache is not None and cache.exists():
+        try:
+            stored = torch.load(cache, weights_only=True)
+            if stored.get("ids") == [u.id for u in utterances]:
+                return list(stored["feats"])
+        except (OSError, RuntimeError, EOFError, AttributeError):
+            pass  # a damaged or foreign cache is recomputed below
+    out: list[torch.Tensor] = []
+    total = len(utterances)
+    for n, utt in enumerate(utterances):
+        wave = load_audio(utt.audio, sample_rate=features.sample_rate)
+        out.append(compute_features(wave, features))
+        if progress is not None:
+            progress(description, n + 1, total)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+            torch.save({"ids": [u.id for u in utterances], "feats": out}, tmp)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only prepared dir just means no cache
+    return out
+
+
+def load_split(
+    data_dir: str | os.PathLike[str],
+    split: str,
+    *,
+    phone_set: int,
+    features: FeatureConfig | None,
+    stats: FeatureStats | None,
+    cache: bool = True,
+    progress: ProgressFn | None = None,
+) -> FeatureDataset:
+    """Load one split of a prepared directory as a :class:`FeatureDataset`.
+
+    Args:
+        data_dir: a directory made by ``seqkit data prepare`` (``{split}.jsonl``).
+        split: ``"train"``, ``"dev"`` or ``"test"``.
+        phone_set: training phone set (61, 48, 39).
+        features: the front end, or None for a text-only dataset (phone language model).
+        stats: normalization statistics for ``features``; None = raw features.
+        cache: cache computed features under ``data_dir/cache/``.
+        progress: called as ``progress("features <split>", done, total)``.
+
+    Returns:
+        The dataset, in manifest order.
+
+    Raises:
+        CorpusError: the manifest is missing, malformed, empty or has unknown labels.
+        AudioError: an audio file cannot be read.
+    """
+    data_dir = Path(data_dir)
+    manifest = data_dir / f"{split}.jsonl"
+    if not manifest.exists():
+        raise CorpusError(
+            f"manifest {manifest} not found: expected a directory made by `seqkit data prepare`"
+        )
+    utterances = read_manifest(manifest)
+    if not utterances:
+        raise CorpusError(f"manifest {manifest} has no utterances: prepare the corpus again")
+    vocab = vocabulary(phone_set)
+    targets = [phone_targets(u, phone_set, vocab) for u in utterances]
+    feats: list[torch.Tensor] = []
+    if features is not None:
+        cache_file = _cache_path(data_dir, split, features) if cache else None
+        raw = compute_split_features(utterances, features, cache=cache_file, progress=progress,
+                                     description=f"features {split}")
+        feats = [stats.normalize(f) if stats is not None else f for f in raw]
+    return FeatureDataset([u.id for u in utterances], feats, targets, vocab, phone_set)
+
+
+class BucketBatchSampler:
+    """Length-bucketed batches under a padded-frame budget; seeded, resumable, distributed.
+
+    Every epoch, utterances are shuffled with a generator seeded by ``(seed, epoch)``, grouped
+    into buckets of ``bucket_width`` frames, sorted by bucket, and cut into batches whose padded
+    size ``B * max(T)`` stays within ``max_frames`` (an utterance longer than the budget gets a
+    batch of its own); the batch order is shuffled too. All workers compute the same global
+    batches; worker ``rank`` of ``world_size`` takes items ``rank, rank + world_size, ...`` of
+    each, so every global batch holds at least ``world_size`` utterances.
+
+    State for resuming is ``(epoch, position)``: the epoch and the number of global batches
+    already consumed in it.
+
+    Args:
+        lengths: batching length of every utterance (frames).
+        max_frames: padded frame budget of one global batch.
+        seed: base seed of the shuffles.
+        bucket_width: bucket size in frames (0 = sort strictly by length).
+        shuffle: shuffle within buckets and the batch order (False: sorted, for evaluation).
+        rank: this worker's rank.
+        world_size: number of workers.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        max_frames: int,
+        *,
+        seed: int = 0,
+        bucket_width: int = 20,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if max_frames < 1:
+            raise ConfigError(f"max_frames must be >= 1, found {max_frames}")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"expected 0 <= rank < world_size, found {rank} and {world_size}")
+        if len(lengths) < world_size:
+            raise ConfigError(
+                f"{len(lengths)} utterances cannot be shared by {world_size} workers: "
+                "use fewer workers or more data"
+            )
+        self.lengths = [int(n) for n in lengths]
+        self.max_frames = max_frames
+        self.seed = seed
+        self.bucket_width = bucket_width
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.position = 0
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """Every worker's batches of ``epoch``, as lists of utterance indices."""
+        n = len(self.lengths)
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=gen).tolist()
+        else:
+            gen = None
+            order = list(range(n))
+        width = max(self.bucket_width, 1)
+        order.sort(key=lambda i: self.lengths[i] // width)  # stable: random within a bucket
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for i in order:
+            longest_if_added = max(longest, self.lengths[i])
+            fits = longest_if_added * (len(current) + 1) <= self.max_frames
+            if current and not fits and len(current) >= self.world_size:
+                batches.append(current)
+                current, longest_if_added = [], self.lengths[i]
+            current.append(i)
+            longest = longest_if_added
+        if current:
+            if len(current) < self.world_size and batches:
+                batches[-1].extend(current)  # too few to share: join the previous batch
+            else:
+                batches.append(current)
+        if gen is not None:
+            perm = torch.randperm(len(batches), generator=gen).tolist()
+            batches = [batches[p] for p in perm]
+        return batches
+
+    def local_share(self, batch: Sequence[int]) -> list[int]:
+        """This worker's utterances of a global batch."""
+        return list(batch[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        """Global batches in the current epoch."""
+        return len(self.global_batches(self.epoch))
+
+    def __iter__(self):  # noqa: ANN204 - a generator of index lists
+        """This worker's share of each remaining global batch of the current epoch."""
+        for batch in self.global_batches(self.epoch)[self.position :]:
+            self.position += 1
+            yield self.local_share(batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch."""
+        self.epoch = epoch
+        self.position = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "position"}`` for resuming."""
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at the batch after the last one consumed."""
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])

@@ -1,0 +1,396 @@
+"""Training recipes: TOML files mapped onto frozen dataclasses, with typed ``--set`` overrides.
+
+A recipe has three tables, each holding only what differs from the defaults below::
+
+    [model]            # seqkit.models.config.ModelConfig (kind, [model.encoder], [model.predictor])
+    [train]            # TrainConfig: optimizer, schedule, regularization, budget
+    [data]             # DataConfig: training phone set, bucketing, [data.features]
+
+``load_recipe(path, ["train.lr=3e-4", "model.encoder.hidden=128"])`` reads the file, applies the
+overrides and builds :class:`RecipeConfig`; an unknown key or a wrong type is a
+:class:`~seqkit.errors.ConfigError` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from seqkit.audio.features import FeatureConfig
+from seqkit.data.phones import PHONE_SETS
+from seqkit.errors import ConfigError
+from seqkit.models.config import ModelConfig
+
+OPTIMIZERS = ("adam", "sgd")
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimize: optimizer, LR schedule, regularization and the training budget.
+
+    Attributes:
+        optimizer: ``"adam"`` (default, robust) or ``"sgd"`` (SGD with Nesterov momentum, as
+            Graves et al. 2013).
+        lr: peak learning rate (after warmup).
+        momentum: SGD momentum (ignored by Adam).
+        weight_decay: L2 penalty added by the optimizer (0 = off).
+        warmup_steps: linear LR warmup from 0 over this many optimizer steps (0 = off).
+        lr_factor: multiply the LR by this when dev PER has not improved for ``lr_patience``
+            epochs (reduce-on-plateau; dev loss for language models).
+        lr_patience: epochs without improvement before the LR is reduced.
+        min_lr: the plateau schedule never goes below this LR.
+        grad_clip: clip the global gradient norm to this (0 = off).
+        weight_noise: std of Gaussian noise added to every weight for each batch's forward and
+            backward pass and removed before the update (Graves 2011/2013; 0 = off; 0.075 in
+            the paper).
+        max_epochs: passes over the training set (``--max-epochs`` overrides).
+        max_minutes: wall-clock budget in minutes, 0 = none (``--max-minutes`` overrides); the
+            run stops after the step that crosses it and writes ``last.pt``.
+        max_steps: stop after this many optimizer steps in total, 0 = none (handy for tests
+            and for interrupt/resume experiments).
+        patience: early stopping: stop when dev PER has not improved for this many epochs
+            (0 = never stop early).
+        max_frames: padded input frames per global batch (summed over all workers); the
+            batch size follows from it. Language models count phone tokens instead.
+        seed: seeds model init, batch order, dropout, SpecAugment and weight noise.
+        amp: mixed precision on CUDA: ``"off"``, ``"bf16"`` or ``"fp16"`` (with loss
+            scaling); ignored with a warning on CPU.
+        spec_augment: apply SpecAugment (frequency and time masks) to training features.
+        freq_masks: SpecAugment frequency masks per utterance.
+        freq_width: SpecAugment maximum frequency mask width (feature dims).
+        time_masks: SpecAugment time masks per utterance.
+        time_width: SpecAugment maximum time mask width (frames).
+        log_every: write a ``metrics.jsonl`` line every this many steps.
+        max_bad_steps: abort after this many non-finite losses or gradients in a row.
+        threads: CPU threads for torch (0 = all cores divided among local workers).
+        init_encoder: run dir or checkpoint of a CTC run whose encoder initializes this
+            model's (transducer pretraining, Graves 2013); "" = random init.
+        init_predictor: run dir or checkpoint of an ``lm`` run whose network initializes the
+            transducer's prediction network; "" = random init.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_factor: float = 0.5
+    lr_patience: int = 2
+    min_lr: float = 1e-6
+    grad_clip: float = 5.0
+    weight_noise: float = 0.0
+    max_epochs: int = 20
+    max_minutes: float = 0.0
+    max_steps: int = 0
+    patience: int = 6
+    max_frames: int = 16000
+    seed: int = 0
+    amp: str = "off"
+    spec_augment: bool = False
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width: int = 40
+    log_every: int = 50
+    max_bad_steps: int = 20
+    threads: int = 0
+    init_encoder: str = ""
+    init_predictor: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.optimizer in OPTIMIZERS,
+            f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, found {self.optimizer!r}",
+        )
+        _require(self.amp in AMP_MODES,
+                 f"train.amp must be one of {', '.join(AMP_MODES)}, found {self.amp!r}")
+        _require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be > 0, found {self.lr}")
+        _require(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), found {self.momentum}")
+        _require(0 < self.lr_factor <= 1,
+                 f"train.lr_factor must be in (0, 1], found {self.lr_factor}")
+        for name in ("weight_decay", "grad_clip", "weight_noise", "max_minutes", "min_lr"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0,
+                     f"train.{name} must be >= 0, found {value}")
+        for name in ("warmup_steps", "lr_patience", "max_steps", "patience", "threads",
+                     "freq_masks", "freq_width", "time_masks", "time_width"):
+            value = getattr(self, name)
+            _require(value >= 0, f"train.{name} must be >= 0, found {value}")
+        for name in ("max_epochs", "max_frames", "log_every", "max_bad_steps"):
+            value = getattr(self, name)
+            _require(value >= 1, f"train.{name} must be >= 1, found {value}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the model is trained on.
+
+    Attributes:
+        phone_set: training targets: 61 (Graves et al.), 48 (Kaldi) or 39 phones; the 61
+            TIMIT labels of the manifests are folded and ``q`` is dropped. Scoring always
+            folds to 39.
+        bucket_width: utterances whose lengths fall in the same ``bucket_width``-frame bucket
+            are batched together (less padding; 0 = sort strictly by length).
+        cache: keep computed features in ``PREPARED/cache/`` so later runs skip extraction.
+        features: the front end; when it differs from the one ``stats.json`` was computed
+            with, normalization statistics are recomputed on the training set.
+    """
+
+    phone_set: int = 61
+    bucket_width: int = 20
+    cache: bool = True
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.phone_set in PHONE_SETS,
+                 f"data.phone_set must be one of 61, 48, 39, found {self.phone_set}")
+        _require(self.bucket_width >= 0,
+                 f"data.bucket_width must be >= 0, found {self.bucket_width}")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """A whole recipe: model, training and data settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.kind != "transducer" and (self.train.init_encoder or
+                                                 self.train.init_predictor):
+            raise ConfigError(
+                f"train.init_encoder / train.init_predictor initialize a transducer, but "
+                f"model.kind is {self.model.kind!r}: remove them or set model.kind = 'transducer'"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON / TOML / checkpoint friendly); inverse of :meth:`from_dict`."""
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RecipeConfig:
+        """Build from a nested dict such as :meth:`to_dict` output or a parsed TOML file.
+
+        Raises:
+            ConfigError: an unknown key, a wrong type or an invalid value.
+        """
+        return _build(cls, data, prefix="", source=source, origins={})
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    return obj
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return {int: "integer", float: "number", str: "string", bool: "true/false",
+            type(None): "none"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits the annotation ``tp``, and the value converted (int -> float)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        for option in typing.get_args(tp):
+            ok, converted = _matches(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+def _unknown_key(key: str, valid: list[str], source: str) -> ConfigError:
+    prefix = key.rpartition(".")[0]
+    full_valid = [f"{prefix}.{v}" if prefix else v for v in valid]
+    close = difflib.get_close_matches(key, full_valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ConfigError(
+        f"{source}: unknown key {key}{hint}; valid keys here are {', '.join(full_valid)}"
+    )
+
+
+def _build(cls: type, data: Any, *, prefix: str, source: str, origins: dict[str, str]) -> Any:
+    """Build dataclass ``cls`` from nested dict ``data``, checking keys and types."""
+    where = prefix or "the recipe"
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origins.get(prefix, source)}: {where} must be a table, found {data!r}"
+        )
+    hints = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in hints:
+            raise _unknown_key(dotted, list(hints), origins.get(dotted, source))
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, prefix=dotted, source=source, origins=origins)
+            continue
+        ok, converted = _matches(value, tp)
+        if not ok:
+            raise ConfigError(
+                f"{origins.get(dotted, source)}: {dotted} must be a {_type_name(tp)}, found "
+                f"{value!r} ({type(value).__name__})"
+            )
+        kwargs[key] = converted
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    """``"train.lr=3e-4"`` -> ``("train.lr", 0.0003)``; bare words are strings."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"override {text!r} is not KEY=VALUE: expected e.g. --set train.lr=3e-4"
+        )
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # an unquoted word such as sgd or a path
+    return key, value
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], origins: dict[str, str]
+) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with ``KEY=VALUE`` overrides applied.
+
+    Keys are checked against :class:`RecipeConfig`'s fields so that a typo is reported with the
+    valid keys; a value given for a string field is kept as written.
+    """
+    result = _deep_copy(data)
+    for text in overrides:
+        key, value = _parse_override(text)
+        parts = key.split(".")
+        cls: Any = RecipeConfig
+        node = result
+        for depth, part in enumerate(parts):
+            dotted = ".".join(parts[: depth + 1])
+            hints = _field_types(cls)
+            if part not in hints:
+                raise _unknown_key(dotted, list(hints), f"--set {text}")
+            tp = hints[part]
+            last = depth == len(parts) - 1
+            if dataclasses.is_dataclass(tp):
+                if last:
+                    raise ConfigError(
+                        f"--set {text}: {dotted} is a table; set one of its keys, e.g. "
+                        f"{dotted}.{fields(tp)[0].name}=..."
+                    )
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node, cls = child, tp
+                continue
+            if not last:
+                raise ConfigError(f"--set {text}: {dotted} is a value, not a table")
+            if tp is str or tp == (str | None):
+                value = text.partition("=")[2].strip()
+                if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                    value = value[1:-1]
+            node[part] = value
+            origins[key] = f"--set {text}"
+    return result
+
+
+def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RecipeConfig:
+    """Read a TOML recipe and apply ``section.key=value`` overrides.
+
+    Args:
+        path: the recipe, e.g. ``recipes/synth/ctc_blstm.toml``.
+        overrides: ``KEY=VALUE`` strings with dotted keys (``train.lr=3e-4``,
+            ``model.encoder.hidden=128``); values are TOML literals, bare words are strings.
+
+    Returns:
+        The resolved recipe.
+
+    Raises:
+        ConfigError: the file is missing or not TOML; an unknown key (with the valid keys and a
+            did-you-mean); a wrong type (naming the key and the file or override); an invalid
+            or conflicting value.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"recipe {path} not found: expected a TOML file such as recipes/synth/ctc_blstm.toml"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read recipe {path} ({err}): check the path") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"recipe {path} is not valid TOML ({err}): fix the syntax") from None
+    origins: dict[str, str] = {}
+    data = apply_overrides(data, list(overrides or []), origins)
+    return _build(RecipeConfig, data, prefix="", source=f"recipe {path.name}", origins=origins)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def recipe_to_toml(recipe: RecipeConfig) -> str:
+    """The fully resolved recipe as TOML text (``None`` values, i.e. defaults, are left out)."""
+    lines: list[str] = []
+
+    def table(name: str, data: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in data.items() if not isinstance(v, dict) and v is not None}
+        if scalars or not name.count("."):
+            lines.append(f"[{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+            lines.append("")
+        for key, value in data.items():
+            if isinstance(value, dict):
+                table(f"{name}.{key}", value)
+
+    for section, data in recipe.to_dict().items():
+        table(section, data)
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""Distributed data parallel training: process groups and launching local workers.
+
+Workers are started by torch.distributed's own launcher (the elastic agent behind ``torchrun``),
+either by ``seqkit train --nproc N`` (:func:`launch_local`) or by ``torchrun`` across machines;
+either way each worker finds ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT`` in its environment, and :func:`setup` joins the process group from them: NCCL
+when the worker has a GPU, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from seqkit.errors import ConfigError, TrainingError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this worker stands.
+
+    Attributes:
+        rank: global rank (0 writes files).
+        world_size: number of workers.
+        local_rank: rank on this machine (picks the GPU).
+        local_world_size: workers on this machine (shares the CPU cores).
+        device: the worker's device.
+        initialized_here: whether :func:`setup` created the process group (and
+            :func:`teardown` should destroy it).
+    """
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    device: torch.device
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this worker writes files and reports progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one worker takes part."""
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable {name} must be an integer, found {raw!r}"
+        ) from None
+
+
+def setup(device: str | None = None) -> DistributedContext:
+    """Join the process group described by the launcher's environment variables, if any.
+
+    Args:
+        device: ``"cpu"`` or ``"cuda"``; None = CUDA when available. With CUDA, worker
+            ``LOCAL_RANK`` uses GPU ``LOCAL_RANK``.
+
+    Returns:
+        The worker's context (a single worker when ``WORLD_SIZE`` is unset or 1).
+
+    Raises:
+        ConfigError: CUDA was asked for but is not available, or the environment is malformed.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    local_world_size = _env_int("LOCAL_WORLD_SIZE", world_size)
+    use_cuda = torch.cuda.is_available() if device is None else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but CUDA is not available: use device cpu")
+    if use_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        dev = torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
+    initialized_here = False
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        initialized_here = True
+    return DistributedContext(rank, world_size, local_rank, local_world_size, dev,
+                              initialized_here)
+
+
+def teardown(ctx: DistributedContext) -> None:
+    """Leave the process group if :func:`setup` created it."""
+    if ctx.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_flag(ctx: DistributedContext, *flags: bool) -> list[bool]:
+    """Each flag OR-ed over all workers (one all-reduce), so that every worker decides alike."""
+    if not ctx.distributed:
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
+
+
+def sum_values(ctx: DistributedContext, *values: float) -> list[float]:
+    """Each value summed over all workers."""
+    if not ctx.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def gather_objects(ctx: DistributedContext, obj: Any) -> list[Any]:
+    """Every worker's ``obj``, in rank order (a one-element list without distribution)."""
+    if not ctx.distributed:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(ctx: DistributedContext) -> None:
+    """Wait for every worker."""
+    if ctx.distributed:
+        dist.barrier()
+
+
+def launch_local(
+    nproc: int,
+    entrypoint: Callable[..., Any] | str,
+    args: tuple[Any, ...] = (),
+    *,
+    env: dict[str, str] | None = None,
+) -> dict[int, Any]:
+    """Run ``nproc`` workers on this machine with torch.distributed's elastic launcher.
+
+    The same agent as ``torchrun --standalone --nproc-per-node N``: it sets the rendezvous
+    environment of each worker, watches them and stops all when one fails.
+
+    Args:
+        nproc: number of workers (>= 1).
+        entrypoint: a picklable function (run in spawned processes) or an executable path
+            (run as ``entrypoint *args``).
+        args: arguments for the entrypoint.
+        env: extra environment variables for the workers (e.g. ``OMP_NUM_THREADS``).
+
+    Returns:
+        Each rank's return value (None for an executable).
+
+    Raises:
+        ConfigError: ``nproc`` < 1.
+        TrainingError: a worker failed (the message carries its error).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, found {nproc}")
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"seqkit-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # standalone: the agent picks a free port
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})  # the agent passes its environment to the workers
+    try:
+        return elastic_launch(config, entrypoint)(*args)
+    except ChildFailedError as err:
+        first = next(iter(err.failures.values()), None)
+        detail = first.message if first is not None else str(err)
+        if isinstance(detail, dict):
+            detail = detail.get("message", detail)
+        reason = str(detail).strip().splitlines()[-1] if str(detail).strip() else "unknown"
+        raise TrainingError(
+            f"a training worker failed ({reason}); rerun with --nproc 1 to see the full error"
+        ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
