@@ -60,3 +60,53 @@ def ctc_brute_force(log_probs: torch.Tensor, target: torch.Tensor, blank: int = 
 
 
 # --- Transducer (owned by the transducer loss work) -------------------------------------------
+
+
+def transducer_brute_force(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    blank: int = 0,
+    *,
+    fused_log_softmax: bool = True,
+) -> torch.Tensor:
+    """Transducer loss of one sequence by enumerating every monotone path through the lattice.
+
+    Graves 2012, "Sequence Transduction with Recurrent Neural Networks". A path starts at node
+    (t=0, u=0); from (t, u) it either emits blank (to (t+1, u)) or emits ``target[u]`` (to
+    (t, u+1)); it ends with the blank leaving (T-1, U). There are C(T+U-1, U) paths, so this is
+    only usable for a handful of frames and labels.
+
+    Args:
+        logits: (T, U+1, V), float32 or float64, unnormalized (or log-probs when
+            ``fused_log_softmax`` is False). Differentiable: the result keeps its graph.
+        target: (U,), integer labels, none equal to ``blank``.
+        blank: index of the blank class. Default 0.
+        fused_log_softmax: apply log-softmax over V first (True, default) or take ``logits`` as
+            log-probs (False), as ``torchaudio.functional.rnnt_loss`` does.
+
+    Returns:
+        0-dim float64 tensor: minus the log of the summed path probabilities.
+    """
+    T, U1, _ = logits.shape  # (T, U+1, V)
+    U = U1 - 1
+    lp = logits.double()
+    if fused_log_softmax:
+        lp = torch.log_softmax(lp, dim=-1)
+    labels = [int(x) for x in target.reshape(-1)[:U]]
+    path_scores = []
+    # A path is T + U moves; the last is the final blank, the other T-1 blanks and U labels are
+    # placed freely among the first T+U-1 moves.
+    for emit_steps in itertools.combinations(range(T + U - 1), U):
+        emit_at = set(emit_steps)
+        t = u = 0
+        terms = []
+        for step in range(T + U - 1):
+            if step in emit_at:
+                terms.append(lp[t, u, labels[u]])
+                u += 1
+            else:
+                terms.append(lp[t, u, blank])
+                t += 1
+        terms.append(lp[T - 1, U, blank])
+        path_scores.append(torch.stack(terms).sum())
+    return -torch.logsumexp(torch.stack(path_scores), dim=0)
