@@ -1,0 +1,1 @@
+"""Benchmarks that time seqkit against its peers; rows of numbers, never printed here."""

@@ -1,0 +1,127 @@
+"""CTC loss speed: seqkit's ``ctc_loss`` against ``torch.nn.functional.ctc_loss``.
+
+Both run forward + backward on the same inputs, alternating, and the median of the repeats is
+kept. On CPU ours is the vectorized PyTorch path; on CUDA it is the Triton kernels (the peer is
+then torch's CUDA / cuDNN loss).
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from seqkit.errors import BackendUnavailableError
+from seqkit.losses.ctc import ctc_loss
+
+PEER = "torch.nn.functional.ctc_loss"
+
+# (B, T, S, C): TIMIT-like utterances (61 phones + blank), and one long-sequence case.
+SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    (32, 150, 30, 62),
+    (16, 200, 60, 62),
+    (16, 400, 60, 62),
+    (8, 400, 80, 62),
+    (8, 1000, 200, 32),
+)
+
+
+def _make_inputs(
+    batch: int, frames: int, labels: int, classes: int, device: torch.device, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random log-probs (T, B, C), padded targets (B, S) and lengths (B,), mixed lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(frames, batch, classes, generator=generator)  # (T, B, C)
+    log_probs = logits.log_softmax(dim=-1)
+    targets = torch.randint(1, classes, (batch, labels), generator=generator)  # (B, S)
+    # Lengths between 80% and 100% of the maximum; the first sequence is full length.
+    input_lengths = frames - torch.randint(0, frames // 5 + 1, (batch,), generator=generator)
+    target_lengths = labels - torch.randint(0, labels // 5 + 1, (batch,), generator=generator)
+    input_lengths[0], target_lengths[0] = frames, labels
+    return (
+        log_probs.to(device),
+        targets.to(device),
+        input_lengths.to(device),
+        target_lengths.to(device),
+    )
+
+
+def _forward_backward(
+    loss_fn: Callable[..., torch.Tensor], leaf: torch.Tensor, *rest: torch.Tensor
+) -> None:
+    leaf.grad = None
+    loss_fn(leaf, *rest).backward()
+
+
+def _time_once(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def run(
+    repeats: int = 5,
+    device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[dict]:
+    """Time forward + backward of our CTC loss and torch's on TIMIT-like shapes.
+
+    Args:
+        repeats: timed repeats per shape and implementation (after one warm-up); the median is
+            reported.
+        device: "cpu" or "cuda" (our Triton kernels against torch's CUDA loss).
+        progress: optional callback ``progress(description, completed, total)``.
+
+    Returns:
+        One row per shape: {"loss": "ctc", "shape": "B=.. T=.. S=.. C=..", "backend": str,
+        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms}.
+
+    Raises:
+        BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
+    """
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            "expected a CUDA device for --device cuda, found none: use --device cpu"
+        )
+    backend = "triton" if target.type == "cuda" else "cpu"
+    rows: list[dict] = []
+    for index, (batch, frames, labels, classes) in enumerate(SHAPES):
+        if progress is not None:
+            progress("CTC loss", index, len(SHAPES))
+        log_probs, targets, input_lengths, target_lengths = _make_inputs(
+            batch, frames, labels, classes, target, seed=index
+        )
+        leaf = log_probs.clone().requires_grad_()
+        args = (leaf, targets, input_lengths, target_lengths)
+        ours_loss = functools.partial(ctc_loss, backend=backend)
+        ours = functools.partial(_forward_backward, ours_loss, *args)
+        peer = functools.partial(_forward_backward, torch.nn.functional.ctc_loss, *args)
+        ours()
+        peer()
+        ours_ms, peer_ms = [], []
+        for _ in range(repeats):
+            ours_ms.append(_time_once(ours, target))
+            peer_ms.append(_time_once(peer, target))
+        ours_median, peer_median = statistics.median(ours_ms), statistics.median(peer_ms)
+        rows.append(
+            {
+                "loss": "ctc",
+                "shape": f"B={batch} T={frames} S={labels} C={classes}",
+                "backend": backend,
+                "ours_ms": ours_median,
+                "peer": PEER,
+                "peer_ms": peer_median,
+                "ratio": ours_median / peer_median,
+            }
+        )
+    if progress is not None:
+        progress("CTC loss", len(SHAPES), len(SHAPES))
+    return rows
