@@ -1,0 +1,458 @@
+"""Beam search for CTC and transducer models.
+
+- :func:`ctc_beam_search`: CTC prefix beam search (Graves 2012, "Supervised Sequence Labelling
+  with Recurrent Neural Networks", ch. 7.5; Hannun et al. 2014 for the LM shallow fusion), with an
+  optional phone n-gram LM weighted by ``lm_weight``.
+- :func:`transducer_beam_search`: the beam search of Graves 2012, "Sequence Transduction with
+  Recurrent Neural Networks", section 2.6, with its prefix merging; any number of labels per
+  frame. Exact (the sum over alignments of each kept sequence) when nothing is pruned.
+- :func:`transducer_beam_search_batched`: a time-synchronous, batched variant that emits at most
+  one label per frame and merges hypotheses with equal labels (the "modified beam search" of k2 /
+  icefall, described in Kang et al. 2022, "Fast and parallel decoding for transducer"). Much
+  faster on long files; it cannot emit two labels at one frame.
+
+Scores are natural-log probabilities. Every function returns, per utterance, the kept
+hypotheses best first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqkit.decoding.greedy import _check_lengths
+from seqkit.errors import ConfigError, LossInputError
+
+# lm(context labels, next label or None for end of sequence) -> natural-log probability
+LabelLM = Callable[[Sequence[int], int | None], float]
+
+_NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class BeamHypothesis:
+    """One beam-search result.
+
+    Attributes:
+        labels: label indices, blank excluded.
+        score: total score used for ranking: acoustic log-probability plus ``lm_weight`` times
+            the LM log-probability plus the insertion bonus (and length-normalized when asked).
+        acoustic: log-probability of ``labels`` under the acoustic model alone (summed over the
+            alignments the search kept).
+    """
+
+    labels: tuple[int, ...]
+    score: float
+    acoustic: float
+
+
+def _check_beam(beam: int) -> None:
+    if beam < 1:
+        raise ConfigError(f"expected beam >= 1, found {beam}: use 1 (greedy-like) or more")
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == _NEG_INF:
+        return b
+    if b == _NEG_INF:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+def ctc_beam_search(
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    beam: int = 8,
+    blank: int = 0,
+    lm: LabelLM | None = None,
+    lm_weight: float = 0.0,
+    insertion_bonus: float = 0.0,
+    prune_top_k: int | None = None,
+) -> list[list[BeamHypothesis]]:
+    """CTC prefix beam search with optional LM shallow fusion.
+
+    Each prefix keeps two log-probabilities, ending in blank and ending in a label, so that the
+    sum over all CTC alignments of a prefix is tracked exactly while it stays in the beam. With
+    ``beam`` at least the number of possible prefixes, the result is the most probable labelling.
+
+    Args:
+        log_probs: (B, T, V) float, per-frame log-probabilities (``model.log_probs``).
+        lengths: (B,) int, valid frames per utterance.
+        beam: prefixes kept after every frame. Default 8.
+        blank: index of the blank symbol. Default 0.
+        lm: optional label LM, ``lm(context, label) -> log P(label | context)``, and
+            ``lm(context, None)`` the end-of-sequence log-probability (see
+            :meth:`seqkit.decoding.ngram.PhoneNgram.label_scorer`).
+        lm_weight: weight of the LM log-probability. Default 0 (LM ignored).
+        insertion_bonus: added per emitted label, to balance the LM's bias towards short
+            outputs. Default 0.
+        prune_top_k: only extend prefixes by the ``prune_top_k`` most probable labels of each
+            frame. Default None: ``beam`` labels (all labels when ``beam`` >= V).
+
+    Returns:
+        Per utterance, up to ``beam`` hypotheses, best first.
+
+    Raises:
+        LossInputError: if the shapes or lengths do not fit.
+        ConfigError: if ``beam`` < 1.
+    """
+    if log_probs.dim() != 3:
+        raise LossInputError(
+            f"expected log_probs (B, T, V), found {tuple(log_probs.shape)}: "
+            "pass the CTC model's log_probs output (batch first)"
+        )
+    _check_beam(beam)
+    batch, frames, vocab = log_probs.shape
+    valid = _check_lengths(lengths, batch, frames, "ctc_beam_search")
+    top_k = min(vocab, prune_top_k if prune_top_k is not None else max(beam, 1) + 1)
+    lp_all = log_probs.detach().float().cpu().numpy()
+    use_lm = lm is not None and lm_weight != 0.0
+    return [
+        _ctc_beam_one(lp_all[b, : valid[b]], beam, blank, lm if use_lm else None, lm_weight,
+                      insertion_bonus, top_k)
+        for b in range(batch)
+    ]
+
+
+def _ctc_beam_one(
+    lp: np.ndarray,
+    beam: int,
+    blank: int,
+    lm: LabelLM | None,
+    lm_weight: float,
+    insertion_bonus: float,
+    top_k: int,
+) -> list[BeamHypothesis]:
+    """Prefix beam search over one utterance's (T, V) log-probabilities."""
+    # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus score]
+    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG_INF, 0.0]}
+    lm_cache: dict[tuple[tuple[int, ...], int | None], float] = {}
+
+    def extension_score(prefix: tuple[int, ...], label: int | None) -> float:
+        if lm is None:
+            return insertion_bonus if label is not None else 0.0
+        key = (prefix, label)
+        if key not in lm_cache:
+            lm_cache[key] = lm_weight * lm(prefix, label) + (
+                insertion_bonus if label is not None else 0.0
+            )
+        return lm_cache[key]
+
+    vocab = lp.shape[1]
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        if top_k < vocab:
+            candidates = [int(k) for k in np.argpartition(-row, top_k - 1)[:top_k]]
+        else:
+            candidates = list(range(vocab))
+        candidates = [k for k in candidates if k != blank]
+        blank_lp = float(row[blank])
+        nxt: dict[tuple[int, ...], list[float]] = {}
+        for prefix, (p_b, p_nb, extra) in beams.items():
+            total = _logaddexp(p_b, p_nb)
+            # stay on the prefix: emit blank, or repeat the last label (collapsed)
+            cell = nxt.setdefault(prefix, [_NEG_INF, _NEG_INF, extra])
+            cell[0] = _logaddexp(cell[0], total + blank_lp)
+            if prefix:
+                last = prefix[-1]
+                cell[1] = _logaddexp(cell[1], p_nb + float(row[last]))
+            for k in candidates:
+                new = (*prefix, k)
+                cell_new = nxt.get(new)
+                if cell_new is None:
+                    cell_new = [_NEG_INF, _NEG_INF, extra + extension_score(prefix, k)]
+                    nxt[new] = cell_new
+                # a repeated label needs a blank in between to count as a new label
+                source = p_b if prefix and k == prefix[-1] else total
+                cell_new[1] = _logaddexp(cell_new[1], source + float(row[k]))
+        ranked = sorted(
+            nxt.items(), key=lambda item: _logaddexp(item[1][0], item[1][1]) + item[1][2],
+            reverse=True,
+        )
+        beams = dict(ranked[:beam])
+
+    results = []
+    for prefix, (p_b, p_nb, extra) in beams.items():
+        acoustic = _logaddexp(p_b, p_nb)
+        score = acoustic + extra + (extension_score(prefix, None) if lm is not None else 0.0)
+        results.append(BeamHypothesis(prefix, score, acoustic))
+    results.sort(key=lambda h: h.score, reverse=True)
+    return results
+
+
+class _PredictorCache:
+    """Prediction-network outputs per label prefix, computed once each (batch of one)."""
+
+    def __init__(self, model: Any, blank: int, device: torch.device) -> None:
+        self.model = model
+        self.blank = blank
+        self.device = device
+        start = torch.full((1, 1), blank, dtype=torch.long, device=device)
+        g, state = model.predict(start, None)  # g: (1, 1, H)
+        self.cache: dict[tuple[int, ...], tuple[torch.Tensor, Any]] = {(): (g, state)}
+
+    def get(self, prefix: tuple[int, ...]) -> torch.Tensor:
+        if prefix not in self.cache:
+            self.get(prefix[:-1])
+            _, state = self.cache[prefix[:-1]]
+            label = torch.full((1, 1), prefix[-1], dtype=torch.long, device=self.device)
+            self.cache[prefix] = self.model.predict(label, state)
+        return self.cache[prefix][0]
+
+
+def transducer_beam_search(
+    model: Any,
+    f: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    beam: int = 8,
+    blank: int = 0,
+    length_norm: bool = False,
+    max_expansions_per_frame: int | None = None,
+) -> list[list[BeamHypothesis]]:
+    """Graves (2012) transducer beam search, one utterance at a time.
+
+    At each frame, the hypotheses of the previous frame first absorb the probability of being
+    reached from their prefixes within the frame (prefix merging); then the most probable
+    hypothesis is repeatedly taken out, its blank-terminated version moves to the next beam and
+    its one-label extensions join the candidates, until ``beam`` finished hypotheses beat every
+    candidate left. With a beam large enough that nothing is pruned, each kept sequence carries
+    its exact probability summed over alignments.
+
+    Args:
+        model: transducer model with ``predict`` and ``joint`` (see
+            :func:`seqkit.decoding.greedy.transducer_greedy`).
+        f: (B, T, H) float, encoder output.
+        lengths: (B,) int, valid encoder frames per utterance.
+        beam: hypotheses kept per frame (W in the paper). Default 8.
+        blank: index of the blank symbol. Default 0.
+        length_norm: rank the final hypotheses by log-probability divided by their length, as
+            the paper does. Default False: by log-probability (the most probable sequence).
+        max_expansions_per_frame: safety cap on the hypotheses expanded in one frame. Default
+            None: ``4 * beam + 16``.
+
+    Returns:
+        Per utterance, up to ``beam`` hypotheses, best first.
+
+    Raises:
+        LossInputError: if the shapes or lengths do not fit.
+        ConfigError: if ``beam`` < 1.
+    """
+    if f.dim() != 3:
+        raise LossInputError(
+            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
+            "pass model.encode(...)[0]"
+        )
+    _check_beam(beam)
+    batch, frames, _ = f.shape
+    valid = _check_lengths(lengths, batch, frames, "transducer_beam_search")
+    cap = max_expansions_per_frame if max_expansions_per_frame is not None else 4 * beam + 16
+    out = []
+    with torch.no_grad():
+        for b in range(batch):
+            out.append(_transducer_beam_one(model, f[b, : valid[b]], beam, blank, length_norm, cap))
+    return out
+
+
+def _transducer_beam_one(
+    model: Any, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int
+) -> list[BeamHypothesis]:
+    """Graves's beam search over one utterance's (T, H) encoder output."""
+    predictor = _PredictorCache(model, blank, f.device)
+    # prefix -> log P(prefix emitted by the end of the previous frame)
+    kept: dict[tuple[int, ...], float] = {(): 0.0}
+    for t in range(f.shape[0]):
+        ft = f[t].reshape(1, 1, 1, -1)  # (1, 1, 1, H)
+        logp_cache: dict[tuple[int, ...], np.ndarray] = {}
+
+        def label_log_probs(prefix: tuple[int, ...], ft: torch.Tensor = ft,
+                            cache: dict[tuple[int, ...], np.ndarray] = logp_cache) -> np.ndarray:
+            if prefix not in cache:
+                g = predictor.get(prefix).reshape(1, 1, 1, -1)  # (1, 1, 1, H)
+                logits = model.joint(ft, g).reshape(-1)  # (V,)
+                cache[prefix] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            return cache[prefix]
+
+        # prefix merging: add the paths that reach y from a kept proper prefix within frame t
+        candidates = dict(kept)
+        by_length = sorted(kept, key=len)
+        for y in by_length:
+            for y_hat in by_length:
+                if len(y_hat) >= len(y):
+                    break
+                if y[: len(y_hat)] != y_hat:
+                    continue
+                step = kept[y_hat]
+                for i in range(len(y_hat), len(y)):
+                    step += float(label_log_probs(y[:i])[y[i]])
+                candidates[y] = _logaddexp(candidates[y], step)
+        seen = set(candidates)  # sequences whose in-frame total is already complete
+        finished: dict[tuple[int, ...], float] = {}
+        expansions = 0
+        while candidates and expansions < cap:
+            best_candidate = max(candidates.values())
+            better = sum(1 for v in finished.values() if v > best_candidate)
+            if better >= beam:
+                break
+            y_star = max(candidates, key=candidates.__getitem__)
+            p_star = candidates.pop(y_star)
+            expansions += 1
+            logp = label_log_probs(y_star)
+            finished[y_star] = _logaddexp(finished.get(y_star, _NEG_INF), p_star + logp[blank])
+            for k in range(logp.shape[0]):
+                if k == blank:
+                    continue
+                new = (*y_star, k)
+                if new in seen:
+                    continue  # already counted through prefix merging
+                seen.add(new)
+                candidates[new] = p_star + float(logp[k])
+        kept = dict(sorted(finished.items(), key=lambda item: item[1], reverse=True)[:beam])
+
+    def rank(item: tuple[tuple[int, ...], float]) -> float:
+        labels, logp = item
+        return logp / max(len(labels), 1) if length_norm else logp
+
+    ordered = sorted(kept.items(), key=rank, reverse=True)
+    return [BeamHypothesis(labels, rank((labels, lp)), lp) for labels, lp in ordered]
+
+
+def _index_state(state: Any, index: torch.Tensor) -> Any:
+    """Select batch entries of a prediction-network state (torch LSTM layout: (layers, B, H))."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.index_select(1 if state.dim() == 3 else 0, index)
+    return type(state)(_index_state(s, index) for s in state)
+
+
+def transducer_beam_search_batched(
+    model: Any,
+    f: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    beam: int = 8,
+    blank: int = 0,
+) -> list[list[BeamHypothesis]]:
+    """Time-synchronous batched transducer beam search, at most one label per frame.
+
+    All hypotheses of all utterances are scored by one joint call per frame; each utterance keeps
+    its ``beam`` best extensions (blank keeps the hypothesis, a label appends it), hypotheses with
+    equal labels are merged by adding their probabilities, and the prediction network runs once
+    per frame on the new labels. Cost per frame is independent of how many labels were emitted,
+    which makes it the fast choice for long files.
+
+    Args:
+        model: transducer model with ``predict`` and ``joint``; the prediction state must follow
+            torch's LSTM layout (tensors (layers, B, H) or tuples of them).
+        f: (B, T, H) float, encoder output.
+        lengths: (B,) int, valid encoder frames per utterance.
+        beam: hypotheses kept per utterance. Default 8.
+        blank: index of the blank symbol. Default 0.
+
+    Returns:
+        Per utterance, up to ``beam`` hypotheses, best first.
+
+    Raises:
+        LossInputError: if the shapes or lengths do not fit.
+        ConfigError: if ``beam`` < 1.
+    """
+    if f.dim() != 3:
+        raise LossInputError(
+            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
+            "pass model.encode(...)[0]"
+        )
+    _check_beam(beam)
+    batch, frames, _ = f.shape
+    valid = _check_lengths(lengths, batch, frames, "transducer_beam_search_batched")
+    device = f.device
+    with torch.no_grad():
+        start = torch.full((1, 1), blank, dtype=torch.long, device=device)
+        g0, state0 = model.predict(start, None)  # g0: (1, 1, H)
+        # flat list of live hypotheses: (utterance, labels, log-prob); g and state row-aligned
+        hyp_utt = list(range(batch))
+        hyp_labels: list[tuple[int, ...]] = [()] * batch
+        hyp_scores = torch.zeros(batch, dtype=torch.float64)
+        index0 = torch.zeros(batch, dtype=torch.long, device=device)
+        g = g0[:, 0].index_select(0, index0)  # (N, H)
+        state = _index_state(state0, index0)
+        for t in range(frames):
+            active = [valid[u] > t for u in hyp_utt]
+            if not any(active):
+                break
+            utt_index = torch.tensor(hyp_utt, dtype=torch.long, device=device)
+            ft = f[:, t].index_select(0, utt_index)  # (N, H)
+            logits = model.joint(ft[:, None, None, :], g[:, None, None, :])  # (N, 1, 1, V)
+            logp = torch.log_softmax(logits.reshape(len(hyp_utt), -1).double(), dim=-1).cpu()
+            vocab = logp.shape[1]
+            new_utt: list[int] = []
+            new_labels: list[tuple[int, ...]] = []
+            new_scores: list[float] = []
+            source_rows: list[int] = []
+            emitted: list[int] = []  # label appended (or -1 for blank)
+            for u in range(batch):
+                rows = [i for i, hu in enumerate(hyp_utt) if hu == u]
+                if not active[rows[0]]:
+                    for i in rows:  # finished utterance: carry its hypotheses unchanged
+                        new_utt.append(u)
+                        new_labels.append(hyp_labels[i])
+                        new_scores.append(float(hyp_scores[i]))
+                        source_rows.append(i)
+                        emitted.append(-1)
+                    continue
+                total = (hyp_scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
+                k = min(beam, total.numel())
+                top = torch.topk(total, k)
+                merged: dict[tuple[int, ...], int] = {}
+                for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                    row, label = rows[flat // vocab], flat % vocab
+                    labels = hyp_labels[row] if label == blank else (*hyp_labels[row], label)
+                    if labels in merged:
+                        j = merged[labels]
+                        new_scores[j] = _logaddexp(new_scores[j], score)
+                        continue
+                    merged[labels] = len(new_labels)
+                    new_utt.append(u)
+                    new_labels.append(labels)
+                    new_scores.append(score)
+                    source_rows.append(row)
+                    emitted.append(-1 if label == blank else label)
+            src = torch.tensor(source_rows, dtype=torch.long, device=device)
+            g = g.index_select(0, src)
+            state = _index_state(state, src)
+            grow = [i for i, lab in enumerate(emitted) if lab >= 0]
+            if grow:
+                grow_index = torch.tensor(grow, dtype=torch.long, device=device)
+                labels_in = torch.tensor([[emitted[i]] for i in grow], device=device)
+                g_new, state_new = model.predict(labels_in, _index_state(state, grow_index))
+                g = g.index_copy(0, grow_index, g_new[:, 0])
+                state = _scatter_state(state, grow_index, state_new)
+            hyp_utt, hyp_labels = new_utt, new_labels
+            hyp_scores = torch.tensor(new_scores, dtype=torch.float64)
+    out: list[list[BeamHypothesis]] = []
+    for u in range(batch):
+        hyps = [
+            BeamHypothesis(hyp_labels[i], float(hyp_scores[i]), float(hyp_scores[i]))
+            for i, hu in enumerate(hyp_utt)
+            if hu == u
+        ]
+        hyps.sort(key=lambda h: h.score, reverse=True)
+        out.append(hyps)
+    return out
+
+
+def _scatter_state(state: Any, index: torch.Tensor, update: Any) -> Any:
+    """Write ``update`` into the batch rows ``index`` of ``state`` (same layout as _index_state)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.index_copy(1 if state.dim() == 3 else 0, index, update)
+    return type(state)(_scatter_state(s, index, u) for s, u in zip(state, update, strict=True))

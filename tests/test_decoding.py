@@ -1,0 +1,216 @@
+"""Greedy and beam search: exhaustive-search agreement on tiny inputs, greedy properties, LM."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from seqkit.decoding.beam import (
+    ctc_beam_search,
+    transducer_beam_search,
+    transducer_beam_search_batched,
+)
+from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
+from seqkit.decoding.ngram import EOS, estimate_ngram, load_ngram, save_ngram
+from seqkit.errors import ConfigError, LossInputError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny per-step tensors run fastest on one thread (the shared CPU is busy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TinyTransducer(torch.nn.Module):
+    """A randomly initialised transducer with the seqkit model contract (predict, joint)."""
+
+    def __init__(self, vocab: int, hidden: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.embed = torch.nn.Embedding(vocab, hidden)
+        self.lstm = torch.nn.LSTM(hidden, hidden, batch_first=True)
+        self.w_f = torch.nn.Linear(hidden, hidden)
+        self.w_g = torch.nn.Linear(hidden, hidden, bias=False)
+        self.out = torch.nn.Linear(hidden, vocab)
+
+    def predict(self, labels: torch.Tensor, state=None):
+        g, state = self.lstm(self.embed(labels), state)
+        return g, state
+
+    def joint(self, f: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.w_f(f) + self.w_g(g))) * 3.0
+
+
+def _ctc_sequence_log_prob(lp: torch.Tensor, labels: tuple[int, ...], blank: int = 0) -> float:
+    """Sum over every frame path collapsing to labels (brute force)."""
+    frames, vocab = lp.shape
+    rows = lp.tolist()
+    scores = []
+    for path in itertools.product(range(vocab), repeat=frames):
+        collapsed = [k for i, k in enumerate(path) if (i == 0 or k != path[i - 1]) and k != blank]
+        if tuple(collapsed) == labels:
+            scores.append(sum(rows[t][k] for t, k in enumerate(path)))
+    if not scores:
+        return -math.inf
+    return float(torch.logsumexp(torch.tensor(scores, dtype=torch.float64), dim=0))
+
+
+def _transducer_sequence_log_prob(lattice: torch.Tensor, labels: tuple[int, ...]) -> float:
+    """Sum over all lattice paths (brute force over the positions of the labels)."""
+    frames = lattice.shape[0]
+    n = len(labels)
+    lat = lattice.tolist()
+    scores = []
+    # a path is an interleaving of T blanks and U labels ending with a blank
+    for label_slots in itertools.combinations(range(frames + n - 1), n):
+        t = u = 0
+        score = 0.0
+        for step in range(frames + n):
+            if step in label_slots:
+                score += lat[t][u][labels[u]]
+                u += 1
+            else:
+                score += lat[t][u][0]
+                t += 1
+        scores.append(score)
+    return float(torch.logsumexp(torch.tensor(scores, dtype=torch.float64), dim=0))
+
+
+def _lattice(model: TinyTransducer, f: torch.Tensor, labels: tuple[int, ...]) -> torch.Tensor:
+    g, _ = model.predict(torch.tensor([[0, *labels]]))
+    with torch.no_grad():
+        return torch.log_softmax(model.joint(f[None, :, None], g[:, None]), dim=-1)[0]
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks() -> None:
+    path = torch.tensor([[0, 1, 1, 0, 1, 2, 2], [3, 3, 0, 3, 0, 0, 0]])
+    lp = torch.nn.functional.one_hot(path, 4).float().clamp_min(1e-6).log()
+    assert ctc_greedy(lp, torch.tensor([7, 4])) == [[1, 1, 2], [3, 3]]
+    assert ctc_greedy(lp, torch.tensor([0, 1])) == [[], [3]]
+
+
+def test_ctc_greedy_rejects_lengths_past_the_time_axis() -> None:
+    with pytest.raises(LossInputError, match="lengths"):
+        ctc_greedy(torch.zeros(1, 3, 4), torch.tensor([5]))
+    with pytest.raises(LossInputError, match=r"\(B, T, V\)"):
+        ctc_greedy(torch.zeros(3, 4), torch.tensor([3]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ctc_beam_search_finds_exhaustive_best_on_tiny_B1_T5_V3(seed: int) -> None:
+    torch.manual_seed(seed)
+    lp = torch.log_softmax(torch.randn(5, 3) * 2, dim=-1)
+    sequences = {()}
+    for n in range(1, 6):
+        sequences |= set(itertools.product((1, 2), repeat=n))
+    scores = {s: _ctc_sequence_log_prob(lp, s) for s in sequences}
+    best = max(scores, key=scores.__getitem__)
+    hyps = ctc_beam_search(lp[None], torch.tensor([5]), beam=64)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(scores[best], abs=1e-5)
+    # every kept hypothesis carries its exact sum over alignments
+    for h in hyps[:10]:
+        assert h.acoustic == pytest.approx(scores[h.labels], abs=1e-5)
+
+
+def test_ctc_beam_one_keeps_a_single_prefix_and_is_batch_consistent() -> None:
+    torch.manual_seed(3)
+    lp = torch.log_softmax(torch.randn(3, 20, 6) * 3, dim=-1)
+    lengths = torch.tensor([20, 13, 7])
+    batched = ctc_beam_search(lp, lengths, beam=4)
+    for b in range(3):
+        single = ctc_beam_search(lp[b : b + 1, : lengths[b]], lengths[b : b + 1], beam=4)[0]
+        assert [h.labels for h in single] == [h.labels for h in batched[b]]
+    assert all(len(h) == 1 for h in ctc_beam_search(lp, lengths, beam=1))
+
+
+def test_ctc_beam_search_with_lm_weight_follows_the_lm() -> None:
+    # acoustics are ambiguous between label 1 and 2 at every frame; the LM prefers 2 after 2
+    lp = torch.log(torch.tensor([[0.1, 0.45, 0.45]] * 4))
+    lm = estimate_ngram([["b", "b"]] * 20, ["a", "b"], order=2)
+    scorer = lm.label_scorer(["<blank>", "a", "b"])
+    with_lm = ctc_beam_search(lp[None], torch.tensor([4]), beam=16, lm=scorer, lm_weight=2.0)
+    assert set(with_lm[0][0].labels) == {2}
+    with pytest.raises(ConfigError, match="beam"):
+        ctc_beam_search(lp[None], torch.tensor([4]), beam=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_transducer_beam_search_finds_exhaustive_best_on_tiny_T3_V3(seed: int) -> None:
+    model = TinyTransducer(vocab=3, seed=seed).eval()
+    f = torch.randn(1, 3, 8) * 2
+    sequences = {()}
+    for n in range(1, 5):
+        sequences |= set(itertools.product((1, 2), repeat=n))
+    scores = {s: _transducer_sequence_log_prob(_lattice(model, f[0], s), s) for s in sequences}
+    best = max(scores, key=scores.__getitem__)
+    hyps = transducer_beam_search(model, f, torch.tensor([3]), beam=40)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(scores[best], abs=1e-4)
+
+
+def test_transducer_greedy_one_symbol_per_frame_equals_batched_beam_one() -> None:
+    model = TinyTransducer(vocab=5, seed=4).eval()
+    f = torch.randn(2, 12, 8) * 3
+    lengths = torch.tensor([12, 9])
+    greedy = transducer_greedy(model, f, lengths, max_symbols_per_frame=1)
+    beam_one = transducer_beam_search_batched(model, f, lengths, beam=1)
+    assert [h[0].labels for h in beam_one] == [tuple(g) for g in greedy]
+    assert all(len(g) <= int(n) for g, n in zip(greedy, lengths, strict=True))
+    many = transducer_greedy(model, f, lengths, max_symbols_per_frame=3)
+    assert all(len(g) <= 3 * int(n) for g, n in zip(many, lengths, strict=True))
+
+
+def test_transducer_batched_beam_is_batch_consistent() -> None:
+    model = TinyTransducer(vocab=5, seed=6).eval()
+    f = torch.randn(3, 10, 8) * 2
+    lengths = torch.tensor([10, 6, 8])
+    batched = transducer_beam_search_batched(model, f, lengths, beam=4)
+    for b in range(3):
+        single = transducer_beam_search_batched(
+            model, f[b : b + 1, : lengths[b]], lengths[b : b + 1], beam=4
+        )[0]
+        assert batched[b][0].labels == single[0].labels
+        assert batched[b][0].score == pytest.approx(single[0].score, abs=1e-4)
+
+
+def test_transducer_batched_beam_matches_exhaustive_one_label_per_frame_search() -> None:
+    model = TinyTransducer(vocab=3, seed=5).eval()
+    f = torch.randn(1, 3, 8)
+    best_score, best_labels = -math.inf, ()
+    # with one label per frame, a path picks blank or one label at each frame
+    for choice in itertools.product(range(3), repeat=3):
+        labels = tuple(k for k in choice if k)
+        lat = _lattice(model, f[0], labels)
+        u, score = 0, 0.0
+        for t, k in enumerate(choice):
+            if k:
+                score += float(lat[t, u, k])
+                u += 1
+        if score > best_score:
+            best_score, best_labels = score, labels
+    # summed over the one-label-per-frame paths: compare the merged best instead
+    hyps = transducer_beam_search_batched(model, f, torch.tensor([3]), beam=27)[0]
+    assert best_labels in [h.labels for h in hyps]
+
+
+def test_ngram_distributions_sum_to_one_and_round_trip(tmp_path) -> None:
+    lm = estimate_ngram([["a", "b", "a"], ["b", "b"], ["c"]], ["a", "b", "c", "d"], order=3)
+    for history in ([], ["a"], ["b", "b"], ["d", "a"], ["c", "c", "c"]):
+        assert sum(lm.prob(history, s) for s in lm.outcomes) == pytest.approx(1.0, abs=1e-12)
+    assert lm.prob(["a"], "b") > lm.prob(["a"], "d") > 0
+    assert lm.prob([], EOS) > 0
+    path = save_ngram(lm, tmp_path / "lm.json")
+    again = load_ngram(path)
+    assert again.prob(["b"], "a") == lm.prob(["b"], "a")
+    with pytest.raises(ConfigError, match="not in the given"):
+        estimate_ngram([["zz"]], ["a"])
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="seqkit-phone-ngram"):
+        load_ngram(tmp_path / "bad.json")
