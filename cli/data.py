@@ -67,3 +67,84 @@ def synth(
 
 
 # --- prepare (owned by the corpus-reading work) -----------------------------------------------
+
+import json as _json  # noqa: E402
+from enum import StrEnum as _StrEnum  # noqa: E402
+
+
+class _FeatureKind(_StrEnum):
+    fbank123 = "fbank123"
+    fbank80 = "fbank80"
+
+
+class _SummaryFormat(_StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command(
+    "prepare",
+    epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared",
+)
+def prepare(
+    corpus: _Annotated[
+        _SynthPath,
+        typer.Argument(help="Corpus root: a TIMIT copy (any name case) or `seqkit data synth` "
+                       "output."),
+    ],
+    out: _Annotated[
+        _SynthPath, typer.Argument(help="Directory to create with the manifests and stats.")
+    ],
+    features: _Annotated[
+        _FeatureKind,
+        typer.Option(help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
+                     "fbank80 = plain 80 log-mel.", rich_help_panel="Features"),
+    ] = _FeatureKind.fbank123,
+    skip_bad: _Annotated[
+        bool,
+        typer.Option("--skip-bad", help="Leave out utterances that fail their checks and list "
+                     "them in OUT/skipped.json, instead of stopping.", rich_help_panel="Data"),
+    ] = False,
+    force: _Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
+    ] = False,
+    output_format: _Annotated[
+        _SummaryFormat,
+        typer.Option("--format", help="Print the summary as a table or as JSON.",
+                     rich_help_panel="Runtime"),
+    ] = _SummaryFormat.table,
+) -> None:
+    """Check a TIMIT-layout corpus and write train/dev/test manifests and feature statistics.
+
+    Splits come from CORPUS/splits.json when present, otherwise TIMIT's standard split
+    (train = TRAIN/, dev = the 50 dev speakers, test = the 24 core test speakers); SA sentences
+    are left out. OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization
+    statistics on train), written in full or not at all.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from cli.progress import rich_progress
+    from seqkit.audio.features import FeatureConfig
+    from seqkit.data.prepare import prepare_corpus
+
+    with rich_progress(transient=output_format is _SummaryFormat.json) as progress:
+        summary = prepare_corpus(
+            corpus, out, features=FeatureConfig(kind=features.value), skip_bad=skip_bad,
+            force=force, progress=progress,
+        )
+    if output_format is _SummaryFormat.json:
+        typer.echo(_json.dumps(summary.to_dict(), indent=1))
+        return
+    table = Table(title=f"prepared {summary.out_dir} ({summary.features.kind}, "
+                  f"{summary.features.dim} dims)")
+    for column in ("split", "speakers", "utterances", "hours", "phones"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split in summary.splits:
+        table.add_row(split.name, str(split.speakers), str(split.utterances),
+                      f"{split.hours:.3f}", str(split.phones))
+    console = Console()
+    console.print(table)
+    if skip_bad:
+        console.print(f"skipped {len(summary.skipped)} utterance(s): see "
+                      f"{summary.out_dir / 'skipped.json'}", highlight=False)

@@ -345,3 +345,69 @@ def test_manifest_round_trips_and_reports_bad_lines(tmp_path):
         read_manifest(path)
     with pytest.raises(CorpusError, match="not found"):
         read_manifest(tmp_path / "nope.jsonl")
+
+
+# --- `seqkit data prepare` as a user types it -----------------------------------------------
+
+
+def test_cli_prepare_prints_a_summary_table(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    corpus = make_corpus(tmp_path / "timit", upper=False)
+    result = CliRunner().invoke(app, ["data", "prepare", str(corpus), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for word in ("split", "speakers", "utterances", "hours", "phones", "train", "dev", "test"):
+        assert word in result.stdout
+    assert (tmp_path / "out" / "train.jsonl").exists()
+
+
+def test_cli_prepare_json_summary_and_skip_bad(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    corpus = make_corpus(tmp_path / "timit")
+    _break_label(corpus)
+    args = ["data", "prepare", str(corpus), str(tmp_path / "out"), "--format", "json",
+            "--skip-bad", "--features", "fbank80"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [s["utterances"] for s in summary["splits"]] == [4, 1, 2]
+    assert summary["features"]["kind"] == "fbank80" and summary["features"]["n_mels"] == 80
+    assert [s["id"] for s in summary["skipped"]] == ["FAKS0_SI943"]
+
+
+def test_cli_prepare_errors_exit_2_with_one_line_and_no_output(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+
+    def stderr(result) -> str:  # rich wraps long lines at the test console's width
+        return " ".join(result.stderr.split())
+
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["data", "prepare", str(tmp_path / "empty"), str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "is not a TIMIT corpus" in stderr(result) and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()
+
+    corpus = make_corpus(tmp_path / "timit")
+    _break_missing_phn(corpus)
+    result = runner.invoke(app, ["data", "prepare", str(corpus), str(tmp_path / "o")])
+    assert result.exit_code == 2 and "missing phone transcription" in stderr(result)
+    assert "--skip-bad" in stderr(result) and not (tmp_path / "o").exists()
+
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "x").write_text("x")
+    result = runner.invoke(app, ["data", "prepare", str(corpus), str(tmp_path / "o"),
+                                 "--skip-bad"])
+    assert result.exit_code == 2 and "--force" in stderr(result)
+
+    result = runner.invoke(app, ["data", "prepare", str(corpus), str(tmp_path / "p"),
+                                 "--features", "mfcc"])
+    assert result.exit_code == 2 and not (tmp_path / "p").exists()
