@@ -95,15 +95,19 @@ def _padded_targets(
     )
 
 
-def _check_target_values(
+def _checked_targets(
     targets: torch.Tensor, target_lengths: torch.Tensor, num_classes: int, blank: int
-) -> None:
-    """Raise unless every valid label lies in [0, C) and differs from the blank."""
+) -> torch.Tensor:
+    """Raise unless every valid label lies in [0, C) and differs from the blank.
+
+    Returns the (B, S) targets with the padding beyond each target length set to ``blank``, so
+    backends may index with it freely.
+    """
     positions = torch.arange(targets.shape[1], device=targets.device)
     inside = positions[None, :] < target_lengths[:, None]  # (B, S)
     labels = targets[inside]
     if labels.numel() == 0:
-        return
+        return targets.masked_fill(~inside, blank)
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
         raise LossInputError(
@@ -115,6 +119,7 @@ def _check_target_values(
             f"expected targets without the blank index {blank}, found it inside a target: "
             "remove blanks from the label sequences or pass the right blank="
         )
+    return targets.masked_fill(~inside, blank)
 
 
 def _choose_backend(backend: str, log_probs: torch.Tensor) -> str:
@@ -274,7 +279,7 @@ def ctc_loss(
             f"{int(input_lengths.max())}: is log_probs batch-first? pass it as (T, B, C)"
         )
     padded = _padded_targets(targets, target_lengths, batch)
-    _check_target_values(padded, target_lengths, num_classes, blank)
+    padded = _checked_targets(padded, target_lengths, num_classes, blank)
 
     nll = _CTCLossFunction.apply(
         log_probs, padded, input_lengths, target_lengths, blank, zero_infinity, chosen
