@@ -147,6 +147,8 @@ def _load_library() -> tuple[ctypes.CDLL, str]:
     lib.espeak_Synth.restype = ctypes.c_int
     lib.espeak_Synchronize.argtypes = []
     lib.espeak_Synchronize.restype = ctypes.c_int
+    lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+    lib.espeak_ng_SetRandSeed.restype = None
     lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
     lib.espeak_Info.restype = ctypes.c_char_p
     return lib, str(data_path)
@@ -216,6 +218,15 @@ class Espeak:
                 self._words.append(WordEvent(ev.text_position, ev.length, ev.sample))
             i += 1
         return 0  # 0: go on synthesizing
+
+    def seed_random(self, seed: int) -> None:
+        """Seed espeak-ng's own random generator (it jitters phoneme timing and voicing).
+
+        espeak-ng also keeps synthesis state between calls (e.g. the pitch flutter phase), so a
+        seeded engine repeats itself only when it also synthesizes the same sequence of
+        utterances since it was created, in a fresh process.
+        """
+        self._lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
 
     def set_voice(self, name: str) -> None:
         """Select a voice by name, optionally with a variant: ``"en-us"``, ``"en-gb-scotland+f3"``.

@@ -278,6 +278,7 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
         rate = round(rate * (1.0 + rng.uniform(-realism.rate_jitter, realism.rate_jitter)))
         pitch = int(np.clip(pitch + rng.integers(-realism.pitch_jitter,
                                                   realism.pitch_jitter + 1), 0, 99))
+    engine.seed_random(int(rng.integers(2**31)))
     engine.set_voice(f"{speaker.accent}+{speaker.variant}")
     engine.set_prosody(rate=rate, pitch=pitch, pitch_range=speaker.pitch_range)
     synthesis = engine.synthesize(job.text)
@@ -362,21 +363,20 @@ def _write_sphere(path: Path, pcm: np.ndarray) -> None:
     soundfile.write(str(path), pcm, SAMPLE_RATE, format="NIST", subtype="PCM_16")
 
 
-_WORKER_ENGINE: Espeak | None = None
+def _synthesize_speaker(args: tuple[list[_Job], str]) -> tuple[str, int, float]:
+    """Worker task: all utterances of one speaker, in order, in a fresh process.
 
-
-def _worker_init() -> None:
-    global _WORKER_ENGINE
+    espeak-ng carries state from one utterance to the next, so a speaker's audio is reproducible
+    only when its utterances are the first and only ones its process synthesizes; the pool runs
+    one speaker per process (``maxtasksperchild=1``).
+    """
     import torch
 
-    torch.set_num_threads(1)  # one thread per worker: same floating-point results for any --jobs
-    _WORKER_ENGINE = Espeak()
-
-
-def _worker_run(args: tuple[_Job, str]) -> tuple[str, float]:
-    job, root = args
-    assert _WORKER_ENGINE is not None
-    return job.speaker.split, _synthesize_utterance(_WORKER_ENGINE, job, Path(root))
+    torch.set_num_threads(1)  # the same floating-point results whatever the number of workers
+    speaker_jobs, root = args
+    engine = Espeak()
+    seconds = sum(_synthesize_utterance(engine, job, Path(root)) for job in speaker_jobs)
+    return speaker_jobs[0].speaker.split, len(speaker_jobs), seconds
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -412,7 +412,8 @@ def synthesize_corpus(
         clean: no noise, gain, reverberation or rate/pitch jitter.
         jobs: worker processes; the corpus does not depend on it.
         force: replace a non-empty ``out``.
-        progress: called as ``progress("synthesizing", done, total)`` after each utterance.
+        progress: called as ``progress("synthesizing speakers", done, total)`` after each
+            speaker.
 
     Returns:
         Speakers, utterances and hours per split.
@@ -438,17 +439,23 @@ def synthesize_corpus(
     try:
         seconds = {s: 0.0 for s in SPLITS}
         counts = {s: 0 for s in SPLITS}
-        total = len(work)
+        by_speaker: dict[int, list[_Job]] = {}
+        for job in work:
+            by_speaker.setdefault(job.speaker_index, []).append(job)
+        tasks = [(speaker_jobs, str(tmp)) for speaker_jobs in by_speaker.values()]
         if progress:
-            progress("synthesizing", 0, total)
-        args = [(job, str(tmp)) for job in work]
-        if jobs == 1:
-            results = _run_here(args, progress, total)
-        else:
-            results = _run_pool(args, jobs, progress, total)
-        for split, duration in results:
-            seconds[split] += duration
-            counts[split] += 1
+            progress("synthesizing speakers", 0, len(tasks))
+        # Workers fork from a server process that imported torch once (cheap starts, no OpenMP
+        # state inherited from the caller); every speaker gets a fresh process (see above).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["seqkit.data.synth", "torch", "torchaudio"])
+        with context.Pool(min(jobs, len(tasks)), maxtasksperchild=1) as pool:
+            results = pool.imap_unordered(_synthesize_speaker, tasks)
+            for done, (split, count, duration) in enumerate(results, 1):
+                seconds[split] += duration
+                counts[split] += count
+                if progress:
+                    progress("synthesizing speakers", done, len(tasks))
         _write_splits(tmp / "splits.json", plan, seed, clean, sentences)
         if out.exists():
             shutil.rmtree(out)
@@ -460,37 +467,6 @@ def synthesize_corpus(
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
     })
-
-
-def _run_here(args, progress, total) -> list[tuple[str, float]]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same arithmetic as the single-threaded workers
-    try:
-        engine = Espeak()
-        results = []
-        for done, (job, root) in enumerate(args, 1):
-            results.append((job.speaker.split, _synthesize_utterance(engine, job, Path(root))))
-            if progress:
-                progress("synthesizing", done, total)
-        return results
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_pool(args, jobs, progress, total) -> list[tuple[str, float]]:
-    # Workers fork from a clean server process that has imported torch once (cheap starts, no
-    # OpenMP state inherited from the caller); each worker sets up its own espeak-ng engine.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["seqkit.data.synth", "torch", "torchaudio"])
-    results = []
-    with context.Pool(jobs, initializer=_worker_init) as pool:
-        for done, result in enumerate(pool.imap_unordered(_worker_run, args, chunksize=4), 1):
-            results.append(result)
-            if progress:
-                progress("synthesizing", done, total)
-    return results
 
 
 def _write_splits(path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int) -> None:
