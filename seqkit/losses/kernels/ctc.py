@@ -122,6 +122,7 @@ def _ctc_beta_grad_kernel(
     scale = tl.load(grad_nll_ptr + b).to(ACC)
     # An impossible alignment (nll = inf) gets gradient exactly 0: skip every frame.
     frames = tl.where(nll < float("inf"), frames, 0)
+    nll = tl.where(nll < float("inf"), nll, 0.0)
     ext_len = 2 * labels + 1
     s = tl.arange(0, BLOCK)
     valid = s < ext_len
