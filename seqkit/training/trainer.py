@@ -335,9 +335,9 @@ def evaluate(
     return loss, _percent(phone_error_rate(refs, hyp_phones, fold=39))
 
 
-def _percent(value: Any) -> float:
-    per = float(getattr(value, "per", value))
-    return per
+def _percent(fraction: float) -> float:
+    """``phone_error_rate`` returns a fraction; summaries and logs use percent."""
+    return 100.0 * float(fraction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,9 +513,8 @@ def train(
             _write_text_atomic(run_dir / "config.toml", recipe_to_toml(recipe))
         net: torch.nn.Module = model
         if ctx.distributed:
-            net = DistributedDataParallel(model, broadcast_buffers=False,
-                                          device_ids=[ctx.device.index]
-                                          if ctx.device.type == "cuda" else None)
+            net = DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         sampler = BucketBatchSampler(train_set.lengths, t.max_frames, seed=t.seed,
                                      bucket_width=recipe.data.bucket_width, rank=ctx.rank,
                                      world_size=ctx.world_size)

@@ -1,0 +1,152 @@
+"""``seqkit train``: train a recipe on a prepared corpus, on one process or N local workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from cli.progress import err_console
+from seqkit.training import load_recipe, train
+from seqkit.training.distributed import launch_local
+from seqkit.training.trainer import TrainSummary
+
+_EPILOG = (
+    "Example: seqkit train recipes/synth/ctc_blstm.toml --data prepared --out runs/ctc "
+    "--max-minutes 10"
+)
+
+
+def _summary_table(summary: TrainSummary) -> Table:
+    table = Table(title=f"{summary.run_dir} ({summary.stopped})")
+    for name in ("epoch", "train loss", "dev loss", "dev PER %", "lr", "frames/s", "skipped",
+                 "s"):
+        table.add_column(name, justify="right")
+    for e in summary.epochs:
+        table.add_row(
+            str(e.epoch), f"{e.train_loss:.3f}", f"{e.dev_loss:.3f}",
+            "-" if e.dev_per is None else f"{e.dev_per:.2f}" + (" *" if e.best else ""),
+            f"{e.lr:.2e}", f"{e.frames_per_s:.0f}", str(e.skipped), f"{e.seconds:.0f}",
+        )
+    return table
+
+
+def _train_with_progress(kwargs: dict[str, Any]) -> TrainSummary:
+    """Run :func:`train` with a rich bar per epoch (loss, frames/s, ETA); rank 0 draws."""
+    quiet = os.environ.get("RANK", "0") != "0"
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[fps]} frames/s"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, disable=quiet) as bar:
+        tasks: dict[str, TaskID] = {}
+        latest = {"loss": "-", "fps": "-"}
+
+        def progress(description: str, done: int, total: int) -> None:
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total, **latest)
+            bar.update(tasks[description], completed=done, total=total, **latest)
+
+        def log(record: dict[str, Any]) -> None:
+            if record.get("kind") == "step":
+                latest["loss"] = f"{record['loss']:.3f}"
+                latest["fps"] = f"{record['frames_per_s']:.0f}"
+            elif record.get("kind") == "epoch":
+                per = record["dev_per"]
+                bar.console.print(
+                    f"epoch {record['epoch']}: train {record['train_loss']:.3f} dev "
+                    f"{record['dev_loss']:.3f}" + ("" if per is None else f" PER {per:.2f}%")
+                    + (f" ({record['skipped']} skipped)" if record["skipped"] else ""),
+                    highlight=False,
+                )
+
+        return train(progress=progress, log=log, **kwargs)
+
+
+def train_command(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML, e.g. recipes/synth/ctc_blstm.toml.",
+                                           show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="Prepared directory (seqkit data prepare).",
+                                       rich_help_panel="Data", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and logs.",
+                                      rich_help_panel="Data", show_default=False)],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a recipe value, e.g. --set train.lr=3e-4 (repeatable).",
+        rich_help_panel="Recipe", show_default=False)] = None,
+    max_epochs: Annotated[int | None, typer.Option(
+        "--max-epochs", help="Stop after N epochs (overrides train.max_epochs).",
+        rich_help_panel="Budget", show_default=False)] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        "--max-minutes", help="Stop after M minutes, writing last.pt (overrides the recipe).",
+        rich_help_panel="Budget", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(
+        "--seed", help="Random seed (overrides train.seed).", rich_help_panel="Recipe",
+        show_default=False)] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue OUT exactly where last.pt stopped.",
+        rich_help_panel="Runtime")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Start over in an existing OUT.", rich_help_panel="Runtime")] = False,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Local workers (DDP through torch.distributed's launcher; gloo "
+        "on CPU, NCCL on GPUs).", rich_help_panel="Runtime")] = 1,
+) -> None:
+    """Train a (B)LSTM-CTC, RNN-transducer or phone-LM recipe on a prepared corpus.
+
+    Writes OUT/best.pt, OUT/last.pt, OUT/config.toml, OUT/metrics.jsonl and OUT/curves.png.
+    Ctrl-C writes last.pt; --resume continues from it with the same next batch and LR.
+    """
+    sets = list(overrides or [])
+    if seed is not None:
+        sets.append(f"train.seed={seed}")
+    resolved = load_recipe(recipe, sets)  # errors here, before any worker starts
+    if nproc > 1:
+        worker_args = ["train", str(recipe), "--data", str(data), "--out", str(out)]
+        for item in sets:
+            worker_args += ["--set", item]
+        for flag, value in (("--max-epochs", max_epochs), ("--max-minutes", max_minutes)):
+            if value is not None:
+                worker_args += [flag, str(value)]
+        worker_args += ["--resume"] * resume + ["--force"] * force
+        launch_local(nproc, sys.executable, ("-m", "cli.main", *worker_args),
+                     env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
+        err_console.print(f"trained with {nproc} workers: {out}", highlight=False)
+        return
+    summary = _train_with_progress(dict(
+        recipe=resolved, data_dir=data, run_dir=out, resume=resume, force=force,
+        max_epochs=max_epochs, max_minutes=max_minutes,
+    ))
+    if os.environ.get("RANK", "0") != "0":
+        return
+    typer.echo()
+    from rich.console import Console
+
+    Console().print(_summary_table(summary))
+    if summary.stopped == "interrupted":
+        err_console.print(f"interrupted: wrote {out / 'last.pt'}; continue with --resume",
+                          highlight=False)
+        raise typer.Exit(130)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to the root app."""
+    app.command("train", epilog=_EPILOG)(train_command)
