@@ -11,7 +11,7 @@ from torch import nn
 
 from seqkit.losses.ctc import ctc_loss
 from seqkit.models.config import ModelConfig
-from seqkit.models.encoder import Encoder
+from seqkit.models.encoder import Encoder, sequence_mask
 
 
 class CTCModel(nn.Module):
@@ -83,6 +83,9 @@ class CTCModel(nn.Module):
         """
         log_probs, out_lengths = self.log_probs(feats, feat_lengths)  # (B, T', V)
         target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)
+        # padding may hold any value (e.g. -1); the loss only needs valid indices there
+        valid = sequence_mask(target_lengths, targets.shape[1])  # (B, U)
+        targets = torch.where(valid, targets.long(), self.blank)
         return ctc_loss(
             log_probs.transpose(0, 1),  # (T', B, V)
             targets,
