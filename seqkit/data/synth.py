@@ -337,7 +337,8 @@ def _word_segments(synthesis, text: str, phones, lead: int, sr: int, to16) -> li
     for w in events:
         index = next((i for i, (pos, _) in enumerate(tokens) if pos >= w.text_position), None)
         owners.append(len(tokens) if index is None else index)
-    starts = [to16(lead + w.sample) for w in events]
+    head = phones[0][1]  # the end of the leading h#: espeak-ng puts the first word at 0
+    starts = [max(head, to16(lead + w.sample)) for w in events]
     silences = [s for s, _, label in phones if label in ("h#", "pau") and s > 0]
     words: list[tuple[int, int, str]] = []
     for i, start in enumerate(starts):

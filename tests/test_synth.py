@@ -1,0 +1,206 @@
+"""The synthesized corpus: TIMIT layout and formats, truthful labels, determinism, splits, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from typer.testing import CliRunner
+
+from cli.main import app
+from seqkit.data.phones import PHONES_61
+from seqkit.data.synth import CorpusSummary, synthesize_corpus
+from seqkit.errors import OutputExistsError
+
+TINY = {"speakers": 6, "sentences": 2}
+VOWELS = {"iy", "ih", "eh", "ae", "aa", "ao", "ah", "uh", "uw", "ux", "er", "ey", "ay", "oy",
+          "aw", "ow"}
+
+
+def _utterances(root: Path) -> list[Path]:
+    return sorted(root.glob("*/DR*/*/*.WAV"))
+
+
+def _segments(path: Path) -> list[tuple[int, int, str]]:
+    rows = [line.split(maxsplit=2) for line in path.read_text().splitlines()]
+    return [(int(a), int(b), c) for a, b, c in rows]
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusSummary]:
+    out = tmp_path_factory.mktemp("synth") / "corpus"
+    summary = synthesize_corpus(out, seed=7, jobs=2, **TINY)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def clean_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth_clean") / "corpus"
+    synthesize_corpus(out, seed=7, jobs=2, clean=True, **TINY)
+    return out
+
+
+def test_layout_is_timit(corpus) -> None:
+    root, summary = corpus
+    wavs = _utterances(root)
+    assert len(wavs) == 6 * 2
+    assert sum(s.utterances for s in summary.splits.values()) == 12
+    for wav in wavs:
+        top, region, speaker, name = wav.relative_to(root).parts
+        assert top in ("TRAIN", "TEST") and region in {f"DR{i}" for i in range(1, 9)}
+        assert speaker[0] in "MF" and speaker[1:4].isalpha() and speaker[1:4].isupper()
+        assert speaker[4].isdigit() and len(speaker) == 5
+        assert name[:2] in ("SX", "SI") and name.endswith(".WAV")
+        for ext in (".PHN", ".WRD", ".TXT"):
+            assert wav.with_suffix(ext).is_file()
+    names = [w.stem for w in wavs]
+    assert any(n.startswith("SX") for n in names) and any(n.startswith("SI") for n in names)
+
+
+def test_wav_is_nist_sphere_16k_16bit_mono(corpus) -> None:
+    root, _ = corpus
+    for wav in _utterances(root)[:3]:
+        header = wav.read_bytes()[:1024].decode("ascii", "replace")
+        assert header.startswith("NIST_1A")
+        assert "sample_rate -i 16000" in header and "sample_n_bytes -i 2" in header
+        assert "channel_count -i 1" in header
+        info = soundfile.info(str(wav))
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+
+
+def test_phn_is_contiguous_covers_the_audio_and_uses_the_61_phones(corpus) -> None:
+    root, _ = corpus
+    for wav in _utterances(root):
+        frames = soundfile.info(str(wav)).frames
+        segments = _segments(wav.with_suffix(".PHN"))
+        assert segments[0][0] == 0 and segments[-1][1] == frames
+        assert segments[0][2] == "h#" and segments[-1][2] == "h#"
+        assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+        assert all(end > start for start, end, _ in segments)
+        assert {label for _, _, label in segments} <= set(PHONES_61)
+        assert "q" not in {label for _, _, label in segments}
+
+
+def test_words_lie_inside_the_speech_and_match_the_text(corpus) -> None:
+    root, _ = corpus
+    for wav in _utterances(root):
+        phones = _segments(wav.with_suffix(".PHN"))
+        words = _segments(wav.with_suffix(".WRD"))
+        start, end, text = _segments(wav.with_suffix(".TXT"))[0]
+        assert start == 0 and end == phones[-1][1]
+        assert words, wav
+        assert words[0][0] >= phones[0][1] and words[-1][1] <= phones[-1][0]
+        assert all(a[1] <= b[0] for a, b in zip(words, words[1:], strict=False))
+        spoken = [w for _, _, w in words]
+        expected = [w.strip(".?,").lower() for w in text.split()]
+        assert spoken == expected
+
+
+def test_splits_file_lists_disjoint_speakers_with_disjoint_voices(corpus) -> None:
+    root, summary = corpus
+    meta = json.loads((root / "splits.json").read_text())
+    train, dev, test = (set(meta[s]) for s in ("train", "dev", "test"))
+    assert train and dev and test
+    assert not (train & dev or train & test or dev & test)
+    on_disk = {p.name for p in root.glob("*/DR*/*")}
+    assert on_disk == train | dev | test
+    assert {p.name for p in root.glob("TRAIN/DR*/*")} == train
+    variants = {s: {meta["speakers"][i]["variant"] for i in meta[s]} for s in ("train", "dev",
+                                                                               "test")}
+    assert not (variants["train"] & variants["test"])
+    assert not (variants["dev"] & (variants["train"] | variants["test"]))
+    assert meta["seed"] == 7 and "seqkit_version" in meta
+    assert summary.splits["train"].speakers == len(train)
+    assert summary.splits["test"].hours > 0
+
+
+def test_silence_is_quiet_and_vowels_are_loud_in_the_clean_corpus(clean_corpus) -> None:
+    """Labels agree with the audio: h#/pau/closures carry little energy, vowels a lot."""
+    quiet, loud = [], []
+    for wav in _utterances(clean_corpus):
+        audio, _ = soundfile.read(str(wav), dtype="float64")
+        for start, end, label in _segments(wav.with_suffix(".PHN")):
+            # Skip 5 ms at each edge: resampling smears boundaries by a few samples.
+            core = audio[start + 80:end - 80]
+            if len(core) < 80:
+                continue
+            energy = float(np.mean(core**2))
+            if label in ("h#", "pau", "pcl", "tcl", "kcl"):
+                quiet.append(energy)
+            elif label in VOWELS:
+                loud.append(energy)
+    assert len(quiet) > 20 and len(loud) > 20
+    assert np.median(quiet) < 1e-6
+    assert np.median(loud) > 1000 * max(np.median(quiet), 1e-9)
+    assert np.percentile(loud, 10) > 100 * np.percentile(quiet, 90) + 1e-7
+
+
+def test_realism_adds_noise_to_silences(corpus, clean_corpus) -> None:
+    wav = _utterances(corpus[0])[0]
+    audio, _ = soundfile.read(str(wav), dtype="float64")
+    head = _segments(wav.with_suffix(".PHN"))[0]
+    assert np.std(audio[head[0]:head[1]]) > 1e-4
+    clean_audio, _ = soundfile.read(str(clean_corpus / wav.relative_to(corpus[0])),
+                                    dtype="float64")
+    assert not np.array_equal(audio, clean_audio)
+
+
+def test_same_seed_gives_a_byte_identical_corpus_for_any_jobs(corpus, tmp_path: Path) -> None:
+    root, _ = corpus
+    again = tmp_path / "again"
+    synthesize_corpus(again, seed=7, jobs=1, **TINY)
+    assert _digest(again) == _digest(root)
+
+
+def test_different_seeds_give_different_corpora(corpus, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    synthesize_corpus(other, seed=8, jobs=2, **TINY)
+    assert _digest(other) != _digest(corpus[0])
+
+
+def test_refuses_a_non_empty_output_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--force"):
+        synthesize_corpus(out, speakers=3, sentences=1, seed=0)
+    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_force_replaces_and_no_temporary_directory_is_left(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    summary = synthesize_corpus(out, speakers=3, sentences=1, seed=0, force=True)
+    assert not (out / "old.txt").exists()
+    assert sum(s.utterances for s in summary.splits.values()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
+
+
+def test_cli_synthesizes_and_prints_a_summary_table(tmp_path: Path) -> None:
+    out = tmp_path / "cli_corpus"
+    args = ["data", "synth", str(out), "--speakers", "3", "--sentences", "1", "--jobs", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "train" in result.output and "hours" in result.output
+    assert (out / "splits.json").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2
+    assert "not empty" in again.output
+
+
+def test_cli_rejects_too_few_speakers(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "x"), "--speakers", "2"])
+    assert result.exit_code == 2
+    assert "at least 3" in result.output
+    assert not (tmp_path / "x").exists()
