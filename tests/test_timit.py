@@ -189,6 +189,9 @@ def test_directory_without_timit_speakers_or_split_file_is_not_a_corpus(tmp_path
     (tmp_path / "empty").mkdir()
     with pytest.raises(CorpusError, match="is not a TIMIT corpus"):
         prepare_corpus(tmp_path / "empty", tmp_path / "out")
+    make_corpus(tmp_path / "download" / "TIMIT")
+    with pytest.raises(CorpusError, match=r"did you mean .*download/TIMIT\?"):
+        prepare_corpus(tmp_path / "download", tmp_path / "out")
     with pytest.raises(CorpusError, match="does not exist"):
         prepare_corpus(tmp_path / "missing", tmp_path / "out")
     assert not (tmp_path / "out").exists()

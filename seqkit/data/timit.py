@@ -114,7 +114,12 @@ def find_utterances(corpus_dir: str | os.PathLike[str]) -> list[UtteranceFiles]:
             for speaker_dir in _subdirs(dialect_dir):
                 found.extend(_speaker_utterances(part, dialect_dir.name.upper(), speaker_dir))
     if not saw_part:
-        raise CorpusError(_NOT_A_CORPUS.format(root=root))
+        nested = [
+            d for d in _subdirs(root)
+            if any(p.is_dir() and p.name.upper() in _PARTS for p in d.iterdir())
+        ]
+        hint = f" (did you mean {nested[0]}?)" if nested else ""
+        raise CorpusError(_NOT_A_CORPUS.format(root=root) + hint)
     found.sort(key=lambda u: (u.part, u.dialect, u.speaker, u.sentence))
     return found
 
