@@ -1,0 +1,133 @@
+"""Transducer loss speed: seqkit's ``transducer_loss`` against torchaudio's ``rnnt_loss``.
+
+Both run forward + backward (fused log-softmax, mean reduction) on the same float32 inputs,
+alternating, and the median of the repeats is kept. On CPU ours is the vectorized PyTorch path;
+on CUDA it is the Triton kernels (the peer is then torchaudio's CUDA loss).
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from seqkit.errors import BackendUnavailableError
+from seqkit.losses.transducer import transducer_loss
+
+PEER = "torchaudio.functional.rnnt_loss"
+
+# (B, T, U, V): TIMIT-like phone transducers (61 phones + blank) and a larger-vocabulary case.
+SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    (8, 150, 40, 62),
+    (8, 200, 60, 62),
+    (4, 300, 80, 500),
+)
+
+
+def _make_inputs(
+    batch: int, frames: int, labels: int, classes: int, device: torch.device, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random logits (B, T, U+1, V), int32 targets (B, U) and lengths (B,), mixed lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, frames, labels + 1, classes, generator=generator)
+    targets = torch.randint(1, classes, (batch, labels), generator=generator, dtype=torch.int32)
+    # Lengths between 80% and 100% of the maximum; the first sequence is full length.
+    logit_lengths = frames - torch.randint(0, frames // 5 + 1, (batch,), generator=generator)
+    target_lengths = labels - torch.randint(0, labels // 5 + 1, (batch,), generator=generator)
+    logit_lengths[0], target_lengths[0] = frames, labels
+    return (
+        logits.to(device),
+        targets.to(device),
+        logit_lengths.to(device, torch.int32),
+        target_lengths.to(device, torch.int32),
+    )
+
+
+def _forward_backward(
+    loss_fn: Callable[..., torch.Tensor], leaf: torch.Tensor, *rest: torch.Tensor
+) -> None:
+    leaf.grad = None
+    loss_fn(leaf, *rest).backward()
+
+
+def _time_once(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def run(
+    repeats: int = 5,
+    device: str = "cpu",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[dict]:
+    """Time forward + backward of our transducer loss and torchaudio's on realistic shapes.
+
+    Args:
+        repeats: timed repeats per shape and implementation (after one warm-up); the median is
+            reported.
+        device: "cpu" or "cuda" (our Triton kernels against torchaudio's CUDA loss).
+        progress: optional callback ``progress(description, completed, total)``.
+
+    Returns:
+        One row per shape: {"loss": "transducer", "shape": "B=.. T=.. U=.. V=..", "backend": str,
+        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms}.
+
+    Raises:
+        BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available, or
+            torchaudio (the peer) is not installed.
+    """
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            "expected a CUDA device for --device cuda, found none: use --device cpu"
+        )
+    try:
+        from torchaudio.functional import rnnt_loss
+    except ImportError as error:
+        raise BackendUnavailableError(
+            f"the transducer benchmark compares against torchaudio, which failed to import "
+            f"({error}): pip install torchaudio"
+        ) from error
+    backend = "triton" if target.type == "cuda" else "cpu"
+    ours_loss = functools.partial(transducer_loss, blank=0, backend=backend)
+    peer_loss = functools.partial(rnnt_loss, blank=0)
+    rows: list[dict] = []
+    for index, (batch, frames, labels, classes) in enumerate(SHAPES):
+        if progress is not None:
+            progress("transducer loss", index, len(SHAPES))
+        logits, targets, logit_lengths, target_lengths = _make_inputs(
+            batch, frames, labels, classes, target, seed=index
+        )
+        leaf = logits.requires_grad_()
+        args = (leaf, targets, logit_lengths, target_lengths)
+        ours = functools.partial(_forward_backward, ours_loss, *args)
+        peer = functools.partial(_forward_backward, peer_loss, *args)
+        ours()
+        peer()
+        ours_ms, peer_ms = [], []
+        for _ in range(repeats):
+            ours_ms.append(_time_once(ours, target))
+            peer_ms.append(_time_once(peer, target))
+        ours_median, peer_median = statistics.median(ours_ms), statistics.median(peer_ms)
+        rows.append(
+            {
+                "loss": "transducer",
+                "shape": f"B={batch} T={frames} U={labels} V={classes}",
+                "backend": backend,
+                "ours_ms": ours_median,
+                "peer": PEER,
+                "peer_ms": peer_median,
+                "ratio": ours_median / peer_median,
+            }
+        )
+    if progress is not None:
+        progress("transducer loss", len(SHAPES), len(SHAPES))
+    return rows
