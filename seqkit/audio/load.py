@@ -42,7 +42,7 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
         raise AudioError(f"audio path {path} is not a file: {_FORMATS_HINT}")
     try:
         data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+    except (soundfile.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise AudioError(
             f"cannot read audio file {path} ({reason}): {_FORMATS_HINT}; "
