@@ -1,0 +1,176 @@
+"""Training end to end on a tiny synthesized corpus: learning, checkpoints, resume, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import seqkit.training.trainer as trainer
+from cli.main import app
+from seqkit.data.batching import Batch
+from seqkit.data.prepare import prepare_corpus
+from seqkit.data.synth import synthesize_corpus
+from seqkit.errors import OutputExistsError, TrainingError
+from seqkit.models.checkpoint import load_model
+from seqkit.training import load_recipe, train
+
+TINY = """
+[model]
+kind = "{kind}"
+joint_dim = 32
+[model.encoder]
+layers = 1
+hidden = 32
+stack = 3
+[model.predictor]
+embed = 16
+hidden = 32
+[train]
+lr = 3e-3
+max_frames = 1500
+threads = 1
+log_every = 2
+[data]
+phone_set = 39
+"""
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthesized corpus, prepared (shared with other modules through basetemp)."""
+    root = tmp_path_factory.getbasetemp()
+    out = root / "synth_prepared_S4x3"
+    if not (out / "stats.json").exists():
+        synthesize_corpus(root / "synth_corpus_S4x3", speakers=4, sentences=3, seed=3, force=True)
+        prepare_corpus(root / "synth_corpus_S4x3", out, force=True)
+    return out
+
+
+def _recipe(tmp_path: Path, kind: str, *overrides: str):
+    path = tmp_path / f"{kind}.toml"
+    path.write_text(TINY.format(kind=kind))
+    return load_recipe(path, list(overrides))
+
+
+def test_ctc_training_lowers_dev_loss_and_checkpoint_reloads_identically(
+    prepared: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "ctc"
+    summary = train(_recipe(tmp_path, "ctc"), prepared, run, max_epochs=4)
+    assert summary.stopped == "max_epochs" and len(summary.epochs) == 4
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
+    assert all(e.dev_per is not None and e.skipped == 0 for e in summary.epochs)
+    for name in ("best.pt", "last.pt", "config.toml", "metrics.jsonl", "curves.png"):
+        assert (run / name).exists(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3, 4]
+    assert any(r["kind"] == "step" for r in records)
+    assert load_recipe(run / "config.toml") == _recipe(tmp_path, "ctc")
+    # last.pt rebuilds into the same function
+    loaded = load_model(run / "last.pt", expect_kind="ctc")
+    payload = torch.load(run / "last.pt", weights_only=True)
+    assert payload["phone_set"] == 39 and payload["vocab"][0] == "<blank>"
+    assert payload["stats"] is not None and payload["epoch"] == 4
+    feats = torch.randn(2, 40, loaded.features.dim, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([40, 31])
+    again = load_model(run / "last.pt")
+    a, _ = loaded.model.log_probs(feats, lengths)
+    b, _ = again.model.log_probs(feats, lengths)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_transducer_training_lowers_dev_loss(prepared: Path, tmp_path: Path) -> None:
+    summary = train(_recipe(tmp_path, "transducer"), prepared, tmp_path / "rnnt", max_epochs=3)
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
+    assert load_model(tmp_path / "rnnt", expect_kind="transducer").kind == "transducer"
+
+
+def test_phone_lm_trains_on_transcripts_only(prepared: Path, tmp_path: Path) -> None:
+    summary = train(_recipe(tmp_path, "lm", "train.max_frames=400"), prepared, tmp_path / "lm",
+                    max_epochs=3)
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
+    assert all(e.dev_per is None for e in summary.epochs)
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(
+    prepared: Path, tmp_path: Path
+) -> None:
+    knobs = ("train.max_frames=900", "train.weight_noise=0.01", "train.spec_augment=true",
+             "model.encoder.dropout=0.0", "train.warmup_steps=3")
+    full = train(_recipe(tmp_path, "ctc", *knobs), prepared, tmp_path / "full", max_epochs=2)
+    steps_per_epoch = full.steps // 2
+    assert steps_per_epoch >= 2
+    stop_at = steps_per_epoch + 1  # in the middle of epoch 2
+    part = train(_recipe(tmp_path, "ctc", *knobs, f"train.max_steps={stop_at}"), prepared,
+                 tmp_path / "part", max_epochs=2)
+    assert part.stopped == "max_steps" and part.steps == stop_at
+    resumed = train(_recipe(tmp_path, "ctc", *knobs), prepared, tmp_path / "part",
+                    max_epochs=2, resume=True)
+    assert resumed.steps == full.steps
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    for name, value in a["model"].items():
+        torch.testing.assert_close(b["model"][name], value, rtol=0, atol=0, msg=name)
+    assert a["scheduler"] == b["scheduler"]
+    assert [e.dev_loss for e in resumed.epochs] == [e.dev_loss for e in full.epochs]
+
+
+def test_non_finite_losses_are_skipped_counted_and_abort_when_persistent(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = trainer.FeatureDataset.collate
+    calls = {"n": 0}
+
+    def poisoned(self, indices):  # type: ignore[no-untyped-def]
+        batch: Batch = original(self, indices)
+        calls["n"] += 1
+        if calls["n"] == 2:  # one training batch full of NaN
+            return Batch(batch.ids, torch.full_like(batch.feats, float("nan")),
+                         batch.feat_lengths, batch.targets, batch.target_lengths)
+        return batch
+
+    monkeypatch.setattr(trainer.FeatureDataset, "collate", poisoned)
+    summary = train(_recipe(tmp_path, "ctc"), prepared, tmp_path / "nan", max_epochs=1)
+    assert summary.epochs[0].skipped == 1
+    assert all(torch.isfinite(v).all() for v in
+               torch.load(tmp_path / "nan" / "last.pt", weights_only=True)["model"].values())
+
+    def always_nan(self, indices):  # type: ignore[no-untyped-def]
+        batch: Batch = original(self, indices)
+        return Batch(batch.ids, torch.full_like(batch.feats, float("nan")), batch.feat_lengths,
+                     batch.targets, batch.target_lengths)
+
+    monkeypatch.setattr(trainer.FeatureDataset, "collate", always_nan)
+    with pytest.raises(TrainingError, match="2 non-finite losses or gradients in a row.*train.lr"):
+        train(_recipe(tmp_path, "ctc", "train.max_bad_steps=2"), prepared, tmp_path / "nan2")
+
+
+def test_existing_run_dir_is_refused_without_resume_or_force(
+    prepared: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--resume.*--force"):
+        train(_recipe(tmp_path, "ctc"), prepared, run)
+
+
+def test_cli_trains_and_reports_errors_with_exit_2(prepared: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "ctc.toml"
+    recipe.write_text(TINY.format(kind="ctc"))
+    runner = CliRunner()
+    ok = runner.invoke(app, ["train", str(recipe), "--data", str(prepared), "--out",
+                             str(tmp_path / "cli"), "--max-epochs", "1", "--seed", "4"])
+    assert ok.exit_code == 0, ok.output
+    assert "dev PER" in ok.output and (tmp_path / "cli" / "best.pt").exists()
+    assert load_recipe(tmp_path / "cli" / "config.toml").train.seed == 4
+    again = runner.invoke(app, ["train", str(recipe), "--data", str(prepared), "--out",
+                                str(tmp_path / "cli")])
+    assert again.exit_code == 2 and "exists" in again.output
+    typo = runner.invoke(app, ["train", str(recipe), "--data", str(prepared), "--out",
+                               str(tmp_path / "x"), "--set", "train.lrate=1"])
+    assert typo.exit_code == 2 and "did you mean train.lr" in typo.output
