@@ -108,12 +108,20 @@ def ctc_forward_backward_cpu(
         for b, frames in enumerate(input_lengths.tolist()):
             starts.setdefault(used_frames - frames, []).append(b)
     pre = torch.empty((used_frames, rows, num_states), dtype=acc, device=device)  # (T', rows, L)
-    for t in range(used_frames):
+    # Views and scratch made once: the loop body is four kernels and no allocation. Only label
+    # states (odd s) can be entered from s-2, so the skip term is computed on those alone.
+    same, previous = state[:, 2:], state[:, 1:-1]
+    before_previous_odd = state[:, 1:-2:2]  # alpha_{t-1}(s-2) for s = 1, 3, 5, ...
+    skip_odd = skip[:, 1::2].contiguous()
+    skipped = torch.empty(skip_odd.shape, dtype=acc, device=device)
+    for t, (pre_t, lp_t) in enumerate(zip(pre.unbind(0), lp_all.unbind(0), strict=True)):
         for b in starts.get(t, ()):
             state[batch + b, 2 + num_states - int(ext_lengths[b])] = 0.0
-        stay_or_step = torch.logaddexp(state[:, 2:], state[:, 1:-1])
-        torch.logaddexp(stay_or_step, state[:, :-2] + skip, out=pre[t])
-        torch.add(pre[t], lp_all[t], out=state[:, 2:])
+        torch.logaddexp(same, previous, out=pre_t)
+        torch.add(before_previous_odd, skip_odd, out=skipped)
+        pre_t_odd = pre_t[:, 1::2]
+        torch.logaddexp(pre_t_odd, skipped, out=pre_t_odd)
+        torch.add(pre_t, lp_t, out=same)
 
     # log p(target) from alpha at each sequence's last frame, states L_b-1 and L_b-2.
     last_frame = (input_lengths - 1).clamp(min=0)
