@@ -30,7 +30,9 @@ class _SeqkitGroup(TyperGroup):
         except SeqkitError as err:
             if (ctx.obj or {}).get("debug"):
                 raise
-            err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False)
+            err_console.print(
+                f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(USER_ERROR) from None
 
 
