@@ -8,10 +8,10 @@ chain recursion ``a[t] = logaddexp(c[t], a[t-1] + w[t-1])`` has the closed form
 ``a[t] = P[t] + logcumsumexp(c - P)[t]`` with ``P`` the exclusive prefix sum of ``w``. The scans
 run in float64 on the small (B, U+1, T) lattice, so the prefix sums lose nothing that matters.
 
-The big (B, T, U+1, V) tensor is read three times: once for the log-softmax normalizers (in
-chunks, so no full-size temporary), once for the blank/label gathers, and once in the backward
-pass, which writes the gradient ``softmax * occupancy - edge occupancy`` straight into the one
-logits-sized output.
+The big (B, T, U+1, V) tensor is read twice: once in the forward pass, log-softmaxed a chunk
+at a time (no full-size temporary) to gather the blank and next-label log-probs and the
+normalizers, and once in the backward pass, which writes the gradient
+``softmax * occupancy - move occupancy`` straight into the one logits-sized output.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import torch
 
-# Rows of the (B*T*(U+1), V) logits matrix reduced per logsumexp call: bounds the temporary
-# memory of the normalizer pass to about this many elements.
-_NORMALIZER_CHUNK_ELEMENTS = 1 << 20
+# Elements of the (B*T*(U+1), V) logits matrix log-softmaxed per call: bounds the temporary
+# memory of the normalizer pass (and keeps it in cache).
+_NORMALIZER_CHUNK_ELEMENTS = 1 << 18
 
 # Log-probabilities of lattice moves are floored here before the prefix-sum scan: exp(-1e4) is
 # 0 in float64, and a -inf would turn the prefix differences into NaN.
@@ -48,61 +48,70 @@ class TransducerLattice(NamedTuple):
     log_likelihood: torch.Tensor
 
 
-def log_normalizers(logits: torch.Tensor) -> torch.Tensor:
-    """Logsumexp over the vocabulary, computed in chunks of rows.
-
-    Args:
-        logits: (B, T, U+1, V) contiguous.
-
-    Returns:
-        (B, T, U+1) in the logits dtype.
-    """
-    V = logits.shape[-1]
-    rows = logits.view(-1, V)  # (B*T*(U+1), V)
-    out = torch.empty(rows.shape[0], dtype=logits.dtype, device=logits.device)
-    step = max(1, _NORMALIZER_CHUNK_ELEMENTS // max(V, 1))
-    for start in range(0, rows.shape[0], step):
-        torch.logsumexp(rows[start : start + step], dim=-1, out=out[start : start + step])
-    return out.view(logits.shape[:-1])
-
-
 def lattice_log_probs(
     logits: torch.Tensor,
     targets: torch.Tensor,
     logit_lengths: torch.Tensor,
     target_lengths: torch.Tensor,
-    log_norm: torch.Tensor,
+    *,
     blank: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather the blank and next-label log-probs of every lattice node, masked to the lattice.
+    fused_log_softmax: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Normalizers and the blank / next-label log-probs of every node, masked to the lattice.
+
+    With fused log-softmax, the (B*T*(U+1), V) rows go through ``log_softmax`` a chunk at a
+    time (one fused pass; the temporary is one chunk, never logits-sized); the two log-probs a
+    node needs are gathered from the chunk and its normalizer is ``logit - log-prob``.
 
     Args:
-        logits: (B, T, U+1, V).
+        logits: (B, T, U+1, V) contiguous.
         targets: (B, U) int64, padding already replaced by a valid class.
         logit_lengths: (B,) int64, T_b.
         target_lengths: (B,) int64, U_b.
-        log_norm: (B, T, U+1) normalizers (zeros for log-prob inputs).
         blank: blank index.
+        fused_log_softmax: normalize over V (True) or take logits as log-probs (False).
 
     Returns:
+        log_norm (B, T, U+1) in the logits dtype (zeros without fused log-softmax);
         blank_lp (B, U+1, T) float64, 0 outside t < T_b, u <= U_b; emit_lp (B, U, T) float64,
         -inf outside t < T_b, u < U_b.
     """
-    B, T, U1, _ = logits.shape
+    B, T, U1, V = logits.shape
     U = U1 - 1
-    blank_lp = (logits[..., blank] - log_norm).to(torch.float64).transpose(1, 2)  # (B, U+1, T)
-    index = targets[:, None, :, None].expand(B, T, U, 1)  # (B, T, U, 1)
-    emit = logits[:, :, :U].gather(-1, index).squeeze(-1) - log_norm[:, :, :U]  # (B, T, U)
+    # The label each node would emit next; the last column emits none (blank stands in).
+    next_label = torch.cat([targets, targets.new_full((B, 1), blank)], dim=1)  # (B, U+1)
+    next_label = next_label[:, None, :].expand(B, T, U1)  # (B, T, U+1)
+    if fused_log_softmax:
+        rows = logits.view(-1, V)  # (B*T*(U+1), V)
+        labels = next_label.reshape(-1, 1)  # (B*T*(U+1), 1)
+        log_norm = torch.empty(rows.shape[0], dtype=logits.dtype, device=logits.device)
+        blank_flat = torch.empty_like(log_norm)
+        emit_flat = torch.empty_like(log_norm)
+        step = max(1, _NORMALIZER_CHUNK_ELEMENTS // V)
+        for start in range(0, rows.shape[0], step):
+            chunk = slice(start, start + step)
+            log_probs = torch.log_softmax(rows[chunk], dim=-1)  # (rows, V), one chunk only
+            blank_flat[chunk] = log_probs[:, blank]
+            emit_flat[chunk] = log_probs.gather(1, labels[chunk]).squeeze(1)
+            torch.sub(rows[chunk, blank], log_probs[:, blank], out=log_norm[chunk])
+        log_norm = log_norm.view(B, T, U1)
+        blank_lp = blank_flat.view(B, T, U1)
+        emit = emit_flat.view(B, T, U1)[:, :, :U]
+    else:
+        log_norm = logits.new_zeros(B, T, U1)
+        blank_lp = logits[..., blank]
+        emit = logits.gather(-1, next_label.unsqueeze(-1)).squeeze(-1)[:, :, :U]
+    blank_lp = blank_lp.to(torch.float64).transpose(1, 2)  # (B, U+1, T)
     emit_lp = emit.to(torch.float64).transpose(1, 2)  # (B, U, T)
 
     frames = torch.arange(T, device=logits.device)
-    labels = torch.arange(U1, device=logits.device)
+    label_counts = torch.arange(U1, device=logits.device)
     in_time = frames[None, None, :] < logit_lengths[:, None, None]  # (B, 1, T)
-    blank_ok = in_time & (labels[None, :, None] <= target_lengths[:, None, None])  # (B, U+1, T)
-    emit_ok = in_time & (labels[None, :U, None] < target_lengths[:, None, None])  # (B, U, T)
-    blank_lp = torch.where(blank_ok, blank_lp.clamp_min(_LOG_PROB_FLOOR), 0.0)
-    emit_lp = torch.where(emit_ok, emit_lp.clamp_min(_LOG_PROB_FLOOR), float("-inf"))
-    return blank_lp.contiguous(), emit_lp.contiguous()
+    blank_ok = in_time & (label_counts[None, :, None] <= target_lengths[:, None, None])
+    emit_ok = in_time & (label_counts[None, :U, None] < target_lengths[:, None, None])
+    blank_lp = torch.where(blank_ok, blank_lp.clamp_min(_LOG_PROB_FLOOR), 0.0)  # (B, U+1, T)
+    emit_lp = torch.where(emit_ok, emit_lp.clamp_min(_LOG_PROB_FLOOR), float("-inf"))  # (B,U,T)
+    return log_norm, blank_lp.contiguous(), emit_lp.contiguous()
 
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -168,13 +177,20 @@ def backward_variables(
     blank_rev = torch.cat([blank_lp.flip(-1), blank_lp.new_zeros(B, U1, 1)], dim=-1)  # (B,U+1,T+1)
     suffix = _exclusive_cumsum(blank_rev)  # (B, U+1, T+1): sum of blanks from t to T-1
     emit_rev = torch.cat([emit_lp.new_full((B, U1 - 1, 1), float("-inf")), emit_lp.flip(-1)], -1)
-    end_rev = (T - logit_lengths)[:, None] == torch.arange(T + 1, device=device)  # (B, T+1)
-    end_node = torch.where(end_rev, 0.0, float("-inf")).to(torch.float64)  # (B, T+1)
+    # The end node (T_b, U_b), log 1, sits at s = T - T_b of column U_b; -inf everywhere else.
+    frames_rev = torch.arange(T + 1, device=device)
+    labels = torch.arange(U1, device=device)
+    end = ((T - logit_lengths)[:, None, None] == frames_rev[None, None, :]) & (
+        labels[None, :, None] == target_lengths[:, None, None]
+    )  # (B, U+1, T+1)
+    end_node = torch.where(end, 0.0, float("-inf")).to(torch.float64)
     beta_rev = torch.empty(B, U1, T + 1, dtype=torch.float64, device=device)
     for u in range(U1 - 1, -1, -1):
-        start = torch.where((target_lengths == u)[:, None], end_node, float("-inf"))  # (B, T+1)
+        start = end_node[:, u]  # (B, T+1)
         if u < U1 - 1:
-            start = torch.logaddexp(start, beta_rev[:, u + 1] + emit_rev[:, u])
+            # Exact as a maximum: where the end node is finite, the label move is -inf (no
+            # label leaves the last frame), and elsewhere the end node is -inf.
+            start = torch.maximum(start, beta_rev[:, u + 1] + emit_rev[:, u])
         beta_rev[:, u] = suffix[:, u] + torch.logcumsumexp(start - suffix[:, u], dim=-1)
     return beta_rev.flip(-1)
 
@@ -232,12 +248,13 @@ def transducer_forward(
     Returns:
         costs (B,) in the logits dtype, and the :class:`TransducerLattice`.
     """
-    if fused_log_softmax:
-        log_norm = log_normalizers(logits)  # (B, T, U+1)
-    else:
-        log_norm = logits.new_zeros(logits.shape[:-1])
-    blank_lp, emit_lp = lattice_log_probs(
-        logits, targets, logit_lengths, target_lengths, log_norm, blank
+    log_norm, blank_lp, emit_lp = lattice_log_probs(
+        logits,
+        targets,
+        logit_lengths,
+        target_lengths,
+        blank=blank,
+        fused_log_softmax=fused_log_softmax,
     )
     alpha, log_likelihood = forward_variables(blank_lp, emit_lp, logit_lengths, target_lengths)
     lattice = TransducerLattice(log_norm, blank_lp, emit_lp, alpha, log_likelihood)
