@@ -1,0 +1,390 @@
+"""Recognition pipeline: audio files or manifest utterances in, phone sequences with timings out.
+
+Front end (:func:`seqkit.audio.load_audio` → :func:`seqkit.audio.compute_features` →
+``stats.normalize``) → model → search (greedy or beam) → forced alignment of the result for
+per-phone start/end times and posterior scores. Utterances are sorted by length and decoded in
+batches; a file that cannot be read is reported in :attr:`RecognitionResult.failures` and the
+others are still decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile
+import torch
+
+from seqkit.audio import compute_features, load_audio
+from seqkit.data.manifest import Utterance
+from seqkit.decoding.align import Alignment, ctc_align, transducer_align, transducer_lattice
+from seqkit.decoding.beam import (
+    ctc_beam_search,
+    transducer_beam_search,
+    transducer_beam_search_batched,
+)
+from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
+from seqkit.decoding.ngram import PhoneNgram
+from seqkit.errors import AudioError, CheckpointError, ConfigError, SeqkitError
+from seqkit.models.checkpoint import LoadedModel
+
+ProgressFn = Callable[[str, int, int], None]
+
+TRANSDUCER_SEARCHES = ("auto", "graves", "batched")
+# above this many encoder frames (60 s at 10 ms, no stacking), "auto" uses the batched search
+_LONG_FRAMES = 6000
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to search.
+
+    Attributes:
+        beam: 1 = greedy; K > 1 = beam search keeping K hypotheses.
+        lm: phone n-gram LM for CTC shallow fusion (beam > 1 only).
+        lm_weight: weight of the LM log-probability (0 = no LM).
+        insertion_bonus: score added per phone with an LM (balances its bias to short outputs).
+        transducer_search: "graves" (Graves 2012, any labels per frame), "batched" (one label
+            per frame, batched, fast on long files) or "auto" (batched above 60 s of frames).
+        max_symbols_per_frame: cap on labels a greedy transducer emits at one frame.
+        batch_size: utterances per model call.
+    """
+
+    beam: int = 1
+    lm: PhoneNgram | None = None
+    lm_weight: float = 0.0
+    insertion_bonus: float = 0.0
+    transducer_search: str = "auto"
+    max_symbols_per_frame: int = 5
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.beam < 1:
+            raise ConfigError(f"expected beam >= 1, found {self.beam}: use 1 for greedy")
+        if self.batch_size < 1:
+            raise ConfigError(f"expected batch size >= 1, found {self.batch_size}")
+        if self.transducer_search not in TRANSDUCER_SEARCHES:
+            raise ConfigError(
+                f"unknown transducer search {self.transducer_search!r}: choose one of "
+                f"{', '.join(TRANSDUCER_SEARCHES)}"
+            )
+        if self.lm_weight != 0.0 and self.lm is None:
+            raise ConfigError("lm_weight needs an LM: pass --lm PATH or drop --lm-weight")
+        if self.lm is not None and self.beam == 1:
+            raise ConfigError("an LM is only used by beam search: add --beam K (e.g. 8)")
+
+
+@dataclass(frozen=True)
+class PhoneSegment:
+    """One recognized phone with its time span.
+
+    Attributes:
+        phone: the symbol.
+        start: start time in seconds.
+        end: end time in seconds (the next phone's start; the last ends at the audio's end).
+        score: posterior probability of the phone at its emission frame, in [0, 1].
+    """
+
+    phone: str
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The recognition result of one file or utterance.
+
+    Attributes:
+        name: the audio path or utterance id.
+        phones: recognized phones, in the model's phone set.
+        segments: one per phone, times monotone and covering [0, duration].
+        duration: audio length in seconds.
+        score: the search's log-probability of the phone sequence.
+        frame_shift: seconds per model output frame (feature shift × model.output_stride).
+        features: (T, F) normalized features, kept only when asked (for alignment plots).
+        path: per model output frame, the symbol index of the best path (blank = 0).
+    """
+
+    name: str
+    phones: tuple[str, ...]
+    segments: tuple[PhoneSegment, ...]
+    duration: float
+    score: float
+    frame_shift: float
+    features: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    path: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass
+class RecognitionResult:
+    """Hypotheses of every input that could be decoded, and the failures.
+
+    Attributes:
+        hypotheses: in input order.
+        failures: ``(name, message)`` for each input that could not be decoded.
+        audio_seconds: total duration of the decoded audio.
+        elapsed: wall-clock seconds spent (front end + model + search + alignment).
+    """
+
+    hypotheses: list[Hypothesis]
+    failures: list[tuple[str, str]]
+    audio_seconds: float
+    elapsed: float
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: processing seconds per second of audio (0 if no audio)."""
+        return self.elapsed / self.audio_seconds if self.audio_seconds > 0 else 0.0
+
+
+def check_acoustic_model(loaded: LoadedModel) -> None:
+    """Raise CheckpointError unless ``loaded`` is a CTC or transducer model with a front end."""
+    if loaded.kind not in ("ctc", "transducer"):
+        raise CheckpointError(
+            f"{loaded.path} holds a {loaded.kind} model, expected a ctc or transducer acoustic "
+            "model: pass a run trained with a ctc or transducer recipe"
+        )
+    if loaded.features is None or loaded.stats is None:
+        raise CheckpointError(
+            f"{loaded.path} has no feature config or statistics: it cannot decode audio; "
+            "use a checkpoint written by seqkit train"
+        )
+
+
+def audio_files(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = False) -> list[Path]:
+    """Expand directories into the audio files they hold (by extension), keep files as given.
+
+    Missing paths are kept, so that decoding reports them by name. A directory contributes the
+    files whose extension soundfile knows (``.wav``, ``.flac``, ``.ogg``, ``.sph``, ...); with
+    ``recursive``, from its subdirectories too, sorted.
+    """
+    extensions = {f".{ext.lower()}" for ext in soundfile.available_formats()} | {".sph"}
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = path.rglob("*") if recursive else path.iterdir()
+            out.extend(sorted(p for p in found if p.is_file() and p.suffix.lower() in extensions))
+        else:
+            out.append(path)
+    return out
+
+
+def _front_end(loaded: LoadedModel, path: str) -> tuple[torch.Tensor, float]:
+    """Normalized (T, F) features of one file and its duration in seconds (AudioError)."""
+    assert loaded.features is not None and loaded.stats is not None  # check_acoustic_model
+    rate = loaded.features.sample_rate
+    wave = load_audio(path, sample_rate=rate)
+    window = int(rate * loaded.features.frame_length_ms / 1000)
+    if wave.shape[0] < window:
+        raise AudioError(
+            f"audio file {path} is {wave.shape[0] / rate * 1000:.1f} ms long: expected at least "
+            f"one {loaded.features.frame_length_ms:g} ms frame; remove it or record it again"
+        )
+    feats = loaded.stats.normalize(compute_features(wave, loaded.features))
+    return feats, wave.shape[0] / rate
+
+
+def _search_ctc(
+    model: Any, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions, vocab: list[str]
+) -> tuple[list[tuple[list[int], float]], torch.Tensor, torch.Tensor]:
+    log_probs, out_lengths = model.log_probs(feats, lengths)  # (B, T', V), (B,)
+    if options.beam == 1:
+        labels = ctc_greedy(log_probs, out_lengths)
+        results = [(lab, float("nan")) for lab in labels]
+    else:
+        lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+        hyps = ctc_beam_search(
+            log_probs,
+            out_lengths,
+            beam=options.beam,
+            lm=lm,
+            lm_weight=options.lm_weight,
+            insertion_bonus=options.insertion_bonus,
+        )
+        results = [(list(h[0].labels), h[0].score) for h in hyps]
+    return results, log_probs, out_lengths
+
+
+def _search_transducer(
+    model: Any, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions
+) -> tuple[list[tuple[list[int], float]], torch.Tensor, torch.Tensor]:
+    f, out_lengths = model.encode(feats, lengths)  # (B, T', H), (B,)
+    if options.beam == 1:
+        labels = transducer_greedy(
+            model, f, out_lengths, max_symbols_per_frame=options.max_symbols_per_frame
+        )
+        return [(lab, float("nan")) for lab in labels], f, out_lengths
+    batched = options.transducer_search == "batched" or (
+        options.transducer_search == "auto" and f.shape[1] > _LONG_FRAMES
+    )
+    search = transducer_beam_search_batched if batched else transducer_beam_search
+    hyps = search(model, f, out_lengths, beam=options.beam)
+    return [(list(h[0].labels), h[0].score) for h in hyps], f, out_lengths
+
+
+def decode_features(
+    loaded: LoadedModel,
+    features: Sequence[torch.Tensor],
+    *,
+    options: DecodeOptions | None = None,
+) -> list[tuple[list[int], float, Alignment]]:
+    """Search and align a batch of normalized feature matrices.
+
+    Args:
+        loaded: a CTC or transducer model (:func:`seqkit.models.checkpoint.load_model`).
+        features: (T_i, F) normalized features per utterance.
+        options: search options. Default greedy.
+
+    Returns:
+        Per utterance: label indices (blank excluded), the search score (NaN for greedy) and the
+        forced alignment of those labels (frames in model output frames).
+
+    Raises:
+        CheckpointError: the model is not an acoustic model.
+    """
+    options = options or DecodeOptions()
+    check_acoustic_model(loaded)
+    model = loaded.model
+    lengths = torch.tensor([x.shape[0] for x in features], dtype=torch.long)
+    feats = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
+    with torch.no_grad():
+        if loaded.kind == "ctc":
+            results, out, out_lengths = _search_ctc(model, feats, lengths, options, loaded.vocab)
+        else:
+            results, out, out_lengths = _search_transducer(model, feats, lengths, options)
+        decoded = []
+        for b, (labels, score) in enumerate(results):
+            valid = int(out_lengths[b])
+            if loaded.kind == "ctc":
+                alignment = ctc_align(out[b, :valid], labels)
+            else:
+                lattice = transducer_lattice(model, out[b, :valid], labels)
+                alignment = transducer_align(lattice, labels)
+            decoded.append((labels, score, alignment))
+    return decoded
+
+
+def _hypothesis(
+    loaded: LoadedModel,
+    name: str,
+    decoded: tuple[list[int], float, Alignment],
+    duration: float,
+    feats: torch.Tensor | None,
+) -> Hypothesis:
+    assert loaded.features is not None
+    labels, score, alignment = decoded
+    stride = int(getattr(loaded.model, "output_stride", 1))
+    frame_shift = loaded.features.frame_shift_ms / 1000 * stride
+    segments = []
+    for i, seg in enumerate(alignment.segments):
+        start = min(seg.start * frame_shift, duration)
+        last = i == len(alignment.segments) - 1
+        end = duration if last else min(seg.end * frame_shift, duration)
+        segments.append(
+            PhoneSegment(
+                loaded.vocab[seg.label], round(start, 4), round(end, 4), math.exp(seg.log_prob)
+            )
+        )
+    return Hypothesis(
+        name=name,
+        phones=tuple(loaded.vocab[k] for k in labels),
+        segments=tuple(segments),
+        duration=duration,
+        score=alignment.log_prob if score != score else score,  # greedy (NaN): best path
+        frame_shift=frame_shift,
+        features=feats,
+        path=alignment.path,
+    )
+
+
+def _recognize(
+    loaded: LoadedModel,
+    items: Sequence[tuple[str, str]],
+    options: DecodeOptions,
+    keep_features: bool,
+    progress: ProgressFn | None,
+    description: str,
+) -> RecognitionResult:
+    check_acoustic_model(loaded)
+    started = time.perf_counter()
+    loaded_items: list[tuple[int, str, torch.Tensor, float]] = []
+    failures: dict[int, tuple[str, str]] = {}
+    total = len(items)
+    for i, (name, path) in enumerate(items):
+        try:
+            feats, duration = _front_end(loaded, path)
+            loaded_items.append((i, name, feats, duration))
+        except SeqkitError as err:
+            failures[i] = (name, str(err))
+        if progress is not None:
+            progress("features", i + 1, total)
+    # longest first, so that padded batches hold similar lengths
+    order = sorted(loaded_items, key=lambda item: -item[2].shape[0])
+    results: dict[int, Hypothesis] = {}
+    done = 0
+    for start in range(0, len(order), options.batch_size):
+        batch = order[start : start + options.batch_size]
+        decoded = decode_features(loaded, [feats for _, _, feats, _ in batch], options=options)
+        for (i, name, feats, duration), dec in zip(batch, decoded, strict=True):
+            results[i] = _hypothesis(loaded, name, dec, duration, feats if keep_features else None)
+        done += len(batch)
+        if progress is not None:
+            progress(description, done, len(order))
+    elapsed = time.perf_counter() - started
+    return RecognitionResult(
+        hypotheses=[results[i] for i in sorted(results)],
+        failures=[failures[i] for i in sorted(failures)],
+        audio_seconds=sum(item[3] for item in loaded_items),
+        elapsed=elapsed,
+    )
+
+
+def recognize_files(
+    loaded: LoadedModel,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    options: DecodeOptions | None = None,
+    keep_features: bool = False,
+    progress: ProgressFn | None = None,
+) -> RecognitionResult:
+    """Decode audio files (any format, rate and channel count soundfile reads).
+
+    Args:
+        loaded: a CTC or transducer model from :func:`seqkit.models.checkpoint.load_model`.
+        paths: audio files (see :func:`audio_files` to expand directories).
+        options: search options. Default greedy.
+        keep_features: keep each file's features in its hypothesis (for alignment plots).
+        progress: optional ``progress(description, done, total)`` callback.
+
+    Returns:
+        The hypotheses, in input order, and one ``(path, message)`` per file that failed
+        (missing, empty, corrupt, not audio, too short).
+
+    Raises:
+        CheckpointError: the model is not an acoustic model.
+        ConfigError: bad options.
+    """
+    items = [(str(p), str(p)) for p in paths]
+    return _recognize(loaded, items, options or DecodeOptions(), keep_features, progress, "decode")
+
+
+def recognize_utterances(
+    loaded: LoadedModel,
+    utterances: Sequence[Utterance],
+    *,
+    options: DecodeOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> RecognitionResult:
+    """Decode manifest utterances; hypotheses are named by utterance id.
+
+    Args and Raises: as :func:`recognize_files`.
+    """
+    items = [(u.id, u.audio) for u in utterances]
+    return _recognize(loaded, items, options or DecodeOptions(), False, progress, "decode")
