@@ -13,6 +13,8 @@ subtraction, so zero-probability entries never produce ``-inf - -inf = nan``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # A log-probability at or below this counts as log(0). Masking sentinels such as -1e30 or
@@ -94,8 +96,10 @@ def ctc_forward_backward_cpu(
         torch.gather(log_probs[:used_frames], 2, index, out=lp_fwd)
     else:
         lp_fwd.copy_(log_probs[:used_frames].gather(2, index))
-    if float(log_probs[:used_frames].amin()) <= LOG_ZERO_THRESHOLD:
+    if float(lp_fwd.amin()) <= LOG_ZERO_THRESHOLD:
         lp_fwd.masked_fill_(lp_fwd <= LOG_ZERO_THRESHOLD, neg_inf)
+    if need_grad:
+        lp_all[:, batch:].copy_(lp_fwd.flip(0, 2))
     skip = _skip_mask(ext, blank).to(acc)  # (B, L)
     # state[:, 2:] holds alpha_{t-1}; two -inf columns in front make the s-1 and s-2 shifts plain
     # slices. Before its first frame, a virtual alpha_{-1} puts all mass on the first state.
@@ -103,7 +107,6 @@ def ctc_forward_backward_cpu(
     state[:batch, 2] = 0.0
     starts: dict[int, list[int]] = {}
     if need_grad:
-        lp_all[:, batch:].copy_(lp_fwd.flip(0, 2))
         skip = torch.cat([skip, _skip_mask(ext.flip(1), blank).to(acc)], dim=0)  # (2B, L)
         for b, frames in enumerate(input_lengths.tolist()):
             starts.setdefault(used_frames - frames, []).append(b)
@@ -141,11 +144,38 @@ def ctc_forward_backward_cpu(
     # log occupancy = alpha_t(s) + beta_t(s) - log y_t(s) + nll = pre_fwd + lp + pre_bwd + nll.
     # pre_bwd is -inf on padding frames and padding states, so those get exactly 0.
     finite_nll = torch.where(torch.isfinite(nll), nll, 0.0)  # impossible: alpha + beta = -inf
-    log_occupancy = pre[:, batch:].flip(0, 2)
+    log_occupancy = pre[:, batch:].flip(0, 2)  # (T', B, L)
     log_occupancy += pre[:, :batch]
     log_occupancy += lp_fwd
     log_occupancy += finite_nll[None, :, None]
-    occupancy_states = log_occupancy.exp_()  # (T', B, L)
+    occupancy_states = _exp_without_subnormals(log_occupancy)
     occupancy = torch.zeros((max_frames, batch, num_classes), dtype=acc, device=device)
     occupancy[:used_frames].scatter_add_(2, index, occupancy_states)
     return nll, occupancy.to(log_probs.dtype)
+
+
+def scale_occupancy(occupancy: torch.Tensor, grad_nll: torch.Tensor) -> torch.Tensor:
+    """Gradient of sum_b grad_nll[b] * nll_b w.r.t. log_probs: -grad_nll[b] * occupancy[:, b].
+
+    Args:
+        occupancy: (T, B, C) from :func:`ctc_forward_backward_cpu`.
+        grad_nll: (B,) upstream gradient of each sequence's loss.
+
+    Returns:
+        (T, B, C) gradient, dtype of ``occupancy``.
+    """
+    scale = (-grad_nll).to(occupancy.dtype)[None, :, None]  # (1, B, 1)
+    return occupancy * scale
+
+
+def _exp_without_subnormals(log_values: torch.Tensor) -> torch.Tensor:
+    """In-place exp that returns exactly 0 where the result would be subnormal or underflow.
+
+    x86 computes exp into the subnormal range (and its underflow) on a slow microcode path, up to
+    40x slower per element; most states of a CTC lattice are that unlikely. Clamping first keeps
+    exp on the fast path; the clamped entries are then set to exactly 0.
+    """
+    floor = math.log(torch.finfo(log_values.dtype).tiny) + 8.0  # margin: exp stays off slow paths
+    tiny = math.exp(floor)
+    log_values.clamp_(min=floor).exp_()
+    return torch.nn.functional.threshold_(log_values, tiny, 0.0)

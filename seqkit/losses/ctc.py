@@ -16,7 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from seqkit.errors import BackendUnavailableError, LossInputError
-from seqkit.losses.cpu_ctc import ctc_forward_backward_cpu
+from seqkit.losses.cpu_ctc import ctc_forward_backward_cpu, scale_occupancy
 
 BACKENDS = ("auto", "cpu", "triton")
 REDUCTIONS = ("none", "sum", "mean")
@@ -188,7 +188,7 @@ class _CTCLossFunction(torch.autograd.Function):
         if ctx.backend == "cpu":
             (occupancy,) = ctx.saved_tensors
             # d nll_b / d log_probs[t, b, c] = -occupancy[t, b, c]
-            grad_log_probs = occupancy * (-grad_nll).to(occupancy.dtype)[None, :, None]
+            grad_log_probs = scale_occupancy(occupancy, grad_nll)
         else:
             log_probs, targets, input_lengths, target_lengths, alpha, nll = ctx.saved_tensors
             grad_log_probs = _triton_kernels().ctc_beta_grad(
