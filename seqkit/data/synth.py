@@ -42,7 +42,7 @@ import numpy as np
 from seqkit.data.espeak import Espeak
 from seqkit.data.espeak_phones import ACCENTS, label_segments
 from seqkit.data.sentences import SentenceGenerator
-from seqkit.errors import ConfigError, OutputExistsError
+from seqkit.errors import ConfigError, CorpusError, OutputExistsError
 
 SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
@@ -486,3 +486,35 @@ def _write_splits(path: Path, plan: list[Speaker], seed: int, clean: bool, sente
         "speakers": {p.id: {k: v for k, v in asdict(p).items() if k != "id"} for p in plan},
     }
     path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def read_speakers(corpus: Path) -> list[Speaker]:
+    """The speakers a synthesized corpus's ``splits.json`` describes, in file order.
+
+    Raises:
+        CorpusError: the corpus has no readable ``splits.json`` with speaker metadata.
+    """
+    path = Path(corpus) / "splits.json"
+    try:
+        meta = json.loads(path.read_text())
+        return [Speaker(id=sid, **fields) for sid, fields in meta["speakers"].items()]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CorpusError(
+            f"{path}: expected a seqkit-synthesized corpus's splits.json with speakers ({err}); "
+            "run `seqkit data synth` to make one"
+        ) from None
+
+
+def synthesize_utterance(
+    directory: Path, name: str, text: str, speaker: Speaker, *, seed: int = 0, clean: bool = False
+) -> Path:
+    """Synthesize one utterance outside any corpus (``NAME.WAV/.PHN/.WRD/.TXT`` in ``directory``).
+
+    Used to decode a sentence no model has seen, spoken by a voice of the test split.
+
+    Returns:
+        The path of the ``.WAV`` file.
+    """
+    job = _Job(speaker, 0, 0, name, text, ".", seed, clean)
+    _synthesize_utterance(Espeak(), job, Path(directory))
+    return Path(directory) / f"{name}.WAV"
