@@ -289,7 +289,7 @@ def _hypothesis(
         end = duration if last else min(seg.end * frame_shift, duration)
         segments.append(
             PhoneSegment(
-                loaded.vocab[seg.label], round(start, 4), round(end, 4), math.exp(seg.log_prob)
+                loaded.vocab[seg.label], start, end, math.exp(seg.log_prob)
             )
         )
     return Hypothesis(

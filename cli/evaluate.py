@@ -1,0 +1,164 @@
+"""``seqkit evaluate``: phone error rate of a trained run on a prepared split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cli.progress import err_console, rich_progress
+from seqkit.data.manifest import read_manifest
+from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
+from seqkit.decoding.ngram import load_ngram
+from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
+from seqkit.errors import ConfigError, CorpusError
+from seqkit.models.checkpoint import load_model
+
+FORMATS = ("table", "json")
+SPLITS = ("train", "dev", "test")
+
+console = Console(soft_wrap=True)
+
+
+def _tables(report: EvalReport, split: str) -> None:
+    summary = Table(title=f"Phone error rate on {split} ({len(report.utterances)} utterances)")
+    for column in ("PER 39", "PER 61", "sub", "del", "ins", "ref phones", "utt/s"):
+        summary.add_column(column, justify="right")
+    summary.add_row(
+        f"{100 * report.per:.2f}%",
+        "-" if report.per61 is None else f"{100 * report.per61:.2f}%",
+        str(report.sub),
+        str(report.dels),
+        str(report.ins),
+        str(report.ref_phones),
+        f"{report.utterances_per_second:.1f}",
+    )
+    console.print(summary)
+    phones = Table(title="Per-phone error rate (S + D) / N, worst first (39 phones)")
+    for column, justify in (("phone", "left"), ("N", "right"), ("errors", "right"),
+                            ("rate", "right")):
+        phones.add_column(column, justify=justify)
+    worst = sorted(report.per_phone.items(), key=lambda item: -item[1]["rate"])
+    for phone, row in worst[:15]:
+        phones.add_row(phone, str(int(row["ref"])), str(int(row["errors"])),
+                       f"{100 * row['rate']:.1f}%")
+    console.print(phones)
+    if report.confusions:
+        confusions = Table(title="Top confusions (reference → hypothesis)")
+        confusions.add_column("reference")
+        confusions.add_column("hypothesis")
+        confusions.add_column("count", justify="right")
+        for ref, hyp, count in report.confusions:
+            confusions.add_row(ref, hyp, str(count))
+        console.print(confusions)
+
+
+def evaluate_command(
+    model: Annotated[
+        Path,
+        typer.Argument(help="Run directory (uses best.pt, else last.pt) or a .pt checkpoint."),
+    ],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="Prepared directory (seqkit data prepare).",
+                     rich_help_panel="Data"),
+    ],
+    split: Annotated[
+        str, typer.Option("--split", help="train, dev or test.", rich_help_panel="Data")
+    ] = "test",
+    beam: Annotated[
+        int,
+        typer.Option("--beam", min=1, help="1 = greedy; K > 1 = beam search with K hypotheses.",
+                     rich_help_panel="Search"),
+    ] = 1,
+    lm: Annotated[
+        Path | None,
+        typer.Option("--lm", help="Phone n-gram LM (JSON) for CTC beam search.",
+                     rich_help_panel="Search"),
+    ] = None,
+    lm_weight: Annotated[
+        float | None,
+        typer.Option("--lm-weight", help="LM weight (needs --lm; default 0.5 with --lm).",
+                     rich_help_panel="Search"),
+    ] = None,
+    transducer_search: Annotated[
+        str,
+        typer.Option("--transducer-search", help="graves, batched or auto.",
+                     rich_help_panel="Search"),
+    ] = "auto",
+    report_dir: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write report.json, alignments.txt and confusion.png here.",
+                     rich_help_panel="Output"),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="table (rich tables) or json (the report on stdout).",
+                     rich_help_panel="Output"),
+    ] = "table",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Utterances per model call.",
+                          rich_help_panel="Runtime"),
+    ] = 8,
+) -> None:
+    """Measure phone error rate the TIMIT way: 61 → 39 folding, S/D/I, per-phone rates.
+
+    Decodes every utterance of the split, folds reference and hypothesis to 39 phones and
+    prints PER (and 61-phone PER for a 61-phone model), error counts, the worst phones and the
+    top confusions. --format json prints the whole report (per, per61, sub, del, ins,
+    ref_phones, utterances) for scripts.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    manifest = data / f"{split}.jsonl"
+    if not manifest.is_file():
+        raise CorpusError(
+            f"{manifest} not found: expected a directory made by seqkit data prepare"
+        )
+    loaded = load_model(model)
+    check_acoustic_model(loaded)
+    options = DecodeOptions(
+        beam=beam,
+        lm=load_ngram(lm) if lm is not None else None,
+        lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        transducer_search=transducer_search,
+        batch_size=batch_size,
+    )
+    utterances = read_manifest(manifest)
+    with rich_progress(transient=True) as progress:
+        report = evaluate(loaded, utterances, options=options, progress=progress)
+    for name, message in report.failures:
+        err_console.print(
+            f"[bold red]error:[/bold red] {escape(name)}: {escape(message)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report_dir is not None:
+        paths = write_report(report, report_dir)
+        err_console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if fmt == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _tables(report, split)
+    err_console.print(
+        f"{len(report.utterances)} utterances in {report.elapsed:.2f} s: "
+        f"{report.utterances_per_second:.1f} utterances/s"
+    )
+    if report.failures:
+        raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``seqkit evaluate`` to the root app."""
+    app.command(
+        "evaluate",
+        epilog="Example: seqkit evaluate runs/ctc_synth --data prepared --split test --beam 8 "
+        "--report reports/ctc_synth",
+    )(evaluate_command)

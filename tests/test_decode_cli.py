@@ -1,0 +1,194 @@
+"""``seqkit decode``: a briefly trained tiny model decodes espeak audio; bad inputs fail clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from typer.testing import CliRunner
+
+from cli.main import app
+from seqkit.audio import compute_features, load_audio, read_stats
+from seqkit.data.batching import phone_targets
+from seqkit.data.manifest import read_manifest
+from seqkit.data.phones import PHONES_61, vocabulary
+from seqkit.data.prepare import prepare_corpus
+from seqkit.data.synth import synthesize_corpus
+from seqkit.decoding.recognize import DecodeOptions, recognize_files
+from seqkit.metrics import phone_error_rate
+from seqkit.models import build_model
+from seqkit.models.checkpoint import load_model, model_payload, save_checkpoint
+from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig
+
+
+def build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
+    """Synthesize a tiny espeak corpus, prepare it, train a tiny CTC and transducer briefly.
+
+    The models are trained a few dozen Adam steps on the two test utterances (enough for the
+    CTC model to output their phones). Returns paths: ``corpus``, ``prepared``, ``ctc`` (a run
+    dir holding best.pt), ``transducer`` (a checkpoint file) and ``lm`` (a phone LM checkpoint,
+    not an acoustic model).
+    """
+    torch.manual_seed(0)
+    corpus, prepared = root / "corpus", root / "prepared"
+    synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
+    prepare_corpus(corpus, prepared)
+    features, stats = read_stats(prepared / "stats.json")
+    vocab = list(vocabulary(61))
+    utterances = read_manifest(prepared / "test.jsonl")
+    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
+    targets = [phone_targets(u, 61, vocab) for u in utterances]
+    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
+    feat_lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
+    target_lengths = torch.tensor([t.shape[0] for t in targets])
+    out: dict[str, Path] = {"corpus": corpus, "prepared": prepared}
+    encoder = EncoderConfig(layers=1, hidden=32, stack=3)
+    for kind in ("ctc", "transducer", "lm"):
+        config = ModelConfig(
+            kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
+        )
+        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+        for _ in range(steps if kind != "lm" else 2):
+            optimizer.zero_grad()
+            if kind == "lm":
+                loss = model(padded, target_lengths).mean()
+            else:
+                loss = model(batch, feat_lengths, padded, target_lengths).mean()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        payload = model_payload(model, vocab=vocab, phone_set=61, features=features, stats=stats)
+        target = root / "runs" / kind / "best.pt" if kind == "ctc" else root / f"{kind}.pt"
+        save_checkpoint(target, payload)
+        out[kind] = target.parent if kind == "ctc" else target
+    return out
+
+
+def tiny_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny runs, built once per pytest session (shared by the decode and evaluate tests)."""
+    root = factory.getbasetemp() / "tiny-runs"
+    done = root / "paths.json"
+    if not done.exists():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
+        try:
+            paths = build_tiny_runs(root)
+        finally:
+            torch.set_num_threads(threads)
+        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
+    return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def audio(runs: dict[str, Path]) -> list[Path]:
+    return [Path(u.audio) for u in read_manifest(runs["prepared"] / "test.jsonl")]
+
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_decode_espeak_audio_returns_61_phones_with_monotone_timings(runs, audio) -> None:
+    loaded = load_model(runs["ctc"])
+    result = recognize_files(loaded, audio, options=DecodeOptions(beam=1))
+    assert not result.failures
+    assert 0 < result.rtf < 5
+    for hyp in result.hypotheses:
+        assert hyp.phones, "the briefly trained model recognizes something"
+        assert set(hyp.phones) <= set(PHONES_61)
+        assert hyp.segments[0].start == 0.0
+        assert hyp.segments[-1].end == pytest.approx(hyp.duration)
+        for a, b in zip(hyp.segments, hyp.segments[1:], strict=False):
+            assert a.start <= a.end == b.start <= b.end <= hyp.duration
+        assert all(0.0 <= s.score <= 1.0 for s in hyp.segments)
+    # trained on these two utterances: the 39-folded PER is low
+    refs = {u.audio: u.phone_labels for u in read_manifest(runs["prepared"] / "test.jsonl")}
+    per = phone_error_rate([refs[h.name] for h in result.hypotheses],
+                           [h.phones for h in result.hypotheses])
+    assert per < 0.3
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_decode_transducer_returns_monotone_timings(runs, audio, beam: int) -> None:
+    loaded = load_model(runs["transducer"])
+    result = recognize_files(loaded, audio[:1], options=DecodeOptions(beam=beam))
+    hyp = result.hypotheses[0]
+    assert set(hyp.phones) <= set(PHONES_61)
+    for a, b in zip(hyp.segments, hyp.segments[1:], strict=False):
+        assert a.start <= a.end == b.start <= b.end <= hyp.duration
+
+
+def test_decode_cli_text_json_ctm_and_align(runs, audio, tmp_path) -> None:
+    result = _invoke("decode", runs["ctc"], *audio)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines] == [p.name for p in audio]
+    assert "RTF" in result.stderr
+    result = _invoke("decode", runs["ctc"], audio[0], "--format", "json", "--beam", "4",
+                     "--fold", "39")
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.stdout)
+    phones = items[0]["phones"]
+    assert phones and {"phone", "start", "end", "score"} <= set(phones[0])
+    assert all(a["end"] <= b["start"] + 1e-9 for a, b in zip(phones, phones[1:], strict=False))
+    result = _invoke("decode", runs["ctc"], runs["corpus"] / "TEST", "--recursive",
+                     "--format", "ctm", "--align", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    ctm = (tmp_path / "out" / "decode.ctm").read_text().splitlines()
+    assert len({line.split()[0] for line in ctm}) >= 3  # every file under TEST/
+    pngs = sorted((tmp_path / "out").glob("*.align.png"))
+    assert len(pngs) >= 3 and pngs[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_decode_cli_reports_each_bad_file_and_exits_2(runs, audio, tmp_path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not audio\n")
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(audio[0].read_bytes()[:1024][:12] + b"\x00garbage" * 40)
+    silent = tmp_path / "zero_samples.wav"
+    soundfile.write(silent, np.zeros(0, dtype=np.float32), 16000)
+    missing = tmp_path / "missing.wav"
+    result = _invoke("decode", runs["ctc"], audio[0], empty, text, corrupt, silent, missing)
+    assert result.exit_code == 2
+    assert result.stdout.split()[0] == audio[0].name  # the good file is still decoded
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 5
+    for bad in (empty, text, corrupt, silent, missing):
+        assert sum(str(bad) in line for line in errors) == 1
+
+
+def test_decode_cli_rejects_other_kinds_versions_and_options(runs, audio, tmp_path) -> None:
+    result = _invoke("decode", runs["lm"], audio[0])
+    assert result.exit_code == 2
+    assert "lm model" in result.stderr and "ctc or transducer" in result.stderr
+    payload = torch.load(runs["ctc"] / "best.pt", weights_only=True)
+    payload["format_version"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    result = _invoke("decode", newer, audio[0])
+    assert result.exit_code == 2 and "upgrade seqkit" in result.stderr
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert _invoke("decode", junk, audio[0]).exit_code == 2
+    result = _invoke("decode", runs["ctc"], audio[0], "--format", "xml")
+    assert result.exit_code == 2 and "choose one of text, json, ctm" in result.stderr
+    result = _invoke("decode", runs["ctc"], audio[0], "--lm-weight", "0.3")
+    assert result.exit_code == 2 and "--lm" in result.stderr
+    result = _invoke("decode", runs["ctc"], tmp_path / "nothing_here")
+    assert result.exit_code == 2
