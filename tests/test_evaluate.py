@@ -1,0 +1,105 @@
+"""``seqkit evaluate``: PER equals a hand count, reports are written and parse, CLI exits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_decode_cli import tiny_runs
+from typer.testing import CliRunner
+
+from cli.main import app
+from seqkit.data.manifest import read_manifest
+from seqkit.decoding.evaluate import evaluate, score_hypotheses, write_report
+from seqkit.errors import CorpusError
+from seqkit.models.checkpoint import load_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_runs(tmp_path_factory)
+
+
+def _hand_case():
+    refs = [["h#", "b", "ae", "tcl", "t", "h#"], ["s", "ix", "ng"]]
+    hyps = [["h#", "p", "ae", "t"], ["s", "ih", "ng"]]
+    return refs, hyps, ["u1", "u2"]
+
+
+def test_per_equals_hand_count_on_a_constructed_case() -> None:
+    # 39 folding: u1 ref sil b ae sil t sil vs hyp sil p ae t -> S(b->p), D(sil), D(sil);
+    # u2 ref s ih ng (ix -> ih) vs s ih ng -> correct. 3 errors / 9 reference phones.
+    report = score_hypotheses(*_hand_case(), phone_set=61)
+    assert (report.sub, report.dels, report.ins, report.ref_phones) == (1, 2, 0, 9)
+    assert report.per == pytest.approx(3 / 9)
+    # 61 phones: u1 S(b->p), D(tcl), D(h#); u2 S(ix->ih): 4 errors / 9
+    assert report.per61 == pytest.approx(4 / 9)
+    assert report.per_phone["sil"] == {"ref": 3, "errors": 2, "rate": pytest.approx(2 / 3)}
+    assert report.per_phone["b"]["rate"] == 1.0
+    assert report.confusions == [("b", "p", 1)]
+    assert [u.per for u in report.utterances] == [pytest.approx(0.5), 0.0]
+    assert sum(map(sum, report.confusion_matrix)) == 7  # 9 refs - 2 deletions
+    assert score_hypotheses(*_hand_case(), phone_set=39).per61 is None
+    with pytest.raises(CorpusError, match="as many"):
+        score_hypotheses([["s"]], [], ["u1"])
+
+
+def test_report_files_exist_and_parse(tmp_path) -> None:
+    report = score_hypotheses(*_hand_case(), phone_set=61)
+    paths = write_report(report, tmp_path / "report")
+    data = json.loads(paths["json"].read_text())
+    assert data["per"] == pytest.approx(3 / 9) and data["del"] == 2 and data["ref_phones"] == 9
+    assert [u["id"] for u in data["utterances"]] == ["u1", "u2"]
+    text = paths["alignments"].read_text()
+    assert "id: (u1)" in text and "Scores: (#C #S #D #I) 3 1 2 0" in text
+    assert paths["confusion"].read_bytes()[:4] == b"\x89PNG"
+    assert not list((tmp_path / "report").glob(".*"))  # no temp files left behind
+
+
+def test_evaluate_tiny_model_on_its_training_utterances(runs) -> None:
+    loaded = load_model(runs["ctc"])
+    utterances = read_manifest(runs["prepared"] / "test.jsonl")
+    report = evaluate(loaded, utterances, beam=4)
+    assert len(report.utterances) == len(utterances) and not report.failures
+    assert 0.0 <= report.per < 0.3
+    assert report.per61 is not None and report.per61 >= report.per - 1e-9
+    assert report.utterances_per_second > 0
+    with pytest.raises(CorpusError, match="empty"):
+        evaluate(loaded, [])
+
+
+def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
+    result = runner.invoke(
+        app,
+        ["evaluate", str(runs["ctc"]), "--data", str(runs["prepared"]),
+         "--report", str(tmp_path / "rep")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "PER 39" in result.stdout and "utterances/s" in result.stderr
+    assert (tmp_path / "rep" / "confusion.png").exists()
+    result = runner.invoke(
+        app,
+        ["evaluate", str(runs["transducer"]), "--data", str(runs["prepared"]),
+         "--format", "json", "--beam", "2"],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"per", "per61", "sub", "del", "ins", "ref_phones", "utterances"} <= set(data)
+    assert data["kind"] == "transducer" and len(data["utterances"]) == 2
+
+
+def test_evaluate_cli_errors_exit_2(runs, tmp_path) -> None:
+    result = runner.invoke(app, ["evaluate", str(runs["ctc"]), "--data", str(tmp_path)])
+    assert result.exit_code == 2 and "seqkit data prepare" in result.stderr
+    result = runner.invoke(
+        app, ["evaluate", str(runs["ctc"]), "--data", str(runs["prepared"]), "--split", "eval"]
+    )
+    assert result.exit_code == 2 and "train, dev, test" in result.stderr
+    result = runner.invoke(app, ["evaluate", str(runs["lm"]), "--data", str(runs["prepared"])])
+    assert result.exit_code == 2 and "expected a ctc or transducer" in result.stderr
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "nope"), "--data",
+                                 str(runs["prepared"])])
+    assert result.exit_code == 2
