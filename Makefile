@@ -20,6 +20,14 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -m ''
 
+demo: install
+	$(BIN)/seqkit demo $(DEMO_ARGS)
+
+bench: install
+	$(BIN)/seqkit bench losses
+	$(BIN)/seqkit bench train
+	$(BIN)/seqkit bench decode
+
 lint: install
 	$(BIN)/ruff check seqkit cli tests benchmarks
 
