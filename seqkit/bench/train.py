@@ -1,0 +1,105 @@
+"""Training throughput: seqkit's trainer against a plain PyTorch loop on the same work.
+
+For each recipe, both sides train the same model (same seed) on the same global batches with
+the same loss, optimizer and clipping; ours is :func:`seqkit.training.train` (bookkeeping,
+logging, schedule, non-finite checks), the plain loop is written below. The ratio of plain
+frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit.audio.features import read_stats
+from seqkit.data.batching import BucketBatchSampler, load_split
+from seqkit.models import build_model
+from seqkit.training.config import load_recipe
+from seqkit.training.trainer import train
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
+    """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step."""
+    t = recipe.train
+    features, stats = read_stats(data_dir / "stats.json")
+    data = load_split(data_dir, "train", phone_set=recipe.data.phone_set, features=features,
+                      stats=stats)
+    torch.manual_seed(t.seed)
+    model = build_model(recipe.model, input_dim=features.dim, vocab_size=len(data.vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    sampler = BucketBatchSampler(data.lengths, t.max_frames, seed=t.seed,
+                                 bucket_width=recipe.data.bucket_width)
+    batches = [b for epoch in range(100) for b in sampler.global_batches(epoch)][:steps + 1]
+    batch_frames = [sum(data.lengths[i] for i in b) for b in batches]
+    frames, start = 0, 0.0
+    for n, indices in enumerate(batches):
+        if n == 1:  # the first step warms up allocators and kernels; time the rest
+            frames, start = 0, time.perf_counter()
+        batch = data.collate(indices)
+        nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+        loss = nll.sum() / batch.target_lengths.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        frames += int(batch.feat_lengths.sum())
+    return frames / (time.perf_counter() - start), batch_frames
+
+
+def _ours(recipe_path: Path, data_dir: Path, steps: int, batch_frames: list[int]) -> float:
+    """Frames/s of seqkit's trainer over the same steps, from its metrics log (after step 1)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = load_recipe(recipe_path, [f"train.max_steps={steps + 1}", "train.log_every=1",
+                                           "train.max_epochs=100", "train.patience=0"])
+        train(recipe, data_dir, Path(tmp) / "run")
+        records = [json.loads(line)
+                   for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    step_records = [r for r in records if r["kind"] == "step"][1:]
+    frames = batch_frames[1 : len(step_records) + 1]
+    seconds = sum(f / r["frames_per_s"] for f, r in zip(frames, step_records, strict=True))
+    return sum(frames) / seconds
+
+
+def run(
+    data_dir: str | os.PathLike[str],
+    *,
+    recipes: tuple[str, ...] = ("recipes/synth/ctc_blstm.toml", "recipes/synth/transducer.toml"),
+    steps: int = 10,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Time ``steps`` training steps of each recipe with seqkit and with a plain loop.
+
+    Args:
+        data_dir: a prepared synthesized corpus (``seqkit data prepare``).
+        recipes: recipe files to time.
+        steps: timed steps per side (one more is run first to warm up).
+        progress: called as ``progress("bench train", done, total)``.
+
+    Returns:
+        One row per recipe: ``recipe``, ``ours_frames_per_s``, ``plain_frames_per_s``,
+        ``ratio`` (plain / ours; <= 1.10 is the target), ``steps``.
+    """
+    data_dir = Path(data_dir)
+    rows: list[dict[str, Any]] = []
+    for n, path in enumerate(recipes):
+        recipe = load_recipe(path)
+        if recipe.model.kind == "lm":
+            continue
+        plain, batch_frames = _plain_loop(recipe, data_dir, steps)
+        ours = _ours(Path(path), data_dir, steps, batch_frames)
+        rows.append({"recipe": str(path), "ours_frames_per_s": ours,
+                     "plain_frames_per_s": plain,
+                     "ratio": plain / ours if ours > 0 else math.inf, "steps": steps})
+        if progress is not None:
+            progress("bench train", n + 1, len(recipes))
+    return rows
