@@ -7,7 +7,8 @@ import itertools
 import pytest
 import torch
 
-from seqkit.decoding.align import ctc_align, transducer_align
+from seqkit.decoding.align import ctc_align, ctc_path_alignment, transducer_align
+from seqkit.decoding.greedy import ctc_greedy
 from seqkit.errors import LossInputError
 
 
@@ -101,3 +102,20 @@ def test_transducer_align_equals_brute_force_best_path_T4_V4(
 def test_transducer_align_rejects_a_lattice_for_other_labels() -> None:
     with pytest.raises(LossInputError, match="U\\+1"):
         transducer_align(torch.zeros(4, 2, 5), [1, 2])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_ctc_argmax_path_alignment_equals_viterbi_of_greedy_labels(seed: int) -> None:
+    torch.manual_seed(seed)
+    lp = torch.log_softmax(torch.randn(30, 5) * 3, dim=-1)
+    path = lp.argmax(dim=-1).tolist()
+    labels = ctc_greedy(lp[None], torch.tensor([30]))[0]
+    from_path = ctc_path_alignment(lp, path)
+    viterbi = ctc_align(lp, labels)
+    assert [s.label for s in from_path.segments] == labels
+    assert from_path.log_prob == pytest.approx(viterbi.log_prob, abs=1e-6)
+    assert [(s.start, s.end) for s in from_path.segments] == [
+        (s.start, s.end) for s in viterbi.segments
+    ]
+    if labels:
+        _assert_monotone_and_covering(from_path, 30, len(labels))

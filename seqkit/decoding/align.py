@@ -237,3 +237,51 @@ def transducer_align(lattice: torch.Tensor, labels: Sequence[int], *, blank: int
         path[emit[i]] = labels[i]
     segments = _covering(labels, emit, emit, scores, frames)
     return Alignment(segments, frames, best, tuple(path))
+
+
+def ctc_path_alignment(
+    log_probs: torch.Tensor, path: Sequence[int], *, blank: int = 0
+) -> Alignment:
+    """The alignment given by a frame-level CTC path (e.g. greedy's argmax path).
+
+    The argmax path is also the Viterbi path of the labels it collapses to, so greedy decoding
+    gets its timings without a second dynamic programme.
+
+    Args:
+        log_probs: (T, V) float, one utterance's log-probabilities.
+        path: (T,) symbol per frame.
+        blank: index of the blank symbol. Default 0.
+
+    Returns:
+        Segments of the collapsed labels, monotone and covering [0, T).
+
+    Raises:
+        LossInputError: if ``path`` is not one symbol per frame.
+    """
+    frames = log_probs.shape[0]
+    if len(path) != frames:
+        raise LossInputError(
+            f"expected a path of {frames} symbols (one per frame), found {len(path)}"
+        )
+    lp = log_probs.detach().double().cpu().numpy()
+    symbols = np.asarray(path, dtype=np.int64)
+    labels: list[int] = []
+    first: list[int] = []
+    emit: list[int] = []
+    scores: list[float] = []
+    for t in range(frames):
+        k = int(symbols[t])
+        if k == blank:
+            continue
+        if t > 0 and symbols[t - 1] == k:  # the same label continues
+            if lp[t, k] > scores[-1]:
+                emit[-1], scores[-1] = t, float(lp[t, k])
+            continue
+        labels.append(k)
+        first.append(t)
+        emit.append(t)
+        scores.append(float(lp[t, k]))
+    total = float(lp[np.arange(frames), symbols].sum()) if frames else 0.0
+    return Alignment(
+        _covering(labels, first, emit, scores, frames), frames, total, tuple(int(x) for x in path)
+    )

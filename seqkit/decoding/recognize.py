@@ -22,7 +22,13 @@ import torch
 
 from seqkit.audio import compute_features, load_audio
 from seqkit.data.manifest import Utterance
-from seqkit.decoding.align import Alignment, ctc_align, transducer_align, transducer_lattice
+from seqkit.decoding.align import (
+    Alignment,
+    ctc_align,
+    ctc_path_alignment,
+    transducer_align,
+    transducer_lattice,
+)
 from seqkit.decoding.beam import (
     ctc_beam_search,
     transducer_beam_search,
@@ -197,7 +203,7 @@ def _search_ctc(
     log_probs, out_lengths = model.log_probs(feats, lengths)  # (B, T', V), (B,)
     if options.beam == 1:
         labels = ctc_greedy(log_probs, out_lengths)
-        results = [(lab, float("nan")) for lab in labels]
+        results = [(lab, float("nan")) for lab in labels]  # aligned from the argmax path
     else:
         lm = options.lm.label_scorer(vocab) if options.lm is not None else None
         hyps = ctc_beam_search(
@@ -262,7 +268,10 @@ def decode_features(
         decoded = []
         for b, (labels, score) in enumerate(results):
             valid = int(out_lengths[b])
-            if loaded.kind == "ctc":
+            if loaded.kind == "ctc" and options.beam == 1:
+                lp = out[b, :valid]  # (T', V)
+                alignment = ctc_path_alignment(lp, lp.argmax(dim=-1).tolist())
+            elif loaded.kind == "ctc":
                 alignment = ctc_align(out[b, :valid], labels)
             else:
                 lattice = transducer_lattice(model, out[b, :valid], labels)
