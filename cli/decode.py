@@ -33,16 +33,26 @@ console = Console(soft_wrap=True)
 
 
 def _phones(hypothesis: Hypothesis, fold: int | None) -> list[tuple[str, float, float, float]]:
-    """(phone, start, end, score) rows, folded to ``fold`` phones when asked (q dropped)."""
-    rows = []
+    """(phone, start, end, score) rows, folded to ``fold`` phones when asked.
+
+    Folding drops ``q`` (its span goes to the phone before it) and merges runs of ``sil`` into
+    one segment (as scoring does), keeping the best score of the run.
+    """
+    rows: list[tuple[str, float, float, float]] = []
+    pending: float | None = None  # start of a leading q, given to the first kept phone
     for seg in hypothesis.segments:
-        if fold is not None:
-            folded = fold_phones([seg.phone], to=fold)
-            if not folded:
-                continue
-            rows.append((folded[0], seg.start, seg.end, seg.score))
-        else:
+        if fold is None:
             rows.append((seg.phone, seg.start, seg.end, seg.score))
+            continue
+        folded = fold_phones([seg.phone], to=fold)
+        if rows and (not folded or folded[0] == rows[-1][0] == "sil"):
+            phone, start, _, score = rows[-1]
+            rows[-1] = (phone, start, seg.end, max(score, seg.score) if folded else score)
+        elif folded:
+            start = seg.start if pending is None else pending
+            rows.append((folded[0], start, seg.end, seg.score))
+        elif pending is None:
+            pending = seg.start
     return rows
 
 
