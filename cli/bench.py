@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 app = typer.Typer(
-    help="Benchmarks against peers (torch, torchaudio, plain PyTorch loops).", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Benchmarks against peers (torch, torchaudio, plain PyTorch loops).",
+    no_args_is_help=True,
 )
 console = Console()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Make and prepare speech corpora (the embedded synthesized corpus, TIMIT).",
     no_args_is_help=True,
 )

@@ -38,6 +38,7 @@ class _SeqkitGroup(TyperGroup):
 
 app = typer.Typer(
     cls=_SeqkitGroup,
+    rich_markup_mode="markdown",
     name="seqkit",
     help="Train, decode and evaluate (B)LSTM-CTC and RNN-transducer phoneme recognizers.",
     epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared",
