@@ -21,7 +21,12 @@ from typing import Any
 
 import torch
 
-from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features
+from seqkit.audio.features import (
+    FeatureConfig,
+    FeatureStats,
+    compute_features,
+    one_torch_thread,
+)
 from seqkit.audio.load import load_audio
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_phones, vocabulary
@@ -175,11 +180,12 @@ def compute_split_features(
             pass  # a damaged or foreign cache is recomputed below
     out: list[torch.Tensor] = []
     total = len(utterances)
-    for n, utt in enumerate(utterances):
-        wave = load_audio(utt.audio, sample_rate=features.sample_rate)
-        out.append(compute_features(wave, features))
-        if progress is not None:
-            progress(description, n + 1, total)
+    with one_torch_thread():
+        for n, utt in enumerate(utterances):
+            wave = load_audio(utt.audio, sample_rate=features.sample_rate)
+            out.append(compute_features(wave, features))
+            if progress is not None:
+                progress(description, n + 1, total)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,19 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqkit.audio.features import FeatureConfig, compute_features, compute_stats, write_stats
+from seqkit.audio.features import (
+    FeatureConfig,
+    compute_features,
+    compute_stats,
+    one_torch_thread,
+    write_stats,
+)
 from seqkit.data.manifest import Utterance, write_manifest
 from seqkit.data.timit import (
     SPLITS,
@@ -187,7 +192,7 @@ def prepare_corpus(
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
-        with _one_torch_thread():
+        with one_torch_thread():
             summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
         _replace_dir(tmp, out)
     except BaseException:
@@ -263,21 +268,6 @@ def _prepare_into(
         skipped=tuple(skipped),
         stats_frames=stats.frames,
     )
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch single-threaded, then restore the thread count.
-
-    One utterance's features are small work: on a busy 2-core machine two intra-op threads
-    spinning against other processes made feature extraction 10-20x slower than one thread.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
