@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from cli.progress import err_console, rich_progress
 from seqkit.data.phones import fold_phones
-from seqkit.decoding.ngram import load_ngram
+from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import (
     DecodeOptions,
@@ -103,7 +103,8 @@ def decode(
     ] = 1,
     lm: Annotated[
         Path | None,
-        typer.Option("--lm", help="Phone n-gram LM (JSON) for CTC beam search.",
+        typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
+                     "prepared dir / manifest to estimate a trigram from (its train transcripts).",
                      rich_help_panel="Search"),
     ] = None,
     lm_weight: Annotated[
@@ -164,7 +165,7 @@ def decode(
     check_acoustic_model(loaded)
     options = DecodeOptions(
         beam=beam,
-        lm=load_ngram(lm) if lm is not None else None,
+        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
         lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
         transducer_search=transducer_search,
         batch_size=batch_size,

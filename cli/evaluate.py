@@ -14,7 +14,7 @@ from rich.table import Table
 from cli.progress import err_console, rich_progress
 from seqkit.data.manifest import read_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
-from seqkit.decoding.ngram import load_ngram
+from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.models.checkpoint import load_model
@@ -78,7 +78,8 @@ def evaluate_command(
     ] = 1,
     lm: Annotated[
         Path | None,
-        typer.Option("--lm", help="Phone n-gram LM (JSON) for CTC beam search.",
+        typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
+                     "prepared dir / manifest to estimate a trigram from (its train transcripts).",
                      rich_help_panel="Search"),
     ] = None,
     lm_weight: Annotated[
@@ -126,7 +127,7 @@ def evaluate_command(
     check_acoustic_model(loaded)
     options = DecodeOptions(
         beam=beam,
-        lm=load_ngram(lm) if lm is not None else None,
+        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
         lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
         transducer_search=transducer_search,
         batch_size=batch_size,

@@ -145,6 +145,10 @@ def test_decode_cli_text_json_ctm_and_align(runs, audio, tmp_path) -> None:
     phones = items[0]["phones"]
     assert phones and {"phone", "start", "end", "score"} <= set(phones[0])
     assert all(a["end"] <= b["start"] + 1e-9 for a, b in zip(phones, phones[1:], strict=False))
+    result = _invoke("decode", runs["ctc"], audio[0], "--beam", "4", "--lm", runs["prepared"],
+                     "--lm-weight", "0.3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split()[0] == audio[0].name and len(result.stdout.split()) > 5
     result = _invoke("decode", runs["ctc"], runs["corpus"] / "TEST", "--recursive",
                      "--format", "ctm", "--align", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output

@@ -214,3 +214,16 @@ def test_ngram_distributions_sum_to_one_and_round_trip(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError, match="seqkit-phone-ngram"):
         load_ngram(tmp_path / "bad.json")
+
+
+def test_ngram_from_manifest_folds_and_drops_q(tmp_path) -> None:
+    from seqkit.data.manifest import Utterance, write_manifest
+    from seqkit.decoding.ngram import load_lm_source
+
+    phones = ((0, 10, "h#"), (10, 20, "q"), (20, 30, "ix"), (30, 40, "h#"))
+    utterance = Utterance("S1_SX1", "/a.wav", 40, 16000, "S1", "DR1", phones, (), "a")
+    write_manifest(tmp_path / "train.jsonl", [utterance])
+    lm = load_lm_source(tmp_path, 39)
+    assert "q" not in lm.symbols and lm.prob(["sil"], "ih") > lm.prob(["sil"], "aa")
+    scorer = estimate_ngram([["a"]], ["a"]).label_scorer(["<blank>", "a", "q"])
+    assert scorer([], 2) < scorer([], 1)  # a symbol the LM never saw is penalized, not an error

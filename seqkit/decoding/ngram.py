@@ -98,12 +98,20 @@ class PhoneNgram:
     def label_scorer(self, vocab: Sequence[str]) -> Any:
         """A ``lm(context labels, label or None) -> log-prob`` function over model label indices.
 
+        Symbols of the model the LM does not know score a hundredth of the uniform probability.
+
         Args:
             vocab: the model's output symbols, index 0 the blank.
         """
 
+        known = frozenset(self.symbols)
+        # a model symbol the LM never saw (e.g. ``q``): a hundredth of the uniform probability
+        unseen = math.log(0.01 / len(self.outcomes))
+
         def score(context: Sequence[int], label: int | None) -> float:
             history = [vocab[i] for i in context]
+            if label is not None and vocab[label] not in known:
+                return unseen
             return self.log_prob(history, EOS if label is None else vocab[label])
 
         return score
@@ -222,3 +230,46 @@ def load_ngram(path: str | os.PathLike[str]) -> PhoneNgram:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"n-gram LM {source} is not JSON ({err}): rebuild it") from None
     return PhoneNgram.from_dict(data)
+
+
+def ngram_from_manifest(
+    path: str | os.PathLike[str], phone_set: int, *, order: int = 3, discount: float = 0.5
+) -> PhoneNgram:
+    """Estimate a phone LM from a manifest's transcripts (e.g. ``prepared/train.jsonl``).
+
+    Args:
+        path: a manifest (``.jsonl``) or a prepared directory (its ``train.jsonl`` is used).
+        phone_set: the model's phone set (61, 48 or 39): transcripts are folded to it and the
+            glottal stop ``q`` is dropped, as for training targets.
+        order: n. Default 3.
+        discount: absolute discount. Default 0.5.
+
+    Raises:
+        CorpusError: the manifest is missing or malformed (from ``read_manifest``).
+        ConfigError: a bad phone set, order or discount.
+    """
+    from seqkit.data.manifest import read_manifest
+    from seqkit.data.phones import fold_phones
+    from seqkit.data.phones import phone_set as phones_of
+
+    source = Path(path)
+    if source.is_dir():
+        source = source / "train.jsonl"
+    symbols = [p for p in phones_of(phone_set) if p != "q"]
+    sentences = [
+        [p for p in fold_phones(u.phone_labels, to=phone_set) if p != "q"]
+        for u in read_manifest(source)
+    ]
+    return estimate_ngram(sentences, symbols, order=order, discount=discount)
+
+
+def load_lm_source(path: str | os.PathLike[str], phone_set: int) -> PhoneNgram:
+    """An LM from a saved JSON file, a manifest (``.jsonl``) or a prepared directory.
+
+    Raises:
+        ConfigError, CorpusError: as :func:`load_ngram` and :func:`ngram_from_manifest`.
+    """
+    source = Path(path)
+    if source.is_dir() or source.suffix == ".jsonl":
+        return ngram_from_manifest(source, phone_set)
+    return load_ngram(source)
