@@ -1,5 +1,42 @@
-"""Decoding: greedy and beam search for CTC and transducer models, alignment, evaluation."""
+"""Decoding: greedy and beam search for CTC and transducer models, alignment, evaluation.
 
+The search and alignment functions take tensors; :mod:`seqkit.decoding.recognize` (audio in,
+timed phones out) and :mod:`seqkit.decoding.evaluate` (PER reports) build on them and are
+imported from their modules.
+"""
+
+from seqkit.decoding.align import (
+    Alignment,
+    Segment,
+    ctc_align,
+    ctc_path_alignment,
+    transducer_align,
+    transducer_lattice,
+)
+from seqkit.decoding.beam import (
+    BeamHypothesis,
+    ctc_beam_search,
+    transducer_beam_search,
+    transducer_beam_search_batched,
+)
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
+from seqkit.decoding.ngram import PhoneNgram, estimate_ngram, load_ngram, save_ngram
 
-__all__ = ["ctc_greedy", "transducer_greedy"]
+__all__ = [
+    "Alignment",
+    "BeamHypothesis",
+    "PhoneNgram",
+    "Segment",
+    "ctc_align",
+    "ctc_beam_search",
+    "ctc_greedy",
+    "ctc_path_alignment",
+    "estimate_ngram",
+    "load_ngram",
+    "save_ngram",
+    "transducer_align",
+    "transducer_beam_search",
+    "transducer_beam_search_batched",
+    "transducer_greedy",
+    "transducer_lattice",
+]
