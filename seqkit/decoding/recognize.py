@@ -21,6 +21,7 @@ import soundfile
 import torch
 
 from seqkit.audio import compute_features, load_audio
+from seqkit.audio.features import one_torch_thread
 from seqkit.data.manifest import Utterance
 from seqkit.decoding.align import (
     Alignment,
@@ -328,7 +329,8 @@ def _recognize(
     total = len(items)
     for i, (name, path) in enumerate(items):
         try:
-            feats, duration = _front_end(loaded, path)
+            with one_torch_thread():  # small per-file work: one thread beats two on a busy CPU
+                feats, duration = _front_end(loaded, path)
             loaded_items.append((i, name, feats, duration))
         except SeqkitError as err:
             failures[i] = (name, str(err))
