@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.progress import err_console, rich_progress
+from seqkit.data.synth import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
 from seqkit.demo import DemoOptions, run_demo
 
 console = Console()
@@ -27,8 +28,10 @@ def _results_table(report: dict[str, Any]) -> Table:
     rows = [
         ("PER (39 phones, test voices)", _percent(report["per"])),
         ("PER (61 phones)", _percent(report["per61"])),
-        ("substitutions / deletions / insertions",
-         f"{report['sub']} / {report['del']} / {report['ins']} of {report['ref_phones']}"),
+        (
+            "substitutions / deletions / insertions",
+            f"{report['sub']} / {report['del']} / {report['ins']} of {report['ref_phones']}",
+        ),
         ("test utterances / speakers", f"{report['test_utterances']} / {report['test_speakers']}"),
         ("training time", f"{report['train_seconds'] / 60:.1f} min, {report['epochs']} epochs"),
         ("training throughput", f"{report['frames_per_s']:.0f} frames/s"),
@@ -47,11 +50,19 @@ def demo(
         Path("demo")
     ),
     minutes: Annotated[
-        float, typer.Option("--minutes", help="Training budget in minutes (early stopping may "
-                            "end sooner).")
+        float,
+        typer.Option(
+            "--minutes", help="Training budget in minutes (early stopping may end sooner)."
+        ),
     ] = 10.0,
     model: Annotated[str, typer.Option("--model", help="ctc or transducer.")] = "ctc",
     seed: Annotated[int, typer.Option("--seed", help="Seed for corpus, training and sample.")] = 0,
+    speakers: Annotated[
+        int, typer.Option("--speakers", min=3, help="Corpus speakers (train/dev/test split).")
+    ] = DEFAULT_SPEAKERS,
+    sentences: Annotated[
+        int, typer.Option("--sentences", min=1, help="Sentences per speaker.")
+    ] = DEFAULT_SENTENCES,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
 ) -> None:
     """Synthesize a corpus, train a recognizer, evaluate it on unseen voices, decode a file.
@@ -61,9 +72,12 @@ def demo(
     Running it again reuses the corpus and resumes an interrupted training run.
     """
     if fmt not in ("table", "json"):
-        raise typer.BadParameter(f"unknown format {fmt!r}: choose table or json",
-                                 param_hint="--format")
-    options = DemoOptions(out=out, minutes=minutes, model=model, seed=seed)
+        raise typer.BadParameter(
+            f"unknown format {fmt!r}: choose table or json", param_hint="--format"
+        )
+    options = DemoOptions(
+        out=out, minutes=minutes, model=model, seed=seed, speakers=speakers, sentences=sentences
+    )
 
     def stage(message: str) -> None:
         err_console.print(f"[bold cyan]›[/bold cyan] {message}", highlight=False)

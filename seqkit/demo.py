@@ -150,8 +150,15 @@ def run_demo(
         say(f"reusing corpus {corpus} and prepared data {prepared}")
     else:
         say(f"synthesizing {options.speakers} speakers x {options.sentences} sentences → {corpus}")
-        synthesize_corpus(corpus, speakers=options.speakers, sentences=options.sentences,
-                          seed=options.seed, jobs=options.jobs, force=True, progress=progress)
+        synthesize_corpus(
+            corpus,
+            speakers=options.speakers,
+            sentences=options.sentences,
+            seed=options.seed,
+            jobs=options.jobs,
+            force=True,
+            progress=progress,
+        )
         state = {}
         say(f"preparing manifests and feature statistics → {prepared}")
         prepare_corpus(corpus, prepared, force=True, progress=progress)
@@ -166,10 +173,20 @@ def run_demo(
         recipe = load_recipe(RECIPES_DIR / MODELS[options.model], [f"train.seed={options.seed}"])
         resume = (run_dir / "last.pt").exists()
         budget = options.minutes - _trained_seconds(run_dir) / 60.0 if resume else options.minutes
-        say(f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
-            f"({max(budget, 0.0):.1f} min budget)")
-        summary = train(recipe, prepared, run_dir, resume=resume, force=not resume,
-                        max_minutes=max(budget, 0.05), progress=progress, log=log)
+        say(
+            f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
+            f"({max(budget, 0.0):.1f} min budget)"
+        )
+        summary = train(
+            recipe,
+            prepared,
+            run_dir,
+            resume=resume,
+            force=not resume,
+            max_minutes=max(budget, 0.05),
+            progress=progress,
+            log=log,
+        )
         if summary.stopped == "interrupted":
             raise KeyboardInterrupt
         epochs = summary.epochs
@@ -199,8 +216,9 @@ def run_demo(
     reference = [line.split()[2] for line in wav.with_suffix(".PHN").read_text().splitlines()]
     decoded = recognize_files(loaded, [wav], keep_features=True)
     hypothesis = decoded.hypotheses[0]
-    picture = plot_alignment(hypothesis, out / f"alignment-{options.model}.png",
-                             title=f"{options.model}: {text}")
+    picture = plot_alignment(
+        hypothesis, out / f"alignment-{options.model}.png", title=f"{options.model}: {text}"
+    )
 
     def folded(phones: list[str] | tuple[str, ...]) -> list[str]:
         return merge_repeated_silence(fold_phones(phones, to=39))

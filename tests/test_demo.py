@@ -1,0 +1,40 @@
+"""The demo end to end on a tiny corpus (slow: synthesis, training, evaluation, decoding)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from seqkit.data.phones import PHONES_39
+
+pytestmark = pytest.mark.slow
+
+
+def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--minutes", "0.4", "--speakers", "8",
+            "--sentences", "4", "--format", "json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    for key in ("per", "per61", "train_seconds", "model", "test_utterances", "test_speakers",
+                "seqkit_version"):
+        assert key in report
+    assert report["model"] == "ctc"
+    assert 0.0 <= report["per"] <= 1.5
+    assert report["test_speakers"] >= 1 and report["test_utterances"] >= report["test_speakers"]
+    assert 0.0 < report["train_seconds"] <= 0.4 * 60 + 60
+    for name in ("curves", "confusion", "alignment"):
+        assert Path(report["paths"][name]).stat().st_size > 0, name
+    assert set(report["sample"]["reference"]) <= set(PHONES_39)
+    assert set(report["sample"]["hypothesis"]) <= set(PHONES_39)
+
+    corpus_stamp = (out / "corpus" / "splits.json").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert (out / "corpus" / "splits.json").stat().st_mtime_ns == corpus_stamp
+    assert json.loads((out / "report.json").read_text())["train_seconds"] == report["train_seconds"]
