@@ -8,13 +8,11 @@ then torch's CUDA / cuDNN loss).
 from __future__ import annotations
 
 import functools
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-from seqkit.errors import BackendUnavailableError
+from seqkit.bench.timing import compare_forward_backward, loss_device
 from seqkit.losses.ctc import ctc_loss
 
 PEER = "torch.nn.functional.ctc_loss"
@@ -49,23 +47,6 @@ def _make_inputs(
     )
 
 
-def _forward_backward(
-    loss_fn: Callable[..., torch.Tensor], leaf: torch.Tensor, *rest: torch.Tensor
-) -> None:
-    leaf.grad = None
-    loss_fn(leaf, *rest).backward()
-
-
-def _time_once(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
-
-
 def run(
     repeats: int = 5,
     device: str = "cpu",
@@ -86,12 +67,7 @@ def run(
     Raises:
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
     """
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            "expected a CUDA device for --device cuda, found none: use --device cpu"
-        )
-    backend = "triton" if target.type == "cuda" else "cpu"
+    target, backend = loss_device(device)
     rows: list[dict] = []
     for index, (batch, frames, labels, classes) in enumerate(SHAPES):
         if progress is not None:
@@ -102,15 +78,9 @@ def run(
         leaf = log_probs.clone().requires_grad_()
         args = (leaf, targets, input_lengths, target_lengths)
         ours_loss = functools.partial(ctc_loss, backend=backend)
-        ours = functools.partial(_forward_backward, ours_loss, *args)
-        peer = functools.partial(_forward_backward, torch.nn.functional.ctc_loss, *args)
-        ours()
-        peer()
-        ours_ms, peer_ms = [], []
-        for _ in range(repeats):
-            ours_ms.append(_time_once(ours, target))
-            peer_ms.append(_time_once(peer, target))
-        ours_median, peer_median = statistics.median(ours_ms), statistics.median(peer_ms)
+        ours_median, peer_median = compare_forward_backward(
+            ours_loss, torch.nn.functional.ctc_loss, args, device=target, repeats=repeats
+        )
         rows.append(
             {
                 "loss": "ctc",

@@ -8,12 +8,11 @@ on CUDA it is the Triton kernels (the peer is then torchaudio's CUDA loss).
 from __future__ import annotations
 
 import functools
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
+from seqkit.bench.timing import compare_forward_backward, loss_device
 from seqkit.errors import BackendUnavailableError
 from seqkit.losses.transducer import transducer_loss
 
@@ -46,23 +45,6 @@ def _make_inputs(
     )
 
 
-def _forward_backward(
-    loss_fn: Callable[..., torch.Tensor], leaf: torch.Tensor, *rest: torch.Tensor
-) -> None:
-    leaf.grad = None
-    loss_fn(leaf, *rest).backward()
-
-
-def _time_once(fn: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
-
-
 def run(
     repeats: int = 5,
     device: str = "cpu",
@@ -84,11 +66,7 @@ def run(
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available, or
             torchaudio (the peer) is not installed.
     """
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailableError(
-            "expected a CUDA device for --device cuda, found none: use --device cpu"
-        )
+    target, backend = loss_device(device)
     try:
         from torchaudio.functional import rnnt_loss
     except ImportError as error:
@@ -96,7 +74,6 @@ def run(
             f"the transducer benchmark compares against torchaudio, which failed to import "
             f"({error}): pip install torchaudio"
         ) from error
-    backend = "triton" if target.type == "cuda" else "cpu"
     ours_loss = functools.partial(transducer_loss, blank=0, backend=backend)
     peer_loss = functools.partial(rnnt_loss, blank=0)
     rows: list[dict] = []
@@ -108,15 +85,9 @@ def run(
         )
         leaf = logits.requires_grad_()
         args = (leaf, targets, logit_lengths, target_lengths)
-        ours = functools.partial(_forward_backward, ours_loss, *args)
-        peer = functools.partial(_forward_backward, peer_loss, *args)
-        ours()
-        peer()
-        ours_ms, peer_ms = [], []
-        for _ in range(repeats):
-            ours_ms.append(_time_once(ours, target))
-            peer_ms.append(_time_once(peer, target))
-        ours_median, peer_median = statistics.median(ours_ms), statistics.median(peer_ms)
+        ours_median, peer_median = compare_forward_backward(
+            ours_loss, peer_loss, args, device=target, repeats=repeats
+        )
         rows.append(
             {
                 "loss": "transducer",

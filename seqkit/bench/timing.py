@@ -1,0 +1,70 @@
+"""Side-by-side timing shared by the loss benchmarks.
+
+Ours and the peer run forward + backward on the same inputs, alternating (so drifting machine
+load hits both alike), after one warm-up call each; the median of the repeats is kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from seqkit.errors import BackendUnavailableError
+
+
+def loss_device(device: str) -> tuple[torch.device, str]:
+    """The torch device to benchmark on and our backend for it (triton on CUDA, cpu otherwise).
+
+    Raises:
+        BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
+    """
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            "expected a CUDA device for --device cuda, found none: use --device cpu"
+        )
+    return target, "triton" if target.type == "cuda" else "cpu"
+
+
+def _time_ms(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def compare_forward_backward(
+    ours: Callable[..., torch.Tensor],
+    peer: Callable[..., torch.Tensor],
+    args: tuple[torch.Tensor, ...],
+    *,
+    device: torch.device,
+    repeats: int,
+) -> tuple[float, float]:
+    """Median milliseconds of ``loss(*args).backward()`` for ours and the peer.
+
+    ``args[0]`` is the leaf tensor that receives the gradient (reset before every call).
+    """
+    leaf = args[0]
+
+    def step(loss_fn: Callable[..., torch.Tensor]) -> Callable[[], None]:
+        def call() -> None:
+            leaf.grad = None
+            loss_fn(*args).backward()
+
+        return call
+
+    ours_step, peer_step = step(ours), step(peer)
+    ours_step()
+    peer_step()
+    ours_ms, peer_ms = [], []
+    for _ in range(repeats):
+        ours_ms.append(_time_ms(ours_step, device))
+        peer_ms.append(_time_ms(peer_step, device))
+    return statistics.median(ours_ms), statistics.median(peer_ms)
