@@ -13,18 +13,23 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.progress import err_console, rich_progress
+from cli.search import (
+    BeamOpt,
+    LmOpt,
+    LmWeightOpt,
+    ModelArg,
+    TransducerSearchOpt,
+    load_acoustic_model,
+    search_options,
+)
 from seqkit.data.phones import fold_phones
-from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import (
-    DecodeOptions,
     Hypothesis,
     audio_files,
-    check_acoustic_model,
     recognize_files,
 )
 from seqkit.errors import ConfigError
-from seqkit.models.checkpoint import load_model
 
 FORMATS = ("text", "json", "ctm")
 USER_ERROR = 2
@@ -83,10 +88,7 @@ def _render(hypotheses: list[Hypothesis], fmt: str, fold: int | None) -> str:
 
 
 def decode(
-    model: Annotated[
-        Path,
-        typer.Argument(help="Run directory (uses best.pt, else last.pt) or a .pt checkpoint."),
-    ],
+    model: ModelArg,
     audio: Annotated[
         list[Path],
         typer.Argument(help="Audio files (any format soundfile reads) or directories."),
@@ -96,28 +98,10 @@ def decode(
         typer.Option("--recursive", "-r", help="Also decode files in subdirectories.",
                      rich_help_panel="Input"),
     ] = False,
-    beam: Annotated[
-        int,
-        typer.Option("--beam", min=1, help="1 = greedy; K > 1 = beam search with K hypotheses.",
-                     rich_help_panel="Search"),
-    ] = 1,
-    lm: Annotated[
-        Path | None,
-        typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
-                     "prepared dir / manifest to estimate a trigram from (its train transcripts).",
-                     rich_help_panel="Search"),
-    ] = None,
-    lm_weight: Annotated[
-        float | None,
-        typer.Option("--lm-weight", help="LM weight in CTC beam search (needs --lm; default "
-                     "0.5 with --lm).", rich_help_panel="Search"),
-    ] = None,
-    transducer_search: Annotated[
-        str,
-        typer.Option("--transducer-search",
-                     help="Transducer beam: graves, batched (one label per frame, fast on long "
-                          "files) or auto.", rich_help_panel="Search"),
-    ] = "auto",
+    beam: BeamOpt = 1,
+    lm: LmOpt = None,
+    lm_weight: LmWeightOpt = None,
+    transducer_search: TransducerSearchOpt = "auto",
     fold: Annotated[
         int | None,
         typer.Option("--fold", help="Print phones folded to 48 or 39 symbols.",
@@ -161,12 +145,12 @@ def decode(
         raise ConfigError(f"cannot fold to {fold} phones: choose 39 or 48")
     random.seed(seed)
     torch.manual_seed(seed)
-    loaded = load_model(model)
-    check_acoustic_model(loaded)
-    options = DecodeOptions(
+    loaded = load_acoustic_model(model)
+    options = search_options(
+        loaded,
         beam=beam,
-        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
-        lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        lm=lm,
+        lm_weight=lm_weight,
         transducer_search=transducer_search,
         batch_size=batch_size,
     )

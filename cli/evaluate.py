@@ -12,12 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.progress import err_console, rich_progress
+from cli.search import (
+    BeamOpt,
+    LmOpt,
+    LmWeightOpt,
+    ModelArg,
+    TransducerSearchOpt,
+    load_acoustic_model,
+    search_options,
+)
 from seqkit.data.manifest import read_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
-from seqkit.decoding.ngram import load_lm_source
-from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
 from seqkit.errors import ConfigError, CorpusError
-from seqkit.models.checkpoint import load_model
 
 FORMATS = ("table", "json")
 SPLITS = ("train", "dev", "test")
@@ -59,10 +65,7 @@ def _tables(report: EvalReport, split: str) -> None:
 
 
 def evaluate_command(
-    model: Annotated[
-        Path,
-        typer.Argument(help="Run directory (uses best.pt, else last.pt) or a .pt checkpoint."),
-    ],
+    model: ModelArg,
     data: Annotated[
         Path,
         typer.Option("--data", help="Prepared directory (seqkit data prepare).",
@@ -71,27 +74,10 @@ def evaluate_command(
     split: Annotated[
         str, typer.Option("--split", help="train, dev or test.", rich_help_panel="Data")
     ] = "test",
-    beam: Annotated[
-        int,
-        typer.Option("--beam", min=1, help="1 = greedy; K > 1 = beam search with K hypotheses.",
-                     rich_help_panel="Search"),
-    ] = 1,
-    lm: Annotated[
-        Path | None,
-        typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
-                     "prepared dir / manifest to estimate a trigram from (its train transcripts).",
-                     rich_help_panel="Search"),
-    ] = None,
-    lm_weight: Annotated[
-        float | None,
-        typer.Option("--lm-weight", help="LM weight (needs --lm; default 0.5 with --lm).",
-                     rich_help_panel="Search"),
-    ] = None,
-    transducer_search: Annotated[
-        str,
-        typer.Option("--transducer-search", help="graves, batched or auto.",
-                     rich_help_panel="Search"),
-    ] = "auto",
+    beam: BeamOpt = 1,
+    lm: LmOpt = None,
+    lm_weight: LmWeightOpt = None,
+    transducer_search: TransducerSearchOpt = "auto",
     report_dir: Annotated[
         Path | None,
         typer.Option("--report", help="Write report.json, alignments.txt and confusion.png here.",
@@ -123,12 +109,12 @@ def evaluate_command(
         raise CorpusError(
             f"{manifest} not found: expected a directory made by seqkit data prepare"
         )
-    loaded = load_model(model)
-    check_acoustic_model(loaded)
-    options = DecodeOptions(
+    loaded = load_acoustic_model(model)
+    options = search_options(
+        loaded,
         beam=beam,
-        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
-        lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        lm=lm,
+        lm_weight=lm_weight,
         transducer_search=transducer_search,
         batch_size=batch_size,
     )

@@ -1,0 +1,64 @@
+"""Options shared by ``seqkit decode`` and ``seqkit evaluate``: the model and how to search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqkit.decoding.ngram import load_lm_source
+from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
+from seqkit.models.checkpoint import LoadedModel, load_model
+
+ModelArg = Annotated[
+    Path,
+    typer.Argument(help="Run directory (uses best.pt, else last.pt) or a .pt checkpoint."),
+]
+BeamOpt = Annotated[
+    int,
+    typer.Option("--beam", min=1, help="1 = greedy; K > 1 = beam search with K hypotheses.",
+                 rich_help_panel="Search"),
+]
+LmOpt = Annotated[
+    Path | None,
+    typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
+                 "prepared dir / manifest to estimate a trigram from (its train transcripts).",
+                 rich_help_panel="Search"),
+]
+LmWeightOpt = Annotated[
+    float | None,
+    typer.Option("--lm-weight", help="LM weight in CTC beam search (needs --lm; default 0.5 "
+                 "with --lm).", rich_help_panel="Search"),
+]
+TransducerSearchOpt = Annotated[
+    str,
+    typer.Option("--transducer-search", help="Transducer beam: graves, batched (one label per "
+                 "frame, fast on long files) or auto.", rich_help_panel="Search"),
+]
+
+
+def load_acoustic_model(path: Path) -> LoadedModel:
+    """Load a CTC or transducer checkpoint (a phone LM is refused with a clear message)."""
+    loaded = load_model(path)
+    check_acoustic_model(loaded)
+    return loaded
+
+
+def search_options(
+    loaded: LoadedModel,
+    *,
+    beam: int,
+    lm: Path | None,
+    lm_weight: float | None,
+    transducer_search: str,
+    batch_size: int,
+) -> DecodeOptions:
+    """Validated search options; an LM defaults to weight 0.5 and is estimated if needed."""
+    return DecodeOptions(
+        beam=beam,
+        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
+        lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        transducer_search=transducer_search,
+        batch_size=batch_size,
+    )
