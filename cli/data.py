@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.progress import rich_progress
+from seqkit.audio.features import FeatureConfig
+from seqkit.data.prepare import prepare_corpus
+from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -10,34 +23,40 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# --- synth (owned by the corpus-synthesis work) -----------------------------------------------
-
-from pathlib import Path as _SynthPath  # noqa: E402
-from typing import Annotated as _Annotated  # noqa: E402
-
-from seqkit.data.synth import DEFAULT_SEED as _SYNTH_SEED  # noqa: E402
-from seqkit.data.synth import DEFAULT_SENTENCES as _SYNTH_SENTENCES  # noqa: E402
-from seqkit.data.synth import DEFAULT_SPEAKERS as _SYNTH_SPEAKERS  # noqa: E402
-
 
 @app.command(
     "synth",
     epilog="Example: seqkit data synth corpus --speakers 80 --sentences 18 --seed 0",
 )
 def synth(
-    out: _Annotated[_SynthPath, typer.Argument(help="Corpus directory to create (TIMIT layout).")],
-    speakers: _Annotated[int, typer.Option(help="Number of speakers (about 20% test, 12.5% dev).",
-                                           rich_help_panel="Corpus")] = _SYNTH_SPEAKERS,
-    sentences: _Annotated[int, typer.Option(help="Sentences per speaker.",
-                                            rich_help_panel="Corpus")] = _SYNTH_SENTENCES,
-    seed: _Annotated[int, typer.Option(help="Same seed, byte-identical corpus.",
-                                       rich_help_panel="Corpus")] = _SYNTH_SEED,
-    clean: _Annotated[bool, typer.Option("--clean", help="No noise, gain, reverberation or "
-                                         "rate/pitch jitter.", rich_help_panel="Corpus")] = False,
-    jobs: _Annotated[int | None, typer.Option(help="Worker processes (default: the CPU count).",
-                                              rich_help_panel="Runtime")] = None,
-    force: _Annotated[bool, typer.Option("--force", help="Replace a non-empty OUT.",
-                                         rich_help_panel="Runtime")] = False,
+    out: Annotated[Path, typer.Argument(help="Corpus directory to create (TIMIT layout).")],
+    speakers: Annotated[
+        int,
+        typer.Option(
+            help="Number of speakers (about 20% test, 12.5% dev).", rich_help_panel="Corpus"
+        ),
+    ] = DEFAULT_SPEAKERS,
+    sentences: Annotated[
+        int, typer.Option(help="Sentences per speaker.", rich_help_panel="Corpus")
+    ] = DEFAULT_SENTENCES,
+    seed: Annotated[
+        int, typer.Option(help="Same seed, byte-identical corpus.", rich_help_panel="Corpus")
+    ] = DEFAULT_SEED,
+    clean: Annotated[
+        bool,
+        typer.Option(
+            "--clean",
+            help="No noise, gain, reverberation or rate/pitch jitter.",
+            rich_help_panel="Corpus",
+        ),
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: the CPU count).", rich_help_panel="Runtime"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
+    ] = False,
 ) -> None:
     """Synthesize the embedded speech corpus with espeak-ng, in TIMIT's exact format.
 
@@ -45,18 +64,15 @@ def synth(
     Train, dev and test speakers use disjoint voices; OUT/splits.json lists them.
     Each utterance is a NIST SPHERE 16 kHz .WAV with its .PHN, .WRD and .TXT.
     """
-    import os
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from cli.progress import rich_progress
-    from seqkit.data.synth import synthesize_corpus
-
     with rich_progress() as progress:
         summary = synthesize_corpus(
-            out, speakers=speakers, sentences=sentences, seed=seed, clean=clean,
-            jobs=jobs if jobs is not None else (os.cpu_count() or 1), force=force,
+            out,
+            speakers=speakers,
+            sentences=sentences,
+            seed=seed,
+            clean=clean,
+            jobs=jobs if jobs is not None else (os.cpu_count() or 1),
+            force=force,
             progress=progress,
         )
     table = Table(title=f"synthesized corpus {summary.path}")
@@ -67,18 +83,12 @@ def synth(
     Console().print(table)
 
 
-# --- prepare (owned by the corpus-reading work) -----------------------------------------------
-
-import json as _json  # noqa: E402
-from enum import StrEnum as _StrEnum  # noqa: E402
-
-
-class _FeatureKind(_StrEnum):
+class _FeatureKind(StrEnum):
     fbank123 = "fbank123"
     fbank80 = "fbank80"
 
 
-class _SummaryFormat(_StrEnum):
+class _SummaryFormat(StrEnum):
     table = "table"
     json = "json"
 
@@ -88,31 +98,38 @@ class _SummaryFormat(_StrEnum):
     epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared",
 )
 def prepare(
-    corpus: _Annotated[
-        _SynthPath,
-        typer.Argument(help="Corpus root: a TIMIT copy (any name case) or `seqkit data synth` "
-                       "output."),
+    corpus: Annotated[
+        Path,
+        typer.Argument(
+            help="Corpus root: a TIMIT copy (any name case) or `seqkit data synth` output."
+        ),
     ],
-    out: _Annotated[
-        _SynthPath, typer.Argument(help="Directory to create with the manifests and stats.")
-    ],
-    features: _Annotated[
+    out: Annotated[Path, typer.Argument(help="Directory to create with the manifests and stats.")],
+    features: Annotated[
         _FeatureKind,
-        typer.Option(help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
-                     "fbank80 = plain 80 log-mel.", rich_help_panel="Features"),
+        typer.Option(
+            help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
+            "fbank80 = plain 80 log-mel.",
+            rich_help_panel="Features",
+        ),
     ] = _FeatureKind.fbank123,
-    skip_bad: _Annotated[
+    skip_bad: Annotated[
         bool,
-        typer.Option("--skip-bad", help="Leave out utterances that fail their checks and list "
-                     "them in OUT/skipped.json, instead of stopping.", rich_help_panel="Data"),
+        typer.Option(
+            "--skip-bad",
+            help="Leave out utterances that fail their checks and list "
+            "them in OUT/skipped.json, instead of stopping.",
+            rich_help_panel="Data",
+        ),
     ] = False,
-    force: _Annotated[
+    force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
     ] = False,
-    output_format: _Annotated[
+    output_format: Annotated[
         _SummaryFormat,
-        typer.Option("--format", help="Print the summary as a table or as JSON.",
-                     rich_help_panel="Runtime"),
+        typer.Option(
+            "--format", help="Print the summary as a table or as JSON.", rich_help_panel="Runtime"
+        ),
     ] = _SummaryFormat.table,
 ) -> None:
     """Check a TIMIT-layout corpus and write train/dev/test manifests and feature statistics.
@@ -122,30 +139,35 @@ def prepare(
     are left out. OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization
     statistics on train), written in full or not at all.
     """
-    from rich.console import Console
-    from rich.table import Table
-
-    from cli.progress import rich_progress
-    from seqkit.audio.features import FeatureConfig
-    from seqkit.data.prepare import prepare_corpus
-
     with rich_progress(transient=output_format is _SummaryFormat.json) as progress:
         summary = prepare_corpus(
-            corpus, out, features=FeatureConfig(kind=features.value), skip_bad=skip_bad,
-            force=force, progress=progress,
+            corpus,
+            out,
+            features=FeatureConfig(kind=features.value),
+            skip_bad=skip_bad,
+            force=force,
+            progress=progress,
         )
     if output_format is _SummaryFormat.json:
-        typer.echo(_json.dumps(summary.to_dict(), indent=1))
+        typer.echo(json.dumps(summary.to_dict(), indent=1))
         return
-    table = Table(title=f"prepared {summary.out_dir} ({summary.features.kind}, "
-                  f"{summary.features.dim} dims)")
+    table = Table(
+        title=f"prepared {summary.out_dir} ({summary.features.kind}, {summary.features.dim} dims)"
+    )
     for column in ("split", "speakers", "utterances", "hours", "phones"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split in summary.splits:
-        table.add_row(split.name, str(split.speakers), str(split.utterances),
-                      f"{split.hours:.3f}", str(split.phones))
+        table.add_row(
+            split.name,
+            str(split.speakers),
+            str(split.utterances),
+            f"{split.hours:.3f}",
+            str(split.phones),
+        )
     console = Console()
     console.print(table)
     if skip_bad:
-        console.print(f"skipped {len(summary.skipped)} utterance(s): see "
-                      f"{summary.out_dir / 'skipped.json'}", highlight=False)
+        console.print(
+            f"skipped {len(summary.skipped)} utterance(s): see {summary.out_dir / 'skipped.json'}",
+            highlight=False,
+        )

@@ -146,8 +146,8 @@ def run_demo(
     state = _read_state(state_path)
 
     corpus, prepared = out / "corpus", out / "prepared"
-    if _corpus_matches(corpus, options) and state.get("prepared"):
-        say(f"reusing corpus {corpus} and prepared data {prepared}")
+    if _corpus_matches(corpus, options):
+        say(f"reusing corpus {corpus}")
     else:
         say(f"synthesizing {options.speakers} speakers x {options.sentences} sentences → {corpus}")
         synthesize_corpus(
@@ -159,7 +159,11 @@ def run_demo(
             force=True,
             progress=progress,
         )
-        state = {}
+        state = {}  # a new corpus invalidates the prepared data and every run
+        _write_json(state_path, state)
+    if state.get("prepared") and (prepared / "stats.json").exists():
+        say(f"reusing prepared data {prepared}")
+    else:
         say(f"preparing manifests and feature statistics → {prepared}")
         prepare_corpus(corpus, prepared, force=True, progress=progress)
         state["prepared"] = True
@@ -167,16 +171,19 @@ def run_demo(
 
     run_dir = out / f"run-{options.model}"
     trained = state.get("trained", {}).get(options.model)
-    if trained and trained.get("minutes") == options.minutes and (run_dir / "best.pt").exists():
+    if trained and trained["minutes"] >= options.minutes and (run_dir / "best.pt").exists():
         say(f"reusing trained model {run_dir}")
     else:
         recipe = load_recipe(RECIPES_DIR / MODELS[options.model], [f"train.seed={options.seed}"])
-        resume = (run_dir / "last.pt").exists()
-        budget = options.minutes - _trained_seconds(run_dir) / 60.0 if resume else options.minutes
+        # resume only a run this demo started on this corpus; anything else starts over
+        resume = options.model in state.get("started", []) and (run_dir / "last.pt").exists()
+        budget = options.minutes - (_trained_seconds(run_dir) / 60.0 if resume else 0.0)
         say(
             f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
             f"({max(budget, 0.0):.1f} min budget)"
         )
+        state["started"] = sorted({*state.get("started", []), options.model})
+        _write_json(state_path, state)
         summary = train(
             recipe,
             prepared,
