@@ -26,7 +26,7 @@ app = typer.Typer(
 
 @app.command(
     "synth",
-    epilog="Example: seqkit data synth corpus --speakers 80 --sentences 18 --seed 0",
+    epilog="Example: seqkit data synth corpus --speakers 144 --sentences 18 --seed 0",
 )
 def synth(
     out: Annotated[Path, typer.Argument(help="Corpus directory to create (TIMIT layout).")],

@@ -174,3 +174,19 @@ def test_cli_trains_and_reports_errors_with_exit_2(prepared: Path, tmp_path: Pat
     typo = runner.invoke(app, ["train", str(recipe), "--data", str(prepared), "--out",
                                str(tmp_path / "x"), "--set", "train.lrate=1"])
     assert typo.exit_code == 2 and "did you mean train.lr" in typo.output
+
+
+def test_plateau_schedule_waits_for_the_first_improvement_then_reduces_the_lr() -> None:
+    from seqkit.training.trainer import PlateauSchedule
+
+    schedule = PlateauSchedule(base_lr=1e-3, warmup_steps=0, factor=0.5, patience=2, min_lr=1e-6)
+    for score in (97.4, 97.4, 97.4, 97.4):  # blank-only epochs: not a plateau to react to
+        schedule.update(score)
+    assert schedule.lr(1000) == 1e-3
+    schedule.update(60.0)  # the model starts emitting phones
+    schedule.update(61.0)
+    schedule.update(60.5)  # two epochs without improvement: halve
+    assert schedule.lr(1000) == 5e-4
+    restored = PlateauSchedule(base_lr=1e-3, warmup_steps=0, factor=0.5, patience=2, min_lr=1e-6)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored == schedule

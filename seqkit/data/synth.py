@@ -48,7 +48,7 @@ SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
-DEFAULT_SPEAKERS = 80
+DEFAULT_SPEAKERS = 144
 DEFAULT_SENTENCES = 18
 DEFAULT_SEED = 0
 

@@ -111,7 +111,9 @@ class PlateauSchedule:
     """Linear warmup, then reduce-on-plateau of the dev score (lower is better).
 
     The LR is a pure function of the step and of ``scale``, which :meth:`update` lowers by
-    ``factor`` after ``patience`` epochs without improvement; the whole state is four numbers.
+    ``factor`` after ``patience`` epochs without improvement; the whole state is five numbers.
+    Epochs before the score first improves do not count: a CTC or transducer model emits only
+    blanks for its first epochs (dev PER stuck near 100%) and needs its full LR to leave them.
     """
 
     base_lr: float
@@ -122,6 +124,7 @@ class PlateauSchedule:
     scale: float = 1.0
     best: float = math.inf
     bad_epochs: int = 0
+    moved: bool = False  # has the score improved on its first value yet?
 
     def lr(self, step: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based)."""
@@ -131,7 +134,10 @@ class PlateauSchedule:
     def update(self, score: float) -> None:
         """Record an epoch's dev score."""
         if score < self.best:
+            self.moved = self.moved or math.isfinite(self.best)
             self.best, self.bad_epochs = score, 0
+            return
+        if not self.moved:
             return
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
@@ -140,13 +146,15 @@ class PlateauSchedule:
 
     def state_dict(self) -> dict[str, float]:
         """The mutable state."""
-        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}
+        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs,
+                "moved": float(self.moved)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
         self.scale = float(state["scale"])
         self.best = float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
+        self.moved = bool(state.get("moved", True))
 
 
 @dataclass
