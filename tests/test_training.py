@@ -190,3 +190,15 @@ def test_plateau_schedule_waits_for_the_first_improvement_then_reduces_the_lr() 
     restored = PlateauSchedule(base_lr=1e-3, warmup_steps=0, factor=0.5, patience=2, min_lr=1e-6)
     restored.load_state_dict(schedule.state_dict())
     assert restored == schedule
+
+
+def test_budget_anneal_lowers_the_lr_as_the_time_budget_runs_out(
+    prepared: Path, tmp_path: Path
+) -> None:
+    recipe = _recipe(tmp_path, "ctc", "train.budget_anneal=true", "train.log_every=1")
+    train(recipe, prepared, tmp_path / "run", max_epochs=50, max_minutes=0.15)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    rates = [r["lr"] for r in records if r["kind"] == "step"]
+    assert len(rates) >= 3
+    assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
+    assert rates[-1] < 0.8 * rates[0] and rates[-1] >= 0.05 * 3e-3 * 0.999

@@ -57,6 +57,10 @@ class TrainConfig:
         weight_noise: std of Gaussian noise added to every weight for each batch's forward and
             backward pass and removed before the update (Graves 2011/2013; 0 = off; 0.075 in
             the paper).
+        budget_anneal: with a time budget (``max_minutes`` / ``--max-minutes``), scale the LR
+            down linearly with the time left, to 5% at the end: for a fixed budget this beats
+            a constant LR (Li et al. 2020, "Budgeted Training"). Time-based, so a resumed run
+            sees a different LR than an uninterrupted one.
         max_epochs: passes over the training set (``--max-epochs`` overrides).
         max_minutes: wall-clock budget in minutes, 0 = none (``--max-minutes`` overrides); the
             run stops after the step that crosses it and writes ``last.pt``.
@@ -93,6 +97,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     grad_clip: float = 5.0
     weight_noise: float = 0.0
+    budget_anneal: bool = False
     max_epochs: int = 20
     max_minutes: float = 0.0
     max_steps: int = 0

@@ -51,6 +51,7 @@ ProgressFn = Callable[[str, int, int], None]
 LogFn = Callable[[dict[str, Any]], None]
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.toml")
+BUDGET_ANNEAL_FLOOR = 0.05  # train.budget_anneal ends at this fraction of the scheduled LR
 
 
 @dataclass(frozen=True)
@@ -540,6 +541,7 @@ def train(
 
         stopped = "max_epochs"
         deadline = started + max_minutes * 60 if max_minutes > 0 else math.inf
+        anneal_start = time.monotonic()  # the budget left when training proper starts
         bad_in_row = 0
         try:
             while state.epoch < max_epochs:
@@ -560,6 +562,9 @@ def train(
                     batch = batch.to(ctx.device)
                     n_labels = _label_count(train_set, global_batch, kind)
                     lr = schedule.lr(state.step)
+                    if t.budget_anneal and math.isfinite(deadline):
+                        left = (deadline - time.monotonic()) / max(deadline - anneal_start, 1e-9)
+                        lr *= min(max(left, BUDGET_ANNEAL_FLOOR), 1.0)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     # Weight noise (Graves 2011): the same noise on every worker, seeded by step.
@@ -659,7 +664,7 @@ def train(
                 summary = EpochSummary(
                     epoch=state.epoch + 1, steps=state.step,
                     train_loss=loss_sum / max(labels_sum, 1.0), dev_loss=dev_loss,
-                    dev_per=dev_per, lr=schedule.lr(state.step), frames_per_s=frames /
+                    dev_per=dev_per, lr=optimizer.param_groups[0]["lr"], frames_per_s=frames /
                     max(train_time, 1e-9), skipped=skipped,
                     seconds=time.monotonic() - epoch_start, best=improved)
                 state.history.append(asdict(summary))
