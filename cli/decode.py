@@ -15,6 +15,7 @@ from rich.markup import escape
 from cli.progress import err_console, rich_progress
 from cli.search import (
     BeamOpt,
+    InsertionBonusOpt,
     LmOpt,
     LmWeightOpt,
     ModelArg,
@@ -101,6 +102,7 @@ def decode(
     beam: BeamOpt = 1,
     lm: LmOpt = None,
     lm_weight: LmWeightOpt = None,
+    insertion_bonus: InsertionBonusOpt = 0.0,
     transducer_search: TransducerSearchOpt = "auto",
     fold: Annotated[
         int | None,
@@ -151,6 +153,7 @@ def decode(
         beam=beam,
         lm=lm,
         lm_weight=lm_weight,
+        insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
         batch_size=batch_size,
     )

@@ -26,7 +26,8 @@ def _results_table(report: dict[str, Any]) -> Table:
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
-        ("PER (39 phones, test voices)", _percent(report["per"])),
+        (f"PER (39 phones, test voices), {report['search']}", _percent(report["per"])),
+        ("PER (39 phones), greedy", _percent(report["per_greedy"])),
         ("PER (61 phones)", _percent(report["per61"])),
         (
             "substitutions / deletions / insertions",

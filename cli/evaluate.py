@@ -14,6 +14,7 @@ from rich.table import Table
 from cli.progress import err_console, rich_progress
 from cli.search import (
     BeamOpt,
+    InsertionBonusOpt,
     LmOpt,
     LmWeightOpt,
     ModelArg,
@@ -77,6 +78,7 @@ def evaluate_command(
     beam: BeamOpt = 1,
     lm: LmOpt = None,
     lm_weight: LmWeightOpt = None,
+    insertion_bonus: InsertionBonusOpt = 0.0,
     transducer_search: TransducerSearchOpt = "auto",
     report_dir: Annotated[
         Path | None,
@@ -115,6 +117,7 @@ def evaluate_command(
         beam=beam,
         lm=lm,
         lm_weight=lm_weight,
+        insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
         batch_size=batch_size,
     )

@@ -31,6 +31,11 @@ LmWeightOpt = Annotated[
     typer.Option("--lm-weight", help="LM weight in CTC beam search (needs --lm; default 0.5 "
                  "with --lm).", rich_help_panel="Search"),
 ]
+InsertionBonusOpt = Annotated[
+    float,
+    typer.Option("--insertion-bonus", help="Score added per phone in CTC beam search with an LM "
+                 "(offsets the LM's bias to short outputs).", rich_help_panel="Search"),
+]
 TransducerSearchOpt = Annotated[
     str,
     typer.Option("--transducer-search", help="Transducer beam: graves, batched (one label per "
@@ -51,6 +56,7 @@ def search_options(
     beam: int,
     lm: Path | None,
     lm_weight: float | None,
+    insertion_bonus: float = 0.0,
     transducer_search: str,
     batch_size: int,
 ) -> DecodeOptions:
@@ -59,6 +65,7 @@ def search_options(
         beam=beam,
         lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
         lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
         batch_size=batch_size,
     )
