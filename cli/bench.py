@@ -68,12 +68,12 @@ def losses(repeats: _Repeats = 5, device: _Device = "cpu", fmt: _Format = "table
     _render("Losses: ours vs peers (ratio = ours / peer)", rows, fmt)
 
 
-@app.command(epilog="Example: seqkit bench train --data demo/prepared --steps 10")
+@app.command(epilog="Example: seqkit bench train --data demo/prepared --steps 30")
 def train(
     data: Annotated[
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
     ] = Path("demo/prepared"),
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per side.")] = 10,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per side.")] = 30,
     fmt: _Format = "table",
 ) -> None:
     """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop."""
