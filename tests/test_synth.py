@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,13 @@ def test_layout_is_timit(corpus) -> None:
             assert wav.with_suffix(ext).is_file()
     names = [w.stem for w in wavs]
     assert any(n.startswith("SX") for n in names) and any(n.startswith("SI") for n in names)
+
+
+def test_corpus_directory_gets_the_usual_permissions_not_a_private_temp_dir(corpus) -> None:
+    root, _ = corpus
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_wav_is_nist_sphere_16k_16bit_mono(corpus) -> None:

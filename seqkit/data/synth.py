@@ -475,6 +475,9 @@ def synthesize_corpus(
         _write_splits(tmp / "splits.json", plan, seed, clean, sentences)
         if out.exists():
             shutil.rmtree(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a corpus is shared like any dir
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
