@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqkit.decoding.greedy import _check_lengths
-from seqkit.errors import ConfigError, LossInputError
+from seqkit.decoding.greedy import CTC_INPUT, TRANSDUCER_INPUT, checked_lengths
+from seqkit.errors import ConfigError
 
 # lm(context labels, next label or None for end of sequence) -> natural-log probability
 LabelLM = Callable[[Sequence[int], int | None], float]
@@ -104,14 +104,9 @@ def ctc_beam_search(
         LossInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
-    if log_probs.dim() != 3:
-        raise LossInputError(
-            f"expected log_probs (B, T, V), found {tuple(log_probs.shape)}: "
-            "pass the CTC model's log_probs output (batch first)"
-        )
     _check_beam(beam)
-    batch, frames, vocab = log_probs.shape
-    valid = _check_lengths(lengths, batch, frames, "ctc_beam_search")
+    valid = checked_lengths(log_probs, lengths, "ctc_beam_search", CTC_INPUT)
+    batch, _, vocab = log_probs.shape
     top_k = min(vocab, prune_top_k if prune_top_k is not None else max(beam, 1) + 1)
     lp_all = log_probs.detach().float().cpu().numpy()
     use_lm = lm is not None and lm_weight != 0.0
@@ -246,14 +241,9 @@ def transducer_beam_search(
         LossInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
-    if f.dim() != 3:
-        raise LossInputError(
-            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
-            "pass model.encode(...)[0]"
-        )
     _check_beam(beam)
-    batch, frames, _ = f.shape
-    valid = _check_lengths(lengths, batch, frames, "transducer_beam_search")
+    valid = checked_lengths(f, lengths, "transducer_beam_search", TRANSDUCER_INPUT)
+    batch = f.shape[0]
     cap = max_expansions_per_frame if max_expansions_per_frame is not None else 4 * beam + 16
     out = []
     with torch.no_grad():
@@ -365,14 +355,9 @@ def transducer_beam_search_batched(
         LossInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
-    if f.dim() != 3:
-        raise LossInputError(
-            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
-            "pass model.encode(...)[0]"
-        )
     _check_beam(beam)
-    batch, frames, _ = f.shape
-    valid = _check_lengths(lengths, batch, frames, "transducer_beam_search_batched")
+    valid = checked_lengths(f, lengths, "transducer_beam_search_batched", TRANSDUCER_INPUT)
+    batch, frames = f.shape[0], f.shape[1]
     device = f.device
     with torch.no_grad():
         start = torch.full((1, 1), blank, dtype=torch.long, device=device)

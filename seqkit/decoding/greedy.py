@@ -12,15 +12,33 @@ import torch
 
 from seqkit.errors import ConfigError, LossInputError
 
+CTC_INPUT = ("log_probs (B, T, V)", "pass the CTC model's log_probs output (batch first)")
+TRANSDUCER_INPUT = ("encoder output f (B, T, H)", "pass model.encode(...)[0]")
 
-def _check_lengths(lengths: torch.Tensor, batch: int, frames: int, what: str) -> list[int]:
-    """Lengths as a Python list, after checking they fit the batch (raise LossInputError)."""
+
+def checked_lengths(
+    x: torch.Tensor, lengths: torch.Tensor, what: str, expected: tuple[str, str]
+) -> list[int]:
+    """Check a search input (3-D, batch first) and its lengths; the lengths as a Python list.
+
+    Args:
+        x: (B, T, ·) log-probs or encoder output.
+        lengths: (B,) valid frames per utterance.
+        what: the calling search, for the message.
+        expected: :data:`CTC_INPUT` or :data:`TRANSDUCER_INPUT` (what ``x`` should be, and how).
+
+    Raises:
+        LossInputError: ``x`` is not 3-D, or the lengths do not fit it.
+    """
+    if x.dim() != 3:
+        raise LossInputError(f"expected {expected[0]}, found {tuple(x.shape)}: {expected[1]}")
+    batch, frames = x.shape[0], x.shape[1]
     if lengths.dim() != 1 or lengths.shape[0] != batch:
         raise LossInputError(
             f"expected lengths (B,) = ({batch},) for {what}, found {tuple(lengths.shape)}: "
             "pass one length per utterance"
         )
-    out = [int(x) for x in lengths.tolist()]
+    out = [int(v) for v in lengths.tolist()]
     if out and (min(out) < 0 or max(out) > frames):
         raise LossInputError(
             f"expected lengths in [0, {frames}] for {what}, found {min(out)}..{max(out)}: "
@@ -45,13 +63,8 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
     Raises:
         LossInputError: if the shapes or lengths do not fit.
     """
-    if log_probs.dim() != 3:
-        raise LossInputError(
-            f"expected log_probs (B, T, V), found {tuple(log_probs.shape)}: "
-            "pass the CTC model's log_probs output (batch first)"
-        )
-    batch, frames, _ = log_probs.shape
-    valid = _check_lengths(lengths, batch, frames, "ctc_greedy")
+    valid = checked_lengths(log_probs, lengths, "ctc_greedy", CTC_INPUT)
+    batch = log_probs.shape[0]
     best = log_probs.argmax(dim=-1).cpu()  # (B, T)
     out: list[list[int]] = []
     for b in range(batch):
@@ -95,17 +108,12 @@ def transducer_greedy(
         LossInputError: if the shapes or lengths do not fit.
         ConfigError: if ``max_symbols_per_frame`` < 1.
     """
-    if f.dim() != 3:
-        raise LossInputError(
-            f"expected encoder output f (B, T, H), found {tuple(f.shape)}: "
-            "pass model.encode(...)[0]"
-        )
+    valid = checked_lengths(f, lengths, "transducer_greedy", TRANSDUCER_INPUT)
     if max_symbols_per_frame < 1:
         raise ConfigError(
             f"expected max_symbols_per_frame >= 1, found {max_symbols_per_frame}: use 1 or more"
         )
-    batch, frames, _ = f.shape
-    valid = _check_lengths(lengths, batch, frames, "transducer_greedy")
+    batch = f.shape[0]
     out: list[list[int]] = []
     with torch.no_grad():
         for b in range(batch):
