@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import seqkit
+from seqkit.atomic import write_atomic
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import fold_phones, merge_repeated_silence
 from seqkit.data.prepare import prepare_corpus
@@ -92,11 +92,7 @@ class DemoResult:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def _read_state(path: Path) -> dict[str, Any]:

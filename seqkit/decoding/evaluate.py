@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqkit.atomic import write_atomic
 from seqkit.data.manifest import Utterance
 from seqkit.data.phones import PHONES_39, fold_phones, merge_repeated_silence
 from seqkit.decoding.recognize import DecodeOptions, recognize_utterances
@@ -246,17 +246,6 @@ def evaluate(
     return report
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def format_alignments(report: EvalReport) -> str:
     """sclite-like per-utterance text: aligned REF / HYP lines, an EVAL line of S/D/I marks."""
     blocks = []
@@ -337,8 +326,8 @@ def write_report(report: EvalReport, directory: str | os.PathLike[str]) -> dict[
         "confusion": out / "confusion.png",
     }
     text = json.dumps(report.to_dict(), indent=2)
-    _write_atomic(paths["json"], lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    write_atomic(paths["json"], lambda p: p.write_text(text + "\n", encoding="utf-8"))
     aligned = format_alignments(report)
-    _write_atomic(paths["alignments"], lambda p: p.write_text(aligned, encoding="utf-8"))
-    _write_atomic(paths["confusion"], lambda p: plot_confusion(report, p))
+    write_atomic(paths["alignments"], lambda p: p.write_text(aligned, encoding="utf-8"))
+    write_atomic(paths["confusion"], lambda p: plot_confusion(report, p))
     return paths

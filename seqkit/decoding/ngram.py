@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from seqkit.atomic import write_atomic
 from seqkit.errors import ConfigError
 
 BOS = "<s>"
@@ -201,17 +201,9 @@ def estimate_ngram(
 
 def save_ngram(lm: PhoneNgram, path: str | os.PathLike[str]) -> Path:
     """Write the LM as JSON, atomically (temp file in the same folder + os.replace)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(lm.to_dict(), out)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(
+        path, lambda tmp: tmp.write_text(json.dumps(lm.to_dict()), encoding="utf-8")
+    )
 
 
 def load_ngram(path: str | os.PathLike[str]) -> PhoneNgram:

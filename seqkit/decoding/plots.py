@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from seqkit.atomic import write_atomic
 from seqkit.decoding.recognize import Hypothesis
 from seqkit.errors import ConfigError
 
@@ -69,16 +69,7 @@ def plot_alignment(
     ax.set_ylabel("mel band")
     ax.set_title(title or Path(hypothesis.name).name, pad=18, fontsize=10)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         plt.close(fig)
-    return target

@@ -18,7 +18,6 @@ A run dir holds ``best.pt`` (best dev PER) and ``last.pt`` (latest epoch or inte
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from seqkit import __version__
+from seqkit.atomic import write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats
 from seqkit.errors import CheckpointError, ConfigError, SeqkitError
 from seqkit.models import build_model
@@ -146,26 +146,20 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
         **payload,
     }
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise CheckpointError(
-            f"cannot write checkpoint {path} ({err.strerror}): check the directory's permissions"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise CheckpointError(
-                f"cannot write checkpoint {path} ({err.strerror}): check free disk space"
-            ) from None
-        raise
+
+    try:
+        write_atomic(path, write)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot write checkpoint {path} ({err.strerror}): check the directory's permissions "
+            "and free disk space"
+        ) from None
     return path
 
 
