@@ -23,6 +23,7 @@ from cli.search import (
     load_acoustic_model,
     search_options,
 )
+from seqkit.atomic import write_atomic
 from seqkit.data.phones import fold_phones
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import (
@@ -175,11 +176,8 @@ def decode(
         )
     text = _render(result.hypotheses, fmt, fold)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         target = out / f"decode.{'txt' if fmt == 'text' else fmt}"
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
         err_console.print(f"wrote {target}", soft_wrap=True)
     elif text:
         console.print(text, markup=False, highlight=False, soft_wrap=True)

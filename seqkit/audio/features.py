@@ -21,6 +21,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as AF
 
+from seqkit.atomic import write_atomic
 from seqkit.errors import ConfigError
 
 FEATURE_KINDS = ("fbank123", "fbank80")
@@ -281,9 +282,8 @@ def write_stats(
     """Write ``{"features": config, "mean", "std", "frames"}`` as JSON, atomically."""
     path = Path(path)
     payload = {"features": config.to_dict(), **stats.to_dict()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1) + "\n",
+                                                  encoding="utf-8"))
 
 
 def read_stats(path: str | os.PathLike[str]) -> tuple[FeatureConfig, FeatureStats]:

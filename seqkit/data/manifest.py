@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqkit.atomic import write_atomic
 from seqkit.errors import CorpusError
 
 Segment = tuple[int, int, str]  # (start sample, end sample, label)
@@ -119,17 +120,16 @@ def write_manifest(path: str | os.PathLike[str], utterances: Iterable[Utterance]
     Returns:
         The number of utterances written.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    try:
+
+    def write(tmp: Path) -> None:
+        nonlocal count
         with tmp.open("w", encoding="utf-8") as f:
             for utt in utterances:
                 f.write(json.dumps(utt.to_dict(), ensure_ascii=False) + "\n")
                 count += 1
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    write_atomic(path, write)
     return count
 
 

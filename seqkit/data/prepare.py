@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from seqkit.atomic import write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     compute_features,
@@ -278,9 +279,8 @@ def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n",
+                                                  encoding="utf-8"))
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from seqkit.atomic import write_atomic
 from seqkit.audio.augment import spec_augment
 from seqkit.audio.features import FeatureStats, compute_stats, read_stats
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
@@ -196,9 +197,7 @@ def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _set_threads(recipe: RecipeConfig, ctx: distributed.DistributedContext) -> None:
@@ -415,9 +414,7 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax_per.plot(epochs, [p if p is not None else math.nan for p in pers], "o-", color="C2")
     ax_per.set(xlabel="epoch", ylabel="PER % (39 phones)", title="dev PER")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def _load_state(path: Path) -> dict[str, Any]:
