@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-ProgressFn = Callable[[str, int, int], None]
+from seqkit.progress import ProgressFn
 
 # Progress and status go to stderr so that stdout stays clean for results (tables, JSON).
 err_console = Console(stderr=True)

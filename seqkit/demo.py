@@ -34,10 +34,10 @@ from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import load_model
+from seqkit.progress import ProgressFn
 from seqkit.training.config import load_recipe
 from seqkit.training.trainer import train
 
-ProgressFn = Callable[[str, int, int], None]
 LogFn = Callable[[dict[str, Any]], None]
 
 MODELS = {"ctc": "ctc_blstm.toml", "transducer": "transducer.toml"}

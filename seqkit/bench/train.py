@@ -13,7 +13,6 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ import torch
 from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, load_split
 from seqkit.models import build_model
+from seqkit.progress import ProgressFn
 from seqkit.training.config import load_recipe
 from seqkit.training.trainer import train
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,7 @@ from seqkit.audio.load import load_audio
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_phones, vocabulary
 from seqkit.errors import ConfigError, CorpusError
-
-ProgressFn = Callable[[str, int, int], None]
+from seqkit.progress import ProgressFn
 
 _CACHE_VERSION = 1
 

@@ -17,7 +17,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +41,7 @@ from seqkit.data.timit import (
     split_utterances,
 )
 from seqkit.errors import AudioError, ConfigError, CorpusError, OutputExistsError, SeqkitError
-
-ProgressFn = Callable[[str, int, int], None]
+from seqkit.progress import ProgressFn
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,7 @@ from seqkit.metrics import (
     phone_error_counts,
 )
 from seqkit.models.checkpoint import LoadedModel
-
-ProgressFn = Callable[[str, int, int], None]
+from seqkit.progress import ProgressFn
 
 
 @dataclass(frozen=True)

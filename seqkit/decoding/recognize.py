@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,7 @@ from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import PhoneNgram
 from seqkit.errors import AudioError, CheckpointError, ConfigError, SeqkitError
 from seqkit.models.checkpoint import LoadedModel
-
-ProgressFn = Callable[[str, int, int], None]
+from seqkit.progress import ProgressFn
 
 TRANSDUCER_SEARCHES = ("auto", "graves", "batched")
 # above this many encoder frames (60 s at 10 ms, no stacking), "auto" uses the batched search

@@ -45,10 +45,10 @@ from seqkit.models.checkpoint import (
     model_payload,
     save_checkpoint,
 )
+from seqkit.progress import ProgressFn
 from seqkit.training import distributed
 from seqkit.training.config import RecipeConfig, recipe_to_toml
 
-ProgressFn = Callable[[str, int, int], None]
 LogFn = Callable[[dict[str, Any]], None]
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.toml")
