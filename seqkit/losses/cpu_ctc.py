@@ -17,15 +17,7 @@ import math
 
 import torch
 
-# A log-probability at or below this counts as log(0). Masking sentinels such as -1e30 or
-# torch.finfo(float32).min stand for "impossible"; kept finite they give a finite cost of ~1e30
-# for an impossible alignment (torch's behaviour) instead of inf.
-LOG_ZERO_THRESHOLD = -1e20
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype CTC recursions run in: float64 for float64 input, float32 otherwise."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from seqkit.losses.backends import LOG_ZERO_THRESHOLD, accumulation_dtype
 
 
 def extend_labels(targets: torch.Tensor, blank: int) -> torch.Tensor:

@@ -8,19 +8,15 @@ never the implementation behind this one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from seqkit.errors import BackendUnavailableError, LossInputError
+from seqkit.errors import LossInputError
+from seqkit.losses.backends import HALF_DTYPES, check_reduction, choose_backend, triton_kernels
 from seqkit.losses.cpu_ctc import ctc_forward_backward_cpu, scale_occupancy
-
-BACKENDS = ("auto", "cpu", "triton")
-REDUCTIONS = ("none", "sum", "mean")
-_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 LengthsLike = torch.Tensor | Sequence[int]
 
@@ -122,32 +118,6 @@ def _checked_targets(
     return targets.masked_fill(~inside, blank)
 
 
-def _choose_backend(backend: str, log_probs: torch.Tensor) -> str:
-    if backend not in BACKENDS:
-        raise LossInputError(f"expected backend one of {BACKENDS}, found {backend!r}")
-    if backend == "auto":
-        return "triton" if log_probs.is_cuda else "cpu"
-    if backend == "triton" and not log_probs.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise BackendUnavailableError(
-            "backend='triton' needs CUDA tensors, found CPU tensors: move them to a GPU, "
-            "set TRITON_INTERPRET=1 before importing seqkit (slow, for testing), "
-            "or use backend='cpu'"
-        )
-    return backend
-
-
-def _triton_kernels() -> Any:
-    """Import the Triton kernel module lazily, turning a missing Triton into a clear error."""
-    try:
-        from seqkit.losses.kernels import ctc as kernels
-    except ImportError as error:
-        raise BackendUnavailableError(
-            f"backend='triton' needs the triton package, which failed to import ({error}): "
-            "pip install triton, or use backend='cpu'"
-        ) from error
-    return kernels
-
-
 class _CTCLossFunction(torch.autograd.Function):
     """Per-sequence CTC negative log-likelihood; gradient w.r.t. log_probs as a free input."""
 
@@ -171,7 +141,7 @@ class _CTCLossFunction(torch.autograd.Function):
             if need_grad:
                 ctx.save_for_backward(occupancy)
         else:
-            kernels = _triton_kernels()
+            kernels = triton_kernels("ctc")
             nll, alpha = kernels.ctc_alpha(
                 log_probs, targets, input_lengths, target_lengths, blank
             )
@@ -191,7 +161,7 @@ class _CTCLossFunction(torch.autograd.Function):
             grad_log_probs = scale_occupancy(occupancy, grad_nll)
         else:
             log_probs, targets, input_lengths, target_lengths, alpha, nll = ctx.saved_tensors
-            grad_log_probs = _triton_kernels().ctc_beta_grad(
+            grad_log_probs = triton_kernels("ctc").ctc_beta_grad(
                 log_probs, targets, input_lengths, target_lengths, ctx.blank, alpha, nll, grad_nll
             )
         return grad_log_probs, None, None, None, None, None, None
@@ -234,8 +204,8 @@ def ctc_loss(
             max(target_length, 1), then averages over the batch (as torch does). Default "mean".
         zero_infinity: replace infinite losses (input too short for the target) by 0. Their
             gradient is 0 either way. Default False.
-        backend: "auto" (triton for CUDA tensors, cpu otherwise) | "cpu" (vectorized PyTorch,
-            any device) | "triton" (CUDA, or CPU tensors when TRITON_INTERPRET=1). Default "auto".
+        backend: "auto" (triton for CUDA tensors, cpu otherwise) | "cpu" (CPU tensors) |
+            "triton" (CUDA, or CPU tensors when TRITON_INTERPRET=1). Default "auto".
 
     Returns:
         "none": (B,) per-sequence negative log-likelihoods; "sum" and "mean": a scalar. dtype of
@@ -244,7 +214,7 @@ def ctc_loss(
     Raises:
         LossInputError: wrong shape, dtype, device, lengths, label values, reduction or backend.
         BackendUnavailableError: backend="triton" cannot run here (no CUDA and no
-            TRITON_INTERPRET=1, or triton missing).
+            TRITON_INTERPRET=1, or triton missing), or backend="cpu" with CUDA tensors.
     """
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
         found = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
@@ -252,14 +222,13 @@ def ctc_loss(
             f"expected log_probs (T, B, C), found {found}: transducer logits (B, T, U+1, V) "
             "belong to transducer_loss; add a batch axis for a single sequence"
         )
-    if reduction not in REDUCTIONS:
-        raise LossInputError(f"expected reduction one of {REDUCTIONS}, found {reduction!r}")
+    check_reduction(reduction)
     dtype = log_probs.dtype
-    if dtype not in (torch.float32, torch.float64) + _HALF_DTYPES:
+    if dtype not in (torch.float32, torch.float64) + HALF_DTYPES:
         raise LossInputError(
             f"expected float32 or float64 log_probs, found {dtype}: apply log_softmax to floats"
         )
-    if dtype in _HALF_DTYPES and not log_probs.is_cuda:
+    if dtype in HALF_DTYPES and not log_probs.is_cuda:
         raise LossInputError(
             f"expected float32 or float64 log_probs on CPU, found {dtype} (half precision is "
             "accepted on CUDA only): call .float() first"
@@ -269,7 +238,7 @@ def ctc_loss(
         raise LossInputError(
             f"expected blank in [0, {num_classes}) (C={num_classes} classes), found {blank}"
         )
-    chosen = _choose_backend(backend, log_probs)
+    chosen = choose_backend(backend, log_probs)
     device = log_probs.device
     input_lengths = _as_lengths(input_lengths, "input_lengths", batch, device)
     target_lengths = _as_lengths(target_lengths, "target_lengths", batch, device)

@@ -11,19 +11,17 @@ occupancy), so autograd never stores a log-softmax of the (B, T, U+1, V) logits.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Any
 
 import torch
 
-from seqkit.errors import BackendUnavailableError, LossInputError
+from seqkit.errors import LossInputError
 from seqkit.losses import cpu_transducer
+from seqkit.losses.backends import HALF_DTYPES, check_reduction, choose_backend, triton_kernels
 
-_REDUCTIONS = ("none", "sum", "mean")
-_BACKENDS = ("auto", "cpu", "triton")
 _CPU_DTYPES = (torch.float32, torch.float64)
-_CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_CUDA_DTYPES = _CPU_DTYPES + HALF_DTYPES
 
 
 def transducer_loss(
@@ -75,16 +73,17 @@ def transducer_loss(
         LossInputError: a shape, dtype, device, length, label or option is wrong.
         BackendUnavailableError: the requested backend cannot run these tensors.
     """
-    if reduction not in _REDUCTIONS:
-        raise LossInputError(
-            f"expected reduction one of {', '.join(_REDUCTIONS)}, found {reduction!r}"
-        )
+    check_reduction(reduction)
     if clamp is not None and not clamp > 0:
         raise LossInputError(
             f"expected clamp > 0 or None, found {clamp!r}: pass None to leave gradients unclipped"
         )
     _check_shapes(logits, targets, logit_lengths, target_lengths, blank)
-    module = _select_backend(backend, logits)
+    module = (
+        cpu_transducer
+        if choose_backend(backend, logits) == "cpu"
+        else triton_kernels("transducer")
+    )
     targets64, logit_lengths64, target_lengths64 = _checked_values(
         logits, targets, logit_lengths, target_lengths, blank
     )
@@ -153,35 +152,6 @@ class _TransducerLossFunction(torch.autograd.Function):
                 clamp=clamp,
             )
         return grad, None, None, None, None, None, None, None
-
-
-def _select_backend(backend: str, logits: torch.Tensor) -> ModuleType:
-    """Map ``backend`` and the logits device to the module that computes the loss."""
-    if backend not in _BACKENDS:
-        raise LossInputError(f"expected backend one of {', '.join(_BACKENDS)}, found {backend!r}")
-    on_cuda = logits.is_cuda
-    if backend == "auto":
-        backend = "triton" if on_cuda else "cpu"
-    if backend == "cpu":
-        if on_cuda:
-            raise BackendUnavailableError(
-                f"backend 'cpu' needs CPU tensors, found logits on {logits.device}: "
-                "use backend='auto' or 'triton', or move the tensors with .cpu()"
-            )
-        return cpu_transducer
-    if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise BackendUnavailableError(
-            "backend 'triton' needs CUDA tensors or TRITON_INTERPRET=1 (found CPU tensors "
-            "without it): use backend='cpu', or set TRITON_INTERPRET=1 before importing seqkit"
-        )
-    try:
-        from seqkit.losses.kernels import transducer as triton_transducer
-    except ImportError as error:
-        raise BackendUnavailableError(
-            f"backend 'triton' needs the triton package ({error}): pip install triton, "
-            "or use backend='cpu'"
-        ) from error
-    return triton_transducer
 
 
 def _check_shapes(

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from seqkit.losses.cpu_ctc import LOG_ZERO_THRESHOLD, accumulation_dtype
+from seqkit.losses.backends import LOG_ZERO_THRESHOLD, accumulation_dtype
 
 
 @triton.jit

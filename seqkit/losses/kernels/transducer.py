@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from seqkit.losses.backends import accumulation_dtype
+
 # Rows (lattice nodes) handled by one program of the row-wise kernels, times the V block width.
 _ROW_BLOCK_ELEMENTS = 4096
 _MAX_V_BLOCK = 1024
@@ -253,9 +255,8 @@ def _gradient_kernel(
 
 def _accumulation(dtype: torch.dtype) -> tuple[torch.dtype, tl.dtype]:
     """Lattice dtype for a logits dtype: float64 stays float64, the rest accumulate in float32."""
-    if dtype == torch.float64:
-        return torch.float64, tl.float64
-    return torch.float32, tl.float32
+    acc = accumulation_dtype(dtype)
+    return acc, tl.float64 if acc == torch.float64 else tl.float32
 
 
 def _row_blocks(V: int) -> tuple[int, int]:
