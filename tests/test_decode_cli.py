@@ -18,7 +18,7 @@ from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_61, vocabulary
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import synthesize_corpus
-from seqkit.decoding.recognize import DecodeOptions, recognize_files
+from seqkit.decoding.recognize import DecodeOptions, decode_features, recognize_files
 from seqkit.metrics import phone_error_rate
 from seqkit.models import build_model
 from seqkit.models.checkpoint import load_model, model_payload, save_checkpoint
@@ -130,6 +130,20 @@ def test_decode_transducer_returns_monotone_timings(runs, audio, beam: int) -> N
     assert set(hyp.phones) <= set(PHONES_61)
     for a, b in zip(hyp.segments, hyp.segments[1:], strict=False):
         assert a.start <= a.end == b.start <= b.end <= hyp.duration
+
+
+@pytest.mark.parametrize("run", ["ctc", "transducer"])
+def test_greedy_search_has_no_score_and_beam_search_has_a_log_probability(
+    runs, audio, run: str
+) -> None:
+    loaded = load_model(runs[run])
+    assert loaded.features is not None and loaded.stats is not None
+    feats = [loaded.stats.normalize(compute_features(load_audio(audio[0]), loaded.features))]
+    greedy = decode_features(loaded, feats)[0]
+    assert greedy.score is None and greedy.labels
+    beam = decode_features(loaded, feats, options=DecodeOptions(beam=3))[0]
+    assert beam.score is not None and beam.score <= 0.0
+    assert [s.label for s in beam.alignment.segments] == list(beam.labels)
 
 
 def test_decode_cli_text_json_ctm_and_align(runs, audio, tmp_path) -> None:

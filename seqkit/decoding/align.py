@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seqkit.decoding.protocol import TransducerLike
 from seqkit.errors import LossInputError
 
 _NEG_INF = float("-inf")
@@ -156,12 +157,12 @@ def ctc_align(log_probs: torch.Tensor, labels: Sequence[int], *, blank: int = 0)
 
 
 def transducer_lattice(
-    model: object, f: torch.Tensor, labels: Sequence[int], *, blank: int = 0
+    model: TransducerLike, f: torch.Tensor, labels: Sequence[int], *, blank: int = 0
 ) -> torch.Tensor:
     """Log-probabilities over the transducer lattice of one utterance.
 
     Args:
-        model: transducer model with ``predict`` and ``joint``.
+        model: a transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`).
         f: (T, H) float, one utterance's encoder output (valid frames only).
         labels: (U,) label indices.
         blank: blank index, also the prediction network's start symbol. Default 0.
@@ -172,8 +173,8 @@ def transducer_lattice(
     device = f.device
     prefix = torch.tensor([[blank, *labels]], dtype=torch.long, device=device)  # (1, U+1)
     with torch.no_grad():
-        g, _ = model.predict(prefix, None)  # type: ignore[attr-defined]  # (1, U+1, H)
-        logits = model.joint(f[None, :, None, :], g[:, None, :, :])  # type: ignore[attr-defined]
+        g, _ = model.predict(prefix, None)  # (1, U+1, H)
+        logits = model.joint(f[None, :, None, :], g[:, None, :, :])
     return torch.log_softmax(logits[0].float(), dim=-1)  # (T, U+1, V)
 
 

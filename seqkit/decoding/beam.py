@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from seqkit.decoding.greedy import CTC_INPUT, TRANSDUCER_INPUT, checked_lengths
+from seqkit.decoding.protocol import TransducerLike, scatter_state, select_state
 from seqkit.errors import ConfigError
+from seqkit.models.transducer import LSTMState
 
 # lm(context labels, next label or None for end of sequence) -> natural-log probability
 LabelLM = Callable[[Sequence[int], int | None], float]
@@ -186,13 +187,13 @@ def _ctc_beam_one(
 class _PredictorCache:
     """Prediction-network outputs per label prefix, computed once each (batch of one)."""
 
-    def __init__(self, model: Any, blank: int, device: torch.device) -> None:
+    def __init__(self, model: TransducerLike, blank: int, device: torch.device) -> None:
         self.model = model
         self.blank = blank
         self.device = device
         start = torch.full((1, 1), blank, dtype=torch.long, device=device)
         g, state = model.predict(start, None)  # g: (1, 1, H)
-        self.cache: dict[tuple[int, ...], tuple[torch.Tensor, Any]] = {(): (g, state)}
+        self.cache: dict[tuple[int, ...], tuple[torch.Tensor, LSTMState]] = {(): (g, state)}
 
     def get(self, prefix: tuple[int, ...]) -> torch.Tensor:
         if prefix not in self.cache:
@@ -204,7 +205,7 @@ class _PredictorCache:
 
 
 def transducer_beam_search(
-    model: Any,
+    model: TransducerLike,
     f: torch.Tensor,
     lengths: torch.Tensor,
     *,
@@ -223,8 +224,7 @@ def transducer_beam_search(
     its exact probability summed over alignments.
 
     Args:
-        model: transducer model with ``predict`` and ``joint`` (see
-            :func:`seqkit.decoding.greedy.transducer_greedy`).
+        model: transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`).
         f: (B, T, H) float, encoder output.
         lengths: (B,) int, valid encoder frames per utterance.
         beam: hypotheses kept per frame (W in the paper). Default 8.
@@ -253,7 +253,7 @@ def transducer_beam_search(
 
 
 def _transducer_beam_one(
-    model: Any, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int
+    model: TransducerLike, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int
 ) -> list[BeamHypothesis]:
     """Graves's beam search over one utterance's (T, H) encoder output."""
     predictor = _PredictorCache(model, blank, f.device)
@@ -315,17 +315,54 @@ def _transducer_beam_one(
     return [BeamHypothesis(labels, rank((labels, lp)), lp) for labels, lp in ordered]
 
 
-def _index_state(state: Any, index: torch.Tensor) -> Any:
-    """Select batch entries of a prediction-network state (torch LSTM layout: (layers, B, H))."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.index_select(1 if state.dim() == 3 else 0, index)
-    return type(state)(_index_state(s, index) for s in state)
+@dataclass
+class _LiveHypotheses:
+    """Every utterance's live hypotheses of the batched search, one row each (N rows).
+
+    Attributes:
+        utt: utterance of each row.
+        labels: labels of each row.
+        scores: (N,) float64 log-probabilities.
+        g: (N, H_g) prediction output after each row's last label.
+        state: prediction state, (layers, N, H) tensors.
+    """
+
+    utt: list[int]
+    labels: list[tuple[int, ...]]
+    scores: torch.Tensor
+    g: torch.Tensor
+    state: LSTMState
+
+    def rows_of(self, u: int) -> list[int]:
+        return [i for i, hu in enumerate(self.utt) if hu == u]
+
+
+@dataclass
+class _Extensions:
+    """The next frame's hypotheses, before the prediction network has seen their new labels.
+
+    Attributes:
+        utt, labels, scores: as in :class:`_LiveHypotheses` (scores as floats).
+        source_rows: the live row each one extends.
+        emitted: the label it appended, or -1 for blank.
+    """
+
+    utt: list[int] = field(default_factory=list)
+    labels: list[tuple[int, ...]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    source_rows: list[int] = field(default_factory=list)
+    emitted: list[int] = field(default_factory=list)
+
+    def add(self, u: int, labels: tuple[int, ...], score: float, row: int, label: int) -> None:
+        self.utt.append(u)
+        self.labels.append(labels)
+        self.scores.append(score)
+        self.source_rows.append(row)
+        self.emitted.append(label)
 
 
 def transducer_beam_search_batched(
-    model: Any,
+    model: TransducerLike,
     f: torch.Tensor,
     lengths: torch.Tensor,
     *,
@@ -341,8 +378,8 @@ def transducer_beam_search_batched(
     which makes it the fast choice for long files.
 
     Args:
-        model: transducer model with ``predict`` and ``joint``; the prediction state must follow
-            torch's LSTM layout (tensors (layers, B, H) or tuples of them).
+        model: transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`); its
+            prediction state is batched on axis 1, as torch's LSTM state (layers, N, H).
         f: (B, T, H) float, encoder output.
         lengths: (B,) int, valid encoder frames per utterance.
         beam: hypotheses kept per utterance. Default 8.
@@ -357,87 +394,99 @@ def transducer_beam_search_batched(
     """
     _check_beam(beam)
     valid = checked_lengths(f, lengths, "transducer_beam_search_batched", TRANSDUCER_INPUT)
-    batch, frames = f.shape[0], f.shape[1]
-    device = f.device
+    batch = f.shape[0]
     with torch.no_grad():
-        start = torch.full((1, 1), blank, dtype=torch.long, device=device)
-        g0, state0 = model.predict(start, None)  # g0: (1, 1, H)
-        # flat list of live hypotheses: (utterance, labels, log-prob); g and state row-aligned
-        hyp_utt = list(range(batch))
-        hyp_labels: list[tuple[int, ...]] = [()] * batch
-        hyp_scores = torch.zeros(batch, dtype=torch.float64)
-        index0 = torch.zeros(batch, dtype=torch.long, device=device)
-        g = g0[:, 0].index_select(0, index0)  # (N, H)
-        state = _index_state(state0, index0)
-        for t in range(frames):
-            active = [valid[u] > t for u in hyp_utt]
+        live = _start_hypotheses(model, batch, blank, f.device)
+        for t in range(f.shape[1]):
+            active = [valid[u] > t for u in range(batch)]
             if not any(active):
                 break
-            utt_index = torch.tensor(hyp_utt, dtype=torch.long, device=device)
-            ft = f[:, t].index_select(0, utt_index)  # (N, H)
-            logits = model.joint(ft[:, None, None, :], g[:, None, None, :])  # (N, 1, 1, V)
-            logp = torch.log_softmax(logits.reshape(len(hyp_utt), -1).double(), dim=-1).cpu()
-            vocab = logp.shape[1]
-            new_utt: list[int] = []
-            new_labels: list[tuple[int, ...]] = []
-            new_scores: list[float] = []
-            source_rows: list[int] = []
-            emitted: list[int] = []  # label appended (or -1 for blank)
-            for u in range(batch):
-                rows = [i for i, hu in enumerate(hyp_utt) if hu == u]
-                if not active[rows[0]]:
-                    for i in rows:  # finished utterance: carry its hypotheses unchanged
-                        new_utt.append(u)
-                        new_labels.append(hyp_labels[i])
-                        new_scores.append(float(hyp_scores[i]))
-                        source_rows.append(i)
-                        emitted.append(-1)
-                    continue
-                total = (hyp_scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
-                k = min(beam, total.numel())
-                top = torch.topk(total, k)
-                merged: dict[tuple[int, ...], int] = {}
-                for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-                    row, label = rows[flat // vocab], flat % vocab
-                    labels = hyp_labels[row] if label == blank else (*hyp_labels[row], label)
-                    if labels in merged:
-                        j = merged[labels]
-                        new_scores[j] = _logaddexp(new_scores[j], score)
-                        continue
-                    merged[labels] = len(new_labels)
-                    new_utt.append(u)
-                    new_labels.append(labels)
-                    new_scores.append(score)
-                    source_rows.append(row)
-                    emitted.append(-1 if label == blank else label)
-            src = torch.tensor(source_rows, dtype=torch.long, device=device)
-            g = g.index_select(0, src)
-            state = _index_state(state, src)
-            grow = [i for i, lab in enumerate(emitted) if lab >= 0]
-            if grow:
-                grow_index = torch.tensor(grow, dtype=torch.long, device=device)
-                labels_in = torch.tensor([[emitted[i]] for i in grow], device=device)
-                g_new, state_new = model.predict(labels_in, _index_state(state, grow_index))
-                g = g.index_copy(0, grow_index, g_new[:, 0])
-                state = _scatter_state(state, grow_index, state_new)
-            hyp_utt, hyp_labels = new_utt, new_labels
-            hyp_scores = torch.tensor(new_scores, dtype=torch.float64)
+            utt_index = torch.tensor(live.utt, dtype=torch.long, device=f.device)
+            ft = f[:, t].index_select(0, utt_index)  # (N, H_f)
+            logits = model.joint(ft[:, None, None, :], live.g[:, None, None, :])  # (N, 1, 1, V)
+            logp = torch.log_softmax(logits.reshape(len(live.utt), -1).double(), dim=-1).cpu()
+            extensions = _extend(live, logp, active, beam, blank)
+            live = _advance(model, live, extensions)
     out: list[list[BeamHypothesis]] = []
     for u in range(batch):
         hyps = [
-            BeamHypothesis(hyp_labels[i], float(hyp_scores[i]), float(hyp_scores[i]))
-            for i, hu in enumerate(hyp_utt)
-            if hu == u
+            BeamHypothesis(live.labels[i], float(live.scores[i]), float(live.scores[i]))
+            for i in live.rows_of(u)
         ]
         hyps.sort(key=lambda h: h.score, reverse=True)
         out.append(hyps)
     return out
 
 
-def _scatter_state(state: Any, index: torch.Tensor, update: Any) -> Any:
-    """Write ``update`` into the batch rows ``index`` of ``state`` (same layout as _index_state)."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.index_copy(1 if state.dim() == 3 else 0, index, update)
-    return type(state)(_scatter_state(s, index, u) for s, u in zip(state, update, strict=True))
+def _start_hypotheses(
+    model: TransducerLike, batch: int, blank: int, device: torch.device
+) -> _LiveHypotheses:
+    """One empty hypothesis per utterance, the prediction network run once on the start symbol."""
+    start = torch.full((1, 1), blank, dtype=torch.long, device=device)
+    g0, state0 = model.predict(start, None)  # g0: (1, 1, H_g)
+    index0 = torch.zeros(batch, dtype=torch.long, device=device)
+    return _LiveHypotheses(
+        utt=list(range(batch)),
+        labels=[()] * batch,
+        scores=torch.zeros(batch, dtype=torch.float64),
+        g=g0[:, 0].index_select(0, index0),  # (B, H_g)
+        state=select_state(state0, index0),
+    )
+
+
+def _extend(
+    live: _LiveHypotheses, logp: torch.Tensor, active: list[bool], beam: int, blank: int
+) -> _Extensions:
+    """Each active utterance's ``beam`` best one-frame extensions, equal labels merged.
+
+    Args:
+        live: the hypotheses at the start of the frame.
+        logp: (N, V) float64 log-probabilities of blank and each label, per live row.
+        active: per utterance, whether the frame lies within its length (finished utterances
+            carry their hypotheses unchanged).
+    """
+    vocab = logp.shape[1]
+    out = _Extensions()
+    for u, is_active in enumerate(active):
+        rows = live.rows_of(u)
+        if not is_active:
+            for i in rows:
+                out.add(u, live.labels[i], float(live.scores[i]), i, -1)
+            continue
+        total = (live.scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
+        top = torch.topk(total, min(beam, total.numel()))
+        merged: dict[tuple[int, ...], int] = {}
+        for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            row, label = rows[flat // vocab], flat % vocab
+            labels = live.labels[row] if label == blank else (*live.labels[row], label)
+            if labels in merged:
+                j = merged[labels]
+                out.scores[j] = _logaddexp(out.scores[j], score)
+                continue
+            merged[labels] = len(out.labels)
+            out.add(u, labels, score, row, -1 if label == blank else label)
+    return out
+
+
+def _advance(
+    model: TransducerLike, live: _LiveHypotheses, extensions: _Extensions
+) -> _LiveHypotheses:
+    """The extensions as live hypotheses: the prediction network runs on the labels just emitted."""
+    device = live.g.device
+    src = torch.tensor(extensions.source_rows, dtype=torch.long, device=device)
+    g = live.g.index_select(0, src)  # (N', H_g)
+    state = select_state(live.state, src)
+    grow = [i for i, label in enumerate(extensions.emitted) if label >= 0]
+    if grow:
+        grow_index = torch.tensor(grow, dtype=torch.long, device=device)
+        labels_in = torch.tensor([[extensions.emitted[i]] for i in grow], device=device)
+        g_new, state_new = model.predict(labels_in, select_state(state, grow_index))
+        g = g.index_copy(0, grow_index, g_new[:, 0])
+        state = scatter_state(state, grow_index, state_new)
+    return _LiveHypotheses(
+        extensions.utt,
+        extensions.labels,
+        torch.tensor(extensions.scores, dtype=torch.float64),
+        g,
+        state,
+    )

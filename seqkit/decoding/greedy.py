@@ -6,10 +6,9 @@ a dev batch it has already encoded and decoding can reuse them after its own fro
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from seqkit.decoding.protocol import TransducerLike
 from seqkit.errors import ConfigError, LossInputError
 
 CTC_INPUT = ("log_probs (B, T, V)", "pass the CTC model's log_probs output (batch first)")
@@ -81,7 +80,7 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
 
 
 def transducer_greedy(
-    model: Any,
+    model: TransducerLike,
     f: torch.Tensor,
     lengths: torch.Tensor,
     blank: int = 0,
@@ -94,8 +93,7 @@ def transducer_greedy(
     an untrained model cannot loop forever.
 
     Args:
-        model: a transducer model with ``predict(labels (B, U), state) -> (g (B, U, H), state)``
-            and ``joint(f, g) -> logits (..., V)``.
+        model: a transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`).
         f: (B, T, H) float, encoder output (``model.encode``).
         lengths: (B,) int, valid encoder frames per utterance.
         blank: index of the blank symbol (also the prediction network's start symbol). Default 0.

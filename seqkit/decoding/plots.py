@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from seqkit.atomic import write_atomic
-from seqkit.decoding.recognize import Hypothesis
+from seqkit.decoding.results import Hypothesis
 from seqkit.errors import ConfigError
 
 

@@ -13,9 +13,9 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 import soundfile
 import torch
@@ -24,7 +24,6 @@ from seqkit.audio import compute_features, load_audio
 from seqkit.audio.features import one_torch_thread
 from seqkit.data.manifest import Utterance
 from seqkit.decoding.align import (
-    Alignment,
     ctc_align,
     ctc_path_alignment,
     transducer_align,
@@ -37,13 +36,22 @@ from seqkit.decoding.beam import (
 )
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import PhoneNgram
+from seqkit.decoding.protocol import CTCLike, TransducerAcoustic
+from seqkit.decoding.results import DecodedUtterance, Hypothesis, PhoneSegment, RecognitionResult
 from seqkit.errors import AudioError, CheckpointError, ConfigError, SeqkitError
 from seqkit.models.checkpoint import LoadedModel
 from seqkit.progress import ProgressFn
 
-TRANSDUCER_SEARCHES = ("auto", "graves", "batched")
 # above this many encoder frames (60 s at 10 ms, no stacking), "auto" uses the batched search
 _LONG_FRAMES = 6000
+
+
+class TransducerSearch(StrEnum):
+    """Which transducer beam search runs (see :mod:`seqkit.decoding.beam`)."""
+
+    AUTO = "auto"  # batched above 60 s of frames, else graves
+    GRAVES = "graves"  # Graves 2012: any number of labels per frame, exact when nothing is pruned
+    BATCHED = "batched"  # one label per frame, all utterances at once: fast on long files
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,8 @@ class DecodeOptions:
         lm: phone n-gram LM for CTC shallow fusion (beam > 1 only).
         lm_weight: weight of the LM log-probability (0 = no LM).
         insertion_bonus: score added per phone with an LM (balances its bias to short outputs).
-        transducer_search: "graves" (Graves 2012, any labels per frame), "batched" (one label
-            per frame, batched, fast on long files) or "auto" (batched above 60 s of frames).
+        transducer_search: which transducer beam search (:class:`TransducerSearch`; a plain
+            string is accepted and converted).
         max_symbols_per_frame: cap on labels a greedy transducer emits at one frame.
         batch_size: utterances per model call.
     """
@@ -65,7 +73,7 @@ class DecodeOptions:
     lm: PhoneNgram | None = None
     lm_weight: float = 0.0
     insertion_bonus: float = 0.0
-    transducer_search: str = "auto"
+    transducer_search: TransducerSearch = TransducerSearch.AUTO
     max_symbols_per_frame: int = 5
     batch_size: int = 8
 
@@ -74,79 +82,16 @@ class DecodeOptions:
             raise ConfigError(f"expected beam >= 1, found {self.beam}: use 1 for greedy")
         if self.batch_size < 1:
             raise ConfigError(f"expected batch size >= 1, found {self.batch_size}")
-        if self.transducer_search not in TRANSDUCER_SEARCHES:
+        if self.transducer_search not in set(TransducerSearch):
             raise ConfigError(
                 f"unknown transducer search {self.transducer_search!r}: choose one of "
-                f"{', '.join(TRANSDUCER_SEARCHES)}"
+                f"{', '.join(TransducerSearch)}"
             )
+        object.__setattr__(self, "transducer_search", TransducerSearch(self.transducer_search))
         if self.lm_weight != 0.0 and self.lm is None:
             raise ConfigError("lm_weight needs an LM: pass --lm PATH or drop --lm-weight")
         if self.lm is not None and self.beam == 1:
             raise ConfigError("an LM is only used by beam search: add --beam K (e.g. 8)")
-
-
-@dataclass(frozen=True)
-class PhoneSegment:
-    """One recognized phone with its time span.
-
-    Attributes:
-        phone: the symbol.
-        start: start time in seconds.
-        end: end time in seconds (the next phone's start; the last ends at the audio's end).
-        score: posterior probability of the phone at its emission frame, in [0, 1].
-    """
-
-    phone: str
-    start: float
-    end: float
-    score: float
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """The recognition result of one file or utterance.
-
-    Attributes:
-        name: the audio path or utterance id.
-        phones: recognized phones, in the model's phone set.
-        segments: one per phone, times monotone and covering [0, duration].
-        duration: audio length in seconds.
-        score: the search's log-probability of the phone sequence.
-        frame_shift: seconds per model output frame (feature shift × model.output_stride).
-        features: (T, F) normalized features, kept only when asked (for alignment plots).
-        path: per model output frame, the symbol index of the best path (blank = 0).
-    """
-
-    name: str
-    phones: tuple[str, ...]
-    segments: tuple[PhoneSegment, ...]
-    duration: float
-    score: float
-    frame_shift: float
-    features: torch.Tensor | None = field(default=None, repr=False, compare=False)
-    path: tuple[int, ...] = field(default=(), repr=False, compare=False)
-
-
-@dataclass
-class RecognitionResult:
-    """Hypotheses of every input that could be decoded, and the failures.
-
-    Attributes:
-        hypotheses: in input order.
-        failures: ``(name, message)`` for each input that could not be decoded.
-        audio_seconds: total duration of the decoded audio.
-        elapsed: wall-clock seconds spent (front end + model + search + alignment).
-    """
-
-    hypotheses: list[Hypothesis]
-    failures: list[tuple[str, str]]
-    audio_seconds: float
-    elapsed: float
-
-    @property
-    def rtf(self) -> float:
-        """Real-time factor: processing seconds per second of audio (0 if no audio)."""
-        return self.elapsed / self.audio_seconds if self.audio_seconds > 0 else 0.0
 
 
 def check_acoustic_model(loaded: LoadedModel) -> None:
@@ -197,42 +142,60 @@ def _front_end(loaded: LoadedModel, path: str) -> tuple[torch.Tensor, float]:
     return feats, wave.shape[0] / rate
 
 
+@dataclass(frozen=True)
+class _Searched:
+    """What a search found in one batch, with the model outputs that alignment needs.
+
+    Attributes:
+        labels: per utterance, label indices (blank excluded).
+        scores: per utterance, the search's log-probability; None for greedy.
+        outputs: (B, T', V) log-probs (CTC) or (B, T', H) encoder output (transducer).
+        lengths: (B,) valid output frames.
+    """
+
+    labels: list[tuple[int, ...]]
+    scores: list[float | None]
+    outputs: torch.Tensor
+    lengths: torch.Tensor
+
+
 def _search_ctc(
-    model: Any, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions, vocab: list[str]
-) -> tuple[list[tuple[list[int], float]], torch.Tensor, torch.Tensor]:
+    model: CTCLike, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions,
+    vocab: list[str],
+) -> _Searched:
     log_probs, out_lengths = model.log_probs(feats, lengths)  # (B, T', V), (B,)
     if options.beam == 1:
-        labels = ctc_greedy(log_probs, out_lengths)
-        results = [(lab, float("nan")) for lab in labels]  # aligned from the argmax path
-    else:
-        lm = options.lm.label_scorer(vocab) if options.lm is not None else None
-        hyps = ctc_beam_search(
-            log_probs,
-            out_lengths,
-            beam=options.beam,
-            lm=lm,
-            lm_weight=options.lm_weight,
-            insertion_bonus=options.insertion_bonus,
-        )
-        results = [(list(h[0].labels), h[0].score) for h in hyps]
-    return results, log_probs, out_lengths
+        labels = [tuple(lab) for lab in ctc_greedy(log_probs, out_lengths)]
+        return _Searched(labels, [None] * len(labels), log_probs, out_lengths)
+    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    hyps = ctc_beam_search(
+        log_probs,
+        out_lengths,
+        beam=options.beam,
+        lm=lm,
+        lm_weight=options.lm_weight,
+        insertion_bonus=options.insertion_bonus,
+    )
+    return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], log_probs,
+                     out_lengths)
 
 
 def _search_transducer(
-    model: Any, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions
-) -> tuple[list[tuple[list[int], float]], torch.Tensor, torch.Tensor]:
+    model: TransducerAcoustic, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions
+) -> _Searched:
     f, out_lengths = model.encode(feats, lengths)  # (B, T', H), (B,)
     if options.beam == 1:
-        labels = transducer_greedy(
+        greedy = transducer_greedy(
             model, f, out_lengths, max_symbols_per_frame=options.max_symbols_per_frame
         )
-        return [(lab, float("nan")) for lab in labels], f, out_lengths
-    batched = options.transducer_search == "batched" or (
-        options.transducer_search == "auto" and f.shape[1] > _LONG_FRAMES
+        labels = [tuple(lab) for lab in greedy]
+        return _Searched(labels, [None] * len(labels), f, out_lengths)
+    batched = options.transducer_search == TransducerSearch.BATCHED or (
+        options.transducer_search == TransducerSearch.AUTO and f.shape[1] > _LONG_FRAMES
     )
     search = transducer_beam_search_batched if batched else transducer_beam_search
     hyps = search(model, f, out_lengths, beam=options.beam)
-    return [(list(h[0].labels), h[0].score) for h in hyps], f, out_lengths
+    return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], f, out_lengths)
 
 
 def decode_features(
@@ -240,7 +203,7 @@ def decode_features(
     features: Sequence[torch.Tensor],
     *,
     options: DecodeOptions | None = None,
-) -> list[tuple[list[int], float, Alignment]]:
+) -> list[DecodedUtterance]:
     """Search and align a batch of normalized feature matrices.
 
     Args:
@@ -249,8 +212,8 @@ def decode_features(
         options: search options. Default greedy.
 
     Returns:
-        Per utterance: label indices (blank excluded), the search score (NaN for greedy) and the
-        forced alignment of those labels (frames in model output frames).
+        Per utterance: the labels, the search score (None for greedy) and the forced alignment
+        of the labels.
 
     Raises:
         CheckpointError: the model is not an acoustic model.
@@ -262,33 +225,31 @@ def decode_features(
     feats = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
     with torch.no_grad():
         if loaded.kind == "ctc":
-            results, out, out_lengths = _search_ctc(model, feats, lengths, options, loaded.vocab)
+            found = _search_ctc(model, feats, lengths, options, loaded.vocab)
         else:
-            results, out, out_lengths = _search_transducer(model, feats, lengths, options)
+            found = _search_transducer(model, feats, lengths, options)
         decoded = []
-        for b, (labels, score) in enumerate(results):
-            valid = int(out_lengths[b])
+        for b, (labels, score) in enumerate(zip(found.labels, found.scores, strict=True)):
+            out = found.outputs[b, : int(found.lengths[b])]  # (T', V) or (T', H)
             if loaded.kind == "ctc" and options.beam == 1:
-                lp = out[b, :valid]  # (T', V)
-                alignment = ctc_path_alignment(lp, lp.argmax(dim=-1).tolist())
+                alignment = ctc_path_alignment(out, out.argmax(dim=-1).tolist())
             elif loaded.kind == "ctc":
-                alignment = ctc_align(out[b, :valid], labels)
+                alignment = ctc_align(out, labels)
             else:
-                lattice = transducer_lattice(model, out[b, :valid], labels)
-                alignment = transducer_align(lattice, labels)
-            decoded.append((labels, score, alignment))
+                alignment = transducer_align(transducer_lattice(model, out, labels), labels)
+            decoded.append(DecodedUtterance(labels, score, alignment))
     return decoded
 
 
 def _hypothesis(
     loaded: LoadedModel,
     name: str,
-    decoded: tuple[list[int], float, Alignment],
+    decoded: DecodedUtterance,
     duration: float,
     feats: torch.Tensor | None,
 ) -> Hypothesis:
     assert loaded.features is not None
-    labels, score, alignment = decoded
+    alignment = decoded.alignment
     stride = int(getattr(loaded.model, "output_stride", 1))
     frame_shift = loaded.features.frame_shift_ms / 1000 * stride
     segments = []
@@ -296,17 +257,13 @@ def _hypothesis(
         start = min(seg.start * frame_shift, duration)
         last = i == len(alignment.segments) - 1
         end = duration if last else min(seg.end * frame_shift, duration)
-        segments.append(
-            PhoneSegment(
-                loaded.vocab[seg.label], start, end, math.exp(seg.log_prob)
-            )
-        )
+        segments.append(PhoneSegment(loaded.vocab[seg.label], start, end, math.exp(seg.log_prob)))
     return Hypothesis(
         name=name,
-        phones=tuple(loaded.vocab[k] for k in labels),
+        phones=tuple(loaded.vocab[k] for k in decoded.labels),
         segments=tuple(segments),
         duration=duration,
-        score=alignment.log_prob if score != score else score,  # greedy (NaN): best path
+        score=alignment.log_prob if decoded.score is None else decoded.score,
         frame_shift=frame_shift,
         features=feats,
         path=alignment.path,

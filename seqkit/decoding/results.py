@@ -1,0 +1,123 @@
+"""What decoding returns: per-utterance search results, timed phones, recognition results.
+
+Typed records instead of tuples, and ``None`` (not NaN) where a search has no score of its own,
+so that a caller cannot mistake "greedy, no score" for a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from seqkit.data.phones import fold_phones
+from seqkit.decoding.align import Alignment
+
+
+@dataclass(frozen=True)
+class DecodedUtterance:
+    """The search result and forced alignment of one utterance, in label indices.
+
+    Attributes:
+        labels: label indices, blank excluded.
+        score: the search's log-probability of ``labels``; None for greedy search, which keeps
+            no score (the alignment's best path scores it instead).
+        alignment: forced alignment of ``labels`` (frames in model output frames).
+    """
+
+    labels: tuple[int, ...]
+    score: float | None
+    alignment: Alignment
+
+
+@dataclass(frozen=True)
+class PhoneSegment:
+    """One recognized phone with its time span.
+
+    Attributes:
+        phone: the symbol.
+        start: start time in seconds.
+        end: end time in seconds (the next phone's start; the last ends at the audio's end).
+        score: posterior probability of the phone at its emission frame, in [0, 1].
+    """
+
+    phone: str
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The recognition result of one file or utterance.
+
+    Attributes:
+        name: the audio path or utterance id.
+        phones: recognized phones, in the model's phone set.
+        segments: one per phone, times monotone and covering [0, duration].
+        duration: audio length in seconds.
+        score: log-probability of the phone sequence: the search's score, or for greedy search
+            the best path's.
+        frame_shift: seconds per model output frame (feature shift × model.output_stride).
+        features: (T, F) normalized features, kept only when asked (for alignment plots).
+        path: per model output frame, the symbol index of the best path (blank = 0).
+    """
+
+    name: str
+    phones: tuple[str, ...]
+    segments: tuple[PhoneSegment, ...]
+    duration: float
+    score: float
+    frame_shift: float
+    features: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    path: tuple[int, ...] = field(default=(), repr=False, compare=False)
+
+
+@dataclass
+class RecognitionResult:
+    """Hypotheses of every input that could be decoded, and the failures.
+
+    Attributes:
+        hypotheses: in input order.
+        failures: ``(name, message)`` for each input that could not be decoded.
+        audio_seconds: total duration of the decoded audio.
+        elapsed: wall-clock seconds spent (front end + model + search + alignment).
+    """
+
+    hypotheses: list[Hypothesis]
+    failures: list[tuple[str, str]]
+    audio_seconds: float
+    elapsed: float
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: processing seconds per second of audio (0 if no audio)."""
+        return self.elapsed / self.audio_seconds if self.audio_seconds > 0 else 0.0
+
+
+def fold_segments(segments: Sequence[PhoneSegment], to: int) -> list[PhoneSegment]:
+    """Timed phones folded to ``to`` (61, 48 or 39) symbols, the way scoring folds them.
+
+    Folding drops ``q``: its span goes to the phone before it (a leading ``q``'s to the first
+    phone kept). Runs of ``sil`` become one segment with the best score of the run. The segments
+    still cover the same time span, so the labels equal
+    :func:`seqkit.data.phones.fold_for_scoring` of the phones.
+
+    Raises:
+        ConfigError: ``to`` is not 61, 48 or 39, or a phone is not a TIMIT symbol.
+    """
+    out: list[PhoneSegment] = []
+    pending: float | None = None  # start of a leading q, given to the first kept phone
+    for seg in segments:
+        folded = fold_phones([seg.phone], to=to)
+        if out and (not folded or folded[0] == out[-1].phone == "sil"):
+            last = out[-1]
+            score = max(last.score, seg.score) if folded else last.score
+            out[-1] = replace(last, end=seg.end, score=score)
+        elif folded:
+            start = seg.start if pending is None else pending
+            out.append(PhoneSegment(folded[0], start, seg.end, seg.score))
+        elif pending is None:
+            pending = seg.start
+    return out
