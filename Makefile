@@ -28,7 +28,7 @@ bench: install
 	$(BIN)/seqkit bench decode
 
 lint: install
-	$(BIN)/ruff check seqkit cli tests benchmarks
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

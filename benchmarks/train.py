@@ -2,7 +2,7 @@
 
 import sys
 
-from cli.main import app
+from seqkit.cli.main import app
 
 if __name__ == "__main__":
     app(["bench", "train", *sys.argv[1:]])

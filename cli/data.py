@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.progress import rich_progress
 from seqkit.audio.features import FeatureConfig
+from seqkit.cli.progress import rich_progress
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cli.progress import err_console, rich_progress
-from cli.search import (
+from seqkit.atomic import write_atomic
+from seqkit.cli.progress import err_console, rich_progress
+from seqkit.cli.search import (
     BeamOpt,
     InsertionBonusOpt,
     LmOpt,
@@ -23,7 +24,6 @@ from cli.search import (
     load_acoustic_model,
     search_options,
 )
-from seqkit.atomic import write_atomic
 from seqkit.data.phones import fold_phones
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import (

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.progress import err_console, rich_progress
+from seqkit.cli.progress import err_console, rich_progress
 from seqkit.data.synth import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
 from seqkit.demo import DemoOptions, run_demo
 

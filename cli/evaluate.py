@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.progress import err_console, rich_progress
-from cli.search import (
+from seqkit.cli.progress import err_console, rich_progress
+from seqkit.cli.search import (
     BeamOpt,
     InsertionBonusOpt,
     LmOpt,

@@ -15,7 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import seqkit
-from cli.progress import err_console
+from seqkit.cli.progress import err_console
 from seqkit.errors import SeqkitError
 
 USER_ERROR = 2
@@ -72,6 +72,7 @@ def _root(
 _GROUPS = (
     ("data", "data"),
     ("train", None),
+    ("recipes", None),
     ("decode", None),
     ("evaluate", None),
     ("bench", "bench"),
@@ -80,9 +81,9 @@ _GROUPS = (
 
 for _module_name, _group in _GROUPS:
     try:
-        _module = importlib.import_module(f"cli.{_module_name}")
+        _module = importlib.import_module(f"seqkit.cli.{_module_name}")
     except ModuleNotFoundError as _err:
-        if _err.name != f"cli.{_module_name}":
+        if _err.name != f"seqkit.cli.{_module_name}":
             raise
         continue
     if _group is None:

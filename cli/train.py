@@ -19,13 +19,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cli.progress import err_console
+from seqkit.cli.progress import err_console
 from seqkit.training import load_recipe, train
 from seqkit.training.distributed import launch_local
 from seqkit.training.trainer import TrainSummary
 
 _EPILOG = (
-    "Example: seqkit train recipes/synth/ctc_blstm.toml --data prepared --out runs/ctc "
+    "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
     "--max-minutes 10"
 )
 
@@ -83,7 +83,8 @@ def _train_with_progress(kwargs: dict[str, Any]) -> TrainSummary:
 
 
 def train_command(
-    recipe: Annotated[Path, typer.Argument(help="Recipe TOML, e.g. recipes/synth/ctc_blstm.toml.",
+    recipe: Annotated[Path, typer.Argument(help="Recipe: a TOML file or a built-in name (see "
+                                           "seqkit recipes), e.g. synth/ctc_blstm.",
                                            show_default=False)],
     data: Annotated[Path, typer.Option("--data", help="Prepared directory (seqkit data prepare).",
                                        rich_help_panel="Data", show_default=False)],
@@ -127,7 +128,7 @@ def train_command(
             if value is not None:
                 worker_args += [flag, str(value)]
         worker_args += ["--resume"] * resume + ["--force"] * force
-        launch_local(nproc, sys.executable, ("-m", "cli.main", *worker_args),
+        launch_local(nproc, sys.executable, ("-m", "seqkit.cli.main", *worker_args),
                      env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
         err_console.print(f"trained with {nproc} workers: {out}", highlight=False)
         return

@@ -40,7 +40,7 @@ from seqkit.training.trainer import train
 
 LogFn = Callable[[dict[str, Any]], None]
 
-MODELS = {"ctc": "ctc_blstm.toml", "transducer": "transducer.toml"}
+MODELS = {"ctc": "synth/ctc_blstm", "transducer": "synth/transducer"}  # built-in recipes
 # How the demo searches for its headline PER (greedy is reported beside it). The CTC LM weight
 # and insertion bonus were chosen on the dev voices: greedy CTC deletes phones the LM restores.
 SEARCH: dict[str, dict[str, Any]] = {
@@ -52,7 +52,6 @@ SEARCH: dict[str, dict[str, Any]] = {
     },
     "transducer": {"name": "batched beam 4", "beam": 4, "lm_weight": 0.0, "insertion_bonus": 0.0},
 }
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes" / "synth"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class DemoOptions:
     Attributes:
         out: directory for the corpus, prepared data, run, reports and pictures.
         minutes: training budget in minutes (across resumed runs); early stopping may end sooner.
-        model: ``"ctc"`` (recipes/synth/ctc_blstm.toml) or ``"transducer"``.
+        model: ``"ctc"`` (built-in recipe synth/ctc_blstm) or ``"transducer"``.
         seed: one seed for corpus, training and the unseen sample.
         speakers, sentences: corpus size (the synth defaults: about 0.8 h of training audio).
         jobs: synthesis worker processes.
@@ -182,7 +181,7 @@ def run_demo(
     if trained and trained["minutes"] >= options.minutes and (run_dir / "best.pt").exists():
         say(f"reusing trained model {run_dir}")
     else:
-        recipe = load_recipe(RECIPES_DIR / MODELS[options.model], [f"train.seed={options.seed}"])
+        recipe = load_recipe(MODELS[options.model], [f"train.seed={options.seed}"])
         # resume only a run this demo started on this corpus; anything else starts over
         resume = options.model in state.get("started", []) and (run_dir / "last.pt").exists()
         budget = options.minutes - (_trained_seconds(run_dir) / 60.0 if resume else 0.0)

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import seqkit
-from cli.main import app
+from seqkit.cli.main import app
 
 runner = CliRunner()
 
@@ -20,6 +20,7 @@ COMMANDS = [
     ["bench", "train"],
     ["bench", "decode"],
     ["demo"],
+    ["recipes"],
 ]
 
 

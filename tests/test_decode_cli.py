@@ -11,8 +11,8 @@ import soundfile
 import torch
 from typer.testing import CliRunner
 
-from cli.main import app
 from seqkit.audio import compute_features, load_audio, read_stats
+from seqkit.cli.main import app
 from seqkit.data.batching import phone_targets
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_61, vocabulary

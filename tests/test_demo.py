@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_39
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from test_decode_cli import tiny_runs
 from typer.testing import CliRunner
 
-from cli.main import app
+from seqkit.cli.main import app
 from seqkit.data.manifest import read_manifest
 from seqkit.decoding.evaluate import evaluate, score_hypotheses, write_report
 from seqkit.errors import CorpusError

@@ -12,7 +12,7 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
-from cli.main import app
+from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_61
 from seqkit.data.synth import CorpusSummary, synthesize_corpus
 from seqkit.errors import OutputExistsError

@@ -356,7 +356,7 @@ def test_manifest_round_trips_and_reports_bad_lines(tmp_path):
 def test_cli_prepare_prints_a_summary_table(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from seqkit.cli.main import app
 
     corpus = make_corpus(tmp_path / "timit", upper=False)
     result = CliRunner().invoke(app, ["data", "prepare", str(corpus), str(tmp_path / "out")])
@@ -369,7 +369,7 @@ def test_cli_prepare_prints_a_summary_table(tmp_path):
 def test_cli_prepare_json_summary_and_skip_bad(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from seqkit.cli.main import app
 
     corpus = make_corpus(tmp_path / "timit")
     _break_label(corpus)
@@ -386,7 +386,7 @@ def test_cli_prepare_json_summary_and_skip_bad(tmp_path):
 def test_cli_prepare_errors_exit_2_with_one_line_and_no_output(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from seqkit.cli.main import app
 
     runner = CliRunner()
 

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 import seqkit.training.trainer as trainer
-from cli.main import app
+from seqkit.cli.main import app
 from seqkit.data.batching import Batch
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import synthesize_corpus

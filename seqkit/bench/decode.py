@@ -2,7 +2,7 @@
 
 The whole pipeline is timed (load audio → features → model → search → alignment for timings),
 on espeak-synthesized speech, as ``seqkit decode`` runs it. Models have the synth recipes' shapes
-(``recipes/synth/*.toml``); without trained checkpoints they are randomly initialized, which is
+(built-in ``synth/*`` recipes); without trained checkpoints they are randomly initialized, which is
 the pessimistic case for search (flat posteriors keep every beam busy, and an untrained
 transducer emits up to its per-frame cap). RTF = processing seconds / audio seconds; the
 issue's targets are CTC greedy ≤ 0.02 and CTC beam 8 ≤ 0.2 on a 2-core CPU.
@@ -30,7 +30,6 @@ from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.models.config import ModelConfig
 from seqkit.training.config import load_recipe
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "synth"
 TEXT = (
     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. "
     "It is easy to tell the depth of a well. These days a chicken leg is a rare dish. "
@@ -52,8 +51,9 @@ def _speech(folder: Path) -> Path:
 def _random_model(kind: str, recipe: str, audio: Path, seed: int) -> LoadedModel:
     """A randomly initialized model with a synth recipe's shape, wrapped as a LoadedModel."""
     torch.manual_seed(seed)
-    config: ModelConfig = load_recipe(RECIPES / recipe).model
-    phone_set = load_recipe(RECIPES / recipe).data.phone_set
+    resolved = load_recipe(recipe)
+    config: ModelConfig = resolved.model
+    phone_set = resolved.data.phone_set
     vocab = list(vocabulary(phone_set))
     features = FeatureConfig()
     feats = compute_features(load_audio(audio), features)
@@ -61,7 +61,7 @@ def _random_model(kind: str, recipe: str, audio: Path, seed: int) -> LoadedModel
     model = build_model(config, input_dim=features.dim, vocab_size=len(vocab)).eval()
     return LoadedModel(
         model=model, kind=kind, vocab=vocab, phone_set=phone_set, features=features,
-        stats=stats, config=config, path=RECIPES / recipe, epoch=None, input_dim=features.dim,
+        stats=stats, config=config, path=Path(recipe), epoch=None, input_dim=features.dim,
     )
 
 
@@ -114,9 +114,9 @@ def run(
         audio = _speech(Path(tmp))
         models = {
             "ctc": load_model(ctc_checkpoint) if ctc_checkpoint else _random_model(
-                "ctc", "ctc_blstm.toml", audio, seed),
+                "ctc", "synth/ctc_blstm", audio, seed),
             "transducer": load_model(transducer_checkpoint) if transducer_checkpoint
-            else _random_model("transducer", "transducer.toml", audio, seed),
+            else _random_model("transducer", "synth/transducer", audio, seed),
         }
         for kind, loaded in models.items():
             searches = [("greedy", DecodeOptions(beam=1))]

@@ -54,7 +54,7 @@ def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[in
     return frames / (time.perf_counter() - start), batch_frames
 
 
-def _ours(recipe_path: Path, data_dir: Path, steps: int, batch_frames: list[int]) -> float:
+def _ours(recipe_path: str, data_dir: Path, steps: int, batch_frames: list[int]) -> float:
     """Frames/s of seqkit's trainer over the same steps, from its metrics log (after step 1)."""
     with tempfile.TemporaryDirectory() as tmp:
         recipe = load_recipe(recipe_path, [f"train.max_steps={steps + 1}", "train.log_every=1",
@@ -71,7 +71,7 @@ def _ours(recipe_path: Path, data_dir: Path, steps: int, batch_frames: list[int]
 def run(
     data_dir: str | os.PathLike[str],
     *,
-    recipes: tuple[str, ...] = ("recipes/synth/ctc_blstm.toml", "recipes/synth/transducer.toml"),
+    recipes: tuple[str, ...] = ("synth/ctc_blstm", "synth/transducer"),
     steps: int = 10,
     progress: ProgressFn | None = None,
 ) -> list[dict[str, Any]]:
@@ -79,7 +79,7 @@ def run(
 
     Args:
         data_dir: a prepared synthesized corpus (``seqkit data prepare``).
-        recipes: recipe files to time.
+        recipes: recipes to time (files or built-in names).
         steps: timed steps per side (one more is run first to warm up).
         progress: called as ``progress("bench train", done, total)``.
 
@@ -94,7 +94,7 @@ def run(
         if recipe.model.kind == "lm":
             continue
         plain, batch_frames = _plain_loop(recipe, data_dir, steps)
-        ours = _ours(Path(path), data_dir, steps, batch_frames)
+        ours = _ours(path, data_dir, steps, batch_frames)
         rows.append({"recipe": str(path), "ours_frames_per_s": ours,
                      "plain_frames_per_s": plain,
                      "ratio": plain / ours if ours > 0 else math.inf, "steps": steps})

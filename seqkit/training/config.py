@@ -21,13 +21,13 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from seqkit.audio.features import FeatureConfig
 from seqkit.data.phones import PHONE_SETS
 from seqkit.errors import ConfigError
 from seqkit.models.config import ModelConfig
+from seqkit.training.catalog import resolve_recipe
 
 OPTIMIZERS = ("adam", "sgd")
 AMP_MODES = ("off", "bf16", "fp16")
@@ -344,7 +344,7 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     """Read a TOML recipe and apply ``section.key=value`` overrides.
 
     Args:
-        path: the recipe, e.g. ``recipes/synth/ctc_blstm.toml``.
+        path: the recipe: a TOML file or a built-in name such as ``synth/ctc_blstm``.
         overrides: ``KEY=VALUE`` strings with dotted keys (``train.lr=3e-4``,
             ``model.encoder.hidden=128``); values are TOML literals, bare words are strings.
 
@@ -352,17 +352,13 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
         The resolved recipe.
 
     Raises:
-        ConfigError: the file is missing or not TOML; an unknown key (with the valid keys and a
-            did-you-mean); a wrong type (naming the key and the file or override); an invalid
-            or conflicting value.
+        ConfigError: neither a file nor a built-in name, or not TOML; an unknown key (with the
+            valid keys and a did-you-mean); a wrong type (naming the key and the file or
+            override); an invalid or conflicting value.
     """
-    path = Path(path)
+    path = resolve_recipe(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"recipe {path} not found: expected a TOML file such as recipes/synth/ctc_blstm.toml"
-        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read recipe {path} ({err}): check the path") from None
     except tomllib.TOMLDecodeError as err:

@@ -7,7 +7,7 @@ One process::
 N processes (the same code; the launcher sets RANK / WORLD_SIZE)::
 
     seqkit train recipes/synth/ctc_blstm.toml --data prepared --out runs/ctc --nproc 2
-    torchrun --nnodes 2 --nproc-per-node 4 ... -m cli.main train ...
+    torchrun --nnodes 2 --nproc-per-node 4 ... -m seqkit.cli.main train ...
 
 Each step: take this worker's share of the next global batch, (optionally) add weight noise,
 forward to per-utterance NLLs, normalize by the global batch's label count, backward, remove

@@ -1,0 +1,1 @@
+"""Built-in recipes (TOML + README per dataset), shipped as package data of seqkit."""
