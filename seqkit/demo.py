@@ -18,7 +18,7 @@ from typing import Any
 import seqkit
 from seqkit.atomic import write_atomic
 from seqkit.data.manifest import read_manifest
-from seqkit.data.phones import fold_phones, merge_repeated_silence
+from seqkit.data.phones import fold_for_scoring
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.sentences import SentenceGenerator
 from seqkit.data.synth import (
@@ -250,7 +250,7 @@ def run_demo(
     )
 
     def folded(phones: list[str] | tuple[str, ...]) -> list[str]:
-        return merge_repeated_silence(fold_phones(phones, to=39))
+        return fold_for_scoring(phones)
 
     result = {
         "per": report.per,

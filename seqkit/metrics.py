@@ -12,7 +12,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from seqkit.data.phones import fold_phones, merge_repeated_silence
+from seqkit.data.phones import fold_for_scoring
 from seqkit.errors import ConfigError
 
 T = TypeVar("T", bound=Hashable)
@@ -117,12 +117,6 @@ def error_counts(ref: Sequence[T], hyp: Sequence[T]) -> ErrorCounts:
     return ErrorCounts(ops[SUBSTITUTION], ops[DELETION], ops[INSERTION], len(ref))
 
 
-def _prepare_phones(phones: Sequence[str], fold: int) -> list[str]:
-    if fold == 61:
-        return list(phones)
-    return merge_repeated_silence(fold_phones(phones, to=fold))
-
-
 def _pairs(
     refs: Iterable[Sequence[str]], hyps: Iterable[Sequence[str]]
 ) -> list[tuple[Sequence[str], Sequence[str]]]:
@@ -154,7 +148,7 @@ def phone_error_counts(
         raise ConfigError(f"cannot score on {fold} phones: choose one of 39, 48, 61")
     total = ErrorCounts()
     for ref, hyp in _pairs(refs, hyps):
-        total = total + error_counts(_prepare_phones(ref, fold), _prepare_phones(hyp, fold))
+        total = total + error_counts(fold_for_scoring(ref, fold), fold_for_scoring(hyp, fold))
     return total
 
 

@@ -96,6 +96,21 @@ def merge_repeated_silence(phones: Sequence[str], silence: str = "sil") -> list[
     return out
 
 
+def fold_for_scoring(phones: Iterable[str], to: int = 39) -> list[str]:
+    """Phones the way PER compares them: folded to ``to`` symbols, then ``sil`` runs merged.
+
+    The one definition that scoring, reports and the demo share (Lee & Hon 1989: ``q`` dropped,
+    closures and pauses become ``sil``, adjacent ``sil`` count once). ``to=61`` compares the
+    symbols as they are.
+
+    Raises:
+        ConfigError: ``to`` is not 61, 48 or 39, or a phone is not a TIMIT symbol.
+    """
+    if to == 61:
+        return list(phones)
+    return merge_repeated_silence(fold_phones(phones, to=to))
+
+
 def vocabulary(size: int) -> tuple[str, ...]:
     """Model output symbols for a phone set: index 0 is the blank, then the phones sorted."""
     return (BLANK, *phone_set(size))

@@ -17,7 +17,7 @@ from typing import Any
 
 from seqkit.atomic import write_atomic
 from seqkit.data.manifest import Utterance
-from seqkit.data.phones import PHONES_39, fold_phones, merge_repeated_silence
+from seqkit.data.phones import PHONES_39, fold_for_scoring
 from seqkit.decoding.recognize import DecodeOptions, recognize_utterances
 from seqkit.errors import CorpusError
 from seqkit.metrics import (
@@ -125,10 +125,6 @@ class EvalReport:
         }
 
 
-def _fold(phones: Sequence[str]) -> list[str]:
-    return merge_repeated_silence(fold_phones(phones, to=39))
-
-
 def score_hypotheses(
     refs: Sequence[Sequence[str]],
     hyps: Sequence[Sequence[str]],
@@ -161,7 +157,7 @@ def score_hypotheses(
     utterances = []
     folded_pairs = []
     for uid, ref, hyp in zip(ids, refs, hyps, strict=True):
-        fref, fhyp = _fold(ref), _fold(hyp)
+        fref, fhyp = fold_for_scoring(ref), fold_for_scoring(hyp)
         folded_pairs.append((fref, fhyp))
         counts = error_counts(fref, fhyp)
         utterances.append(
