@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +25,25 @@ from seqkit.cli.search import (
 )
 from seqkit.data.manifest import read_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
-from seqkit.errors import ConfigError, CorpusError
+from seqkit.decoding.recognize import TransducerSearch
+from seqkit.errors import CorpusError
 
-FORMATS = ("table", "json")
-SPLITS = ("train", "dev", "test")
+
+class Split(StrEnum):
+    """A split of a prepared directory (its <split>.jsonl manifest)."""
+
+    TRAIN = "train"
+    DEV = "dev"
+    TEST = "test"
+
+
+class ReportFormat(StrEnum):
+    """How the report is printed."""
+
+    TABLE = "table"  # rich tables
+    JSON = "json"  # the whole report on stdout
+
+USER_ERROR = 2
 
 console = Console(soft_wrap=True)
 
@@ -73,23 +89,23 @@ def evaluate_command(
                      rich_help_panel="Data"),
     ],
     split: Annotated[
-        str, typer.Option("--split", help="train, dev or test.", rich_help_panel="Data")
-    ] = "test",
+        Split, typer.Option("--split", help="Which manifest to score.", rich_help_panel="Data")
+    ] = Split.TEST,
     beam: BeamOpt = 1,
     lm: LmOpt = None,
     lm_weight: LmWeightOpt = None,
     insertion_bonus: InsertionBonusOpt = 0.0,
-    transducer_search: TransducerSearchOpt = "auto",
+    transducer_search: TransducerSearchOpt = TransducerSearch.AUTO,
     report_dir: Annotated[
         Path | None,
         typer.Option("--report", help="Write report.json, alignments.txt and confusion.png here.",
                      rich_help_panel="Output"),
     ] = None,
     fmt: Annotated[
-        str,
+        ReportFormat,
         typer.Option("--format", help="table (rich tables) or json (the report on stdout).",
                      rich_help_panel="Output"),
-    ] = "table",
+    ] = ReportFormat.TABLE,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Utterances per model call.",
                           rich_help_panel="Runtime"),
@@ -102,11 +118,7 @@ def evaluate_command(
     top confusions. --format json prints the whole report (per, per61, sub, del, ins,
     ref_phones, utterances) for scripts.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
-    manifest = data / f"{split}.jsonl"
+    manifest = data / f"{split.value}.jsonl"
     if not manifest.is_file():
         raise CorpusError(
             f"{manifest} not found: expected a directory made by seqkit data prepare"
@@ -133,16 +145,16 @@ def evaluate_command(
     if report_dir is not None:
         paths = write_report(report, report_dir)
         err_console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    if fmt == "json":
+    if fmt == ReportFormat.JSON:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        _tables(report, split)
+        _tables(report, split.value)
     err_console.print(
         f"{len(report.utterances)} utterances in {report.elapsed:.2f} s: "
         f"{report.utterances_per_second:.1f} utterances/s"
     )
     if report.failures:
-        raise typer.Exit(2)
+        raise typer.Exit(USER_ERROR)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from seqkit.decoding.ngram import load_lm_source
-from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
+from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_acoustic_model
+from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 
 ModelArg = Annotated[
@@ -37,9 +38,10 @@ InsertionBonusOpt = Annotated[
                  "(offsets the LM's bias to short outputs).", rich_help_panel="Search"),
 ]
 TransducerSearchOpt = Annotated[
-    str,
+    TransducerSearch,
     typer.Option("--transducer-search", help="Transducer beam: graves, batched (one label per "
-                 "frame, fast on long files) or auto.", rich_help_panel="Search"),
+                 "frame, fast on long files) or auto (batched above 60 s).",
+                 rich_help_panel="Search"),
 ]
 
 
@@ -57,10 +59,17 @@ def search_options(
     lm: Path | None,
     lm_weight: float | None,
     insertion_bonus: float = 0.0,
-    transducer_search: str,
+    transducer_search: TransducerSearch,
     batch_size: int,
 ) -> DecodeOptions:
-    """Validated search options; an LM defaults to weight 0.5 and is estimated if needed."""
+    """Validated search options; an LM defaults to weight 0.5 and is estimated if needed.
+
+    Raises:
+        ConfigError: an LM for a transducer model (only CTC beam search uses one), or options
+            :class:`DecodeOptions` rejects.
+    """
+    if lm is not None and loaded.kind != "ctc":
+        raise ConfigError("--lm is used by CTC beam search only: drop it for a transducer model")
     return DecodeOptions(
         beam=beam,
         lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,

@@ -121,3 +121,22 @@ def test_confusion_counts_tally_aligned_pairs():
     assert counts[("a", "a")] == 1 and counts[("b", "b")] == 2
     assert counts[("c", "d")] == 1 and counts[("a", None)] == 1
     assert sum(counts.values()) == 5
+
+
+def test_timed_folding_gives_q_to_its_neighbour_merges_sil_and_matches_scoring() -> None:
+    from seqkit.data.phones import fold_for_scoring
+    from seqkit.decoding.results import PhoneSegment, fold_segments
+
+    phones = ["q", "h#", "pau", "b", "q", "ae", "tcl", "t", "h#"]
+    segments = [PhoneSegment(p, i * 0.1, (i + 1) * 0.1, 0.1 * (i + 1)) for i, p in
+                enumerate(phones)]
+    folded = fold_segments(segments, to=39)
+    assert [s.phone for s in folded] == fold_for_scoring(phones) == [
+        "sil", "b", "ae", "sil", "t", "sil"
+    ]
+    assert folded[0].start == 0.0 and folded[0].end == pytest.approx(0.3)  # q, h#, pau
+    assert folded[0].score == pytest.approx(0.3)  # the best of the merged run
+    assert folded[1].end == pytest.approx(0.5)  # b takes the q after it
+    assert folded[-1].end == pytest.approx(0.9)
+    assert all(a.end == b.start for a, b in zip(folded, folded[1:], strict=False))
+    assert [s.phone for s in fold_segments(segments, to=61)] == phones

@@ -117,6 +117,7 @@ def fold_segments(segments: Sequence[PhoneSegment], to: int) -> list[PhoneSegmen
             out[-1] = replace(last, end=seg.end, score=score)
         elif folded:
             start = seg.start if pending is None else pending
+            pending = None
             out.append(PhoneSegment(folded[0], start, seg.end, seg.score))
         elif pending is None:
             pending = seg.start
