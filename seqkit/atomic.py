@@ -1,22 +1,31 @@
-"""Files written whole or not at all: a temp file beside the target, then ``os.replace``.
+"""Outputs written whole or not at all: built beside the target, then moved onto it.
 
-Every output seqkit writes (checkpoints, reports, pictures, LMs, demo state) goes through
-:func:`write_atomic`, so an interrupted write never leaves a partial file, and the result gets
-the permissions any new file would (``mkstemp`` alone makes it private to its owner).
+Every file seqkit writes (checkpoints, reports, pictures, LMs, demo state, feature caches) goes
+through :func:`write_atomic`; every directory it publishes (a synthesized corpus, a prepared
+directory) is built in :func:`staged_dir` and moved into place by :func:`replace_dir`. So an
+interrupted run never leaves a partial output, a failed replacement keeps the previous one, and
+results get the permissions any new file or directory would (``mkstemp`` and ``mkdtemp`` alone
+make them private to their owner).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def _file_mode() -> int:
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _file_mode() -> int:
+    return 0o666 & ~_umask()
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -46,3 +55,60 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def replace_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Move directory ``new`` onto ``target``; an existing ``target`` is replaced as a whole.
+
+    The previous ``target`` is first moved aside (beside it), then ``new`` moved in, then the
+    previous one deleted; if moving ``new`` in fails, the previous one is put back.
+
+    Args:
+        new: the finished directory, on the same file system as ``target``.
+        target: where it goes.
+
+    Returns:
+        ``target`` as a Path.
+
+    Raises:
+        OSError: a move failed (``target`` then holds what it held before).
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return target
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old / "previous")
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old / "previous", target)  # put the previous output back
+        old.rmdir()  # empty now; a failure to restore keeps it, holding the previous output
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def staged_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """An empty directory beside ``path`` to build an output in, published when the block ends.
+
+    When the ``with`` block finishes, the directory replaces ``path`` (:func:`replace_dir`); when
+    it raises (an error, Ctrl-C), the directory is deleted and ``path`` is left as it was.
+
+    Args:
+        path: the directory to (re)place; its parent is created if needed.
+
+    Yields:
+        The staging directory (hidden, in ``path``'s parent, usual permissions).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        tmp.chmod(0o777 & ~_umask())
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

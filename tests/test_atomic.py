@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import replace_dir, staged_dir, write_atomic
 
 
 def test_write_atomic_replaces_the_file_with_usual_permissions(tmp_path: Path) -> None:
@@ -33,3 +33,54 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> 
         write_atomic(target, fail)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_staged_dir_replaces_a_directory_whole_with_usual_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "corpus"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with staged_dir(target) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".corpus.")
+        (staging / "new.txt").write_text("new")
+        assert (target / "old.txt").exists()  # the previous output stays until the end
+    umask = os.umask(0)
+    os.umask(umask)
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]
+
+
+def test_a_failed_staged_dir_keeps_the_previous_directory_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "train.jsonl").write_text("old")
+    with pytest.raises(KeyboardInterrupt), staged_dir(target) as staging:
+        (staging / "train.jsonl").write_text("half")
+        raise KeyboardInterrupt
+    assert (target / "train.jsonl").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_replace_dir_puts_the_previous_directory_back_when_the_move_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, new = tmp_path / "out", tmp_path / "new"
+    target.mkdir()
+    (target / "a").write_text("previous")
+    new.mkdir()
+    real_replace = os.replace
+
+    def refuse_new(src, dst):  # type: ignore[no-untyped-def]
+        if Path(src) == new:
+            raise OSError("disk gone")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_new)
+    with pytest.raises(OSError, match="disk gone"):
+        replace_dir(new, target)
+    assert (target / "a").read_text() == "previous"
+    monkeypatch.undo()
+    assert replace_dir(new, target) == target and not any(target.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

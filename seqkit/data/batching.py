@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from seqkit.atomic import write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     FeatureStats,
@@ -186,11 +187,9 @@ def compute_split_features(
             if progress is not None:
                 progress(description, n + 1, total)
     if cache is not None:
+        stored = {"ids": [u.id for u in utterances], "feats": out}
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-            torch.save({"ids": [u.id for u in utterances], "feats": out}, tmp)
-            os.replace(tmp, cache)
+            write_atomic(cache, lambda tmp: torch.save(stored, tmp))
         except OSError:
             pass  # a read-only prepared dir just means no cache
     return out

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any
 
 import torch
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import staged_dir, write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     compute_features,
@@ -187,17 +184,8 @@ def prepare_corpus(
     _check_out_dir(out, force)
     splits = split_utterances(corpus, find_utterances(corpus))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir (not mkdtemp, which makes 0700 dirs) so the result gets the user's usual permissions.
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        with one_torch_thread():
-            summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staged_dir(out) as tmp, one_torch_thread():  # published when the block ends
+        summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
     return summary
 
 
@@ -280,18 +268,3 @@ def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -
 def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n",
                                                   encoding="utf-8"))
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an existing ``target`` directory."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / "previous")
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old / "previous", target)  # put the previous output back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
