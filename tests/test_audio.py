@@ -244,3 +244,20 @@ def test_spec_augment_masks_bands_and_runs_reproducibly():
     assert torch.equal(spec_augment(feats, freq_masks=0, time_masks=0), feats)
     with pytest.raises(ConfigError, match="time_width must be >= 0"):
         spec_augment(feats, time_width=-1)
+
+
+def test_corruption_is_seeded_and_sets_the_drawn_gain_on_speech() -> None:
+    from seqkit.audio.corruption import Corruption, corrupt, speech_level
+
+    speech = np.concatenate([np.zeros(1600), _tone(300, 16000, 1.0).astype(np.float64),
+                             np.zeros(1600)])
+    segments = [(0, 1600, "h#"), (1600, 17600, "aa"), (17600, 19200, "h#")]
+    always = Corruption(reverb_probability=1.0, gain_db=(-6.0, -6.0), snr_db=(10.0, 10.0))
+    a = corrupt(np.random.default_rng(3), speech, segments, always)
+    b = corrupt(np.random.default_rng(3), speech, segments, always)
+    assert a.shape == speech.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, corrupt(np.random.default_rng(4), speech, segments, always))
+    assert speech_level(a, segments) == pytest.approx(0.1 * 10 ** (-6 / 20))
+    # the noise shows in the leading silence, about 10 dB (+ reverb tail) below the speech
+    silence_db = 20 * np.log10(np.sqrt(np.mean(a[:1600] ** 2)) / speech_level(a, segments))
+    assert -25.0 < silence_db < -5.0

@@ -29,24 +29,23 @@ import functools
 import json
 import math
 import multiprocessing
-import os
 import random
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seqkit.atomic import staged_dir
+from seqkit.audio.corruption import Corruption, corrupt
+from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.espeak import Espeak
 from seqkit.data.espeak_phones import ACCENTS, label_segments
 from seqkit.data.sentences import SentenceGenerator
 from seqkit.errors import ConfigError, CorpusError, OutputExistsError
+from seqkit.progress import ProgressFn
 
-SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
@@ -84,20 +83,14 @@ class Realism:
     """How far utterances depart from clean espeak-ng output (all off with ``clean``).
 
     Attributes:
-        snr_db: additive noise SNR range in dB, drawn uniformly per utterance.
-        gain_db: level range of the result, dB relative to a 0.1 RMS speech level.
-        reverb_probability: chance that an utterance is reverberated.
-        rt60_s: reverberation time range (seconds) of the synthetic impulse response.
         rate_jitter: relative per-utterance change of the speaker's rate (+-).
         pitch_jitter: per-utterance change of the speaker's espeak pitch (+- units of 0-99).
+        corruption: reverberation, noise and gain (:mod:`seqkit.audio.corruption`).
     """
 
-    snr_db: tuple[float, float] = (15.0, 35.0)
-    gain_db: tuple[float, float] = (-12.0, 3.0)
-    reverb_probability: float = 0.5
-    rt60_s: tuple[float, float] = (0.1, 0.35)
     rate_jitter: float = 0.08
     pitch_jitter: int = 6
+    corruption: Corruption = Corruption()
 
 
 @dataclass(frozen=True)
@@ -230,37 +223,6 @@ def _plan_jobs(
     return jobs
 
 
-def _babble_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n,) coloured noise with a speech-like spectrum and syllable-rate loudness changes."""
-    size = _fast_fft_size(n + 512)
-    white = rng.standard_normal(size)
-    # Speech-shaped: a 1/f-ish tilt from cascaded one-pole low-passes mixed with a bit of white.
-    spectrum = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE)
-    tilt = 1.0 / np.sqrt(1.0 + (freqs / 500.0) ** 2) + 0.05
-    colored = np.fft.irfft(spectrum * tilt, size)[:n]
-    # Several "talkers" each modulated at a syllable rate of 3-6 Hz.
-    t = np.arange(n) / SAMPLE_RATE
-    envelope = np.zeros(n)
-    for _ in range(4):
-        f, phase = rng.uniform(3.0, 6.0), rng.uniform(0, 2 * math.pi)
-        envelope += 1.0 + 0.8 * np.sin(2 * math.pi * f * t + phase)
-    noise = colored * envelope
-    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
-
-
-def _reverb(rng: np.random.Generator, audio: np.ndarray, rt60: float) -> np.ndarray:
-    """``audio`` convolved with a synthetic exponentially decaying impulse response, same length."""
-    length = int(rt60 * SAMPLE_RATE)
-    decay = np.exp(-6.9 * np.arange(length) / length)  # -60 dB at rt60
-    response = rng.standard_normal(length) * decay * 0.25
-    response[0] = 1.0
-    response /= np.sqrt(np.sum(response**2))
-    size = _fast_fft_size(len(audio) + length - 1)
-    wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(response, size), size)
-    return wet[: len(audio)]
-
-
 @functools.cache
 def _resampler(rate: int) -> Any:
     """A ``rate`` -> 16 kHz resampler whose filter is built once per process (building it cost
@@ -269,18 +231,6 @@ def _resampler(rate: int) -> Any:
     import torchaudio.transforms as AT
 
     return AT.Resample(rate, SAMPLE_RATE, dtype=torch.float64)
-
-
-def _fast_fft_size(n: int) -> int:
-    """The power of two >= n: utterance lengths are arbitrary, and an FFT of a length with a
-    large prime factor is many times slower."""
-    return 1 << max(n - 1, 1).bit_length()
-
-
-def _speech_level(audio: np.ndarray, segments: list[tuple[int, int, str]]) -> float:
-    voiced = [audio[s:e] for s, e, label in segments if label not in ("h#", "pau")]
-    speech = np.concatenate(voiced) if voiced else audio
-    return float(np.sqrt(np.mean(speech**2)) + 1e-12)
 
 
 def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
@@ -318,13 +268,7 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
     phones = [p for p in phones if p[1] > p[0]]
 
     if not job.clean:
-        level = _speech_level(audio, phones)
-        if rng.random() < realism.reverb_probability:
-            audio = _reverb(rng, audio, rng.uniform(*realism.rt60_s))
-        snr = rng.uniform(*realism.snr_db)
-        audio = audio + _babble_noise(rng, n) * level * 10 ** (-snr / 20)
-        target = 0.1 * 10 ** (rng.uniform(*realism.gain_db) / 20)
-        audio = audio * (target / _speech_level(audio, phones))
+        audio = corrupt(rng, audio, phones, realism.corruption, SAMPLE_RATE)
     peak = float(np.max(np.abs(audio))) if n else 0.0
     if peak > 0.98:
         audio = audio * (0.98 / peak)
@@ -413,12 +357,13 @@ def synthesize_corpus(
     clean: bool = False,
     jobs: int = 1,
     force: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressFn | None = None,
 ) -> CorpusSummary:
     """Synthesize a speaker-disjoint corpus in TIMIT's layout (see the module docstring).
 
-    The corpus is built in a temporary directory beside ``out`` and renamed into place at the
-    end, so an interrupted run leaves no half corpus.
+    The corpus is built in a temporary directory beside ``out`` and moved into place at the end
+    (:func:`seqkit.atomic.staged_dir`), so an interrupted run leaves no half corpus and a
+    failed ``force`` keeps the previous one.
 
     Args:
         out: corpus directory to create; must be absent or empty unless ``force``.
@@ -450,42 +395,43 @@ def synthesize_corpus(
     plan = _plan_speakers(speakers, seed)
     work = _plan_jobs(plan, sentences, seed, clean)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    try:
-        seconds = {s: 0.0 for s in SPLITS}
-        counts = {s: 0 for s in SPLITS}
-        by_speaker: dict[int, list[_Job]] = {}
-        for job in work:
-            by_speaker.setdefault(job.speaker_index, []).append(job)
-        tasks = [(speaker_jobs, str(tmp)) for speaker_jobs in by_speaker.values()]
-        if progress:
-            progress("synthesizing speakers", 0, len(tasks))
-        # Workers fork from a server process that imported torch once (cheap starts, no OpenMP
-        # state inherited from the caller); every speaker gets a fresh process (see above).
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["seqkit.data.synth", "torch", "torchaudio"])
-        with context.Pool(min(jobs, len(tasks)), maxtasksperchild=1) as pool:
-            results = pool.imap_unordered(_synthesize_speaker, tasks)
-            for done, (split, count, duration) in enumerate(results, 1):
-                seconds[split] += duration
-                counts[split] += count
-                if progress:
-                    progress("synthesizing speakers", done, len(tasks))
+    with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
+        counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
         _write_splits(tmp / "splits.json", plan, seed, clean, sentences)
-        if out.exists():
-            shutil.rmtree(out)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a corpus is shared like any dir
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CorpusSummary(out, {
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
     })
+
+
+def _synthesize_speakers(
+    work: list[_Job], root: Path, jobs: int, progress: ProgressFn | None
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Synthesize every job into ``root``, one worker process per speaker.
+
+    Returns:
+        Utterances and seconds of audio per split.
+    """
+    seconds = {s: 0.0 for s in SPLITS}
+    counts = {s: 0 for s in SPLITS}
+    by_speaker: dict[int, list[_Job]] = {}
+    for job in work:
+        by_speaker.setdefault(job.speaker_index, []).append(job)
+    tasks = [(speaker_jobs, str(root)) for speaker_jobs in by_speaker.values()]
+    if progress:
+        progress("synthesizing speakers", 0, len(tasks))
+    # Workers fork from a server process that imported torch once (cheap starts, no OpenMP
+    # state inherited from the caller); every speaker gets a fresh process (see above).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["seqkit.data.synth", "torch", "torchaudio"])
+    with context.Pool(min(jobs, len(tasks)), maxtasksperchild=1) as pool:
+        results = pool.imap_unordered(_synthesize_speaker, tasks)
+        for done, (split, count, duration) in enumerate(results, 1):
+            seconds[split] += duration
+            counts[split] += count
+            if progress:
+                progress("synthesizing speakers", done, len(tasks))
+    return counts, seconds
 
 
 def _write_splits(path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int) -> None:
