@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from seqkit.cli.progress import err_console
-from seqkit.training import load_recipe, train
+from seqkit.training import EpochRecord, StepRecord, load_recipe, train
 from seqkit.training.distributed import launch_local
 from seqkit.training.trainer import TrainSummary
 
@@ -38,7 +38,7 @@ def _summary_table(summary: TrainSummary) -> Table:
     for e in summary.epochs:
         table.add_row(
             str(e.epoch), f"{e.train_loss:.3f}", f"{e.dev_loss:.3f}",
-            "-" if e.dev_per is None else f"{e.dev_per:.2f}" + (" *" if e.best else ""),
+            "-" if e.dev_per_pct is None else f"{e.dev_per_pct:.2f}" + (" *" if e.best else ""),
             f"{e.lr:.2e}", f"{e.frames_per_s:.0f}", str(e.skipped), f"{e.seconds:.0f}",
         )
     return table
@@ -66,18 +66,18 @@ def _train_with_progress(kwargs: dict[str, Any]) -> TrainSummary:
                 tasks[description] = bar.add_task(description, total=total, **latest)
             bar.update(tasks[description], completed=done, total=total, **latest)
 
-        def log(record: dict[str, Any]) -> None:
-            if record.get("kind") == "step":
-                latest["loss"] = f"{record['loss']:.3f}"
-                latest["fps"] = f"{record['frames_per_s']:.0f}"
-            elif record.get("kind") == "epoch":
-                per = record["dev_per"]
-                bar.console.print(
-                    f"epoch {record['epoch']}: train {record['train_loss']:.3f} dev "
-                    f"{record['dev_loss']:.3f}" + ("" if per is None else f" PER {per:.2f}%")
-                    + (f" ({record['skipped']} skipped)" if record["skipped"] else ""),
-                    highlight=False,
-                )
+        def log(record: StepRecord | EpochRecord) -> None:
+            if isinstance(record, StepRecord):
+                latest["loss"] = f"{record.loss:.3f}"
+                latest["fps"] = f"{record.frames_per_s:.0f}"
+                return
+            per = record.dev_per_pct
+            bar.console.print(
+                f"epoch {record.epoch}: train {record.train_loss:.3f} dev "
+                f"{record.dev_loss:.3f}" + ("" if per is None else f" PER {per:.2f}%")
+                + (f" ({record.skipped} skipped)" if record.skipped else ""),
+                highlight=False,
+            )
 
         return train(progress=progress, log=log, **kwargs)
 

@@ -35,10 +35,8 @@ from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import load_model
 from seqkit.progress import ProgressFn
-from seqkit.training.config import load_recipe
-from seqkit.training.trainer import train
-
-LogFn = Callable[[dict[str, Any]], None]
+from seqkit.training import load_recipe, read_run_log, train
+from seqkit.training.trainer import LogFn
 
 MODELS = {"ctc": "synth/ctc_blstm", "transducer": "synth/transducer"}  # built-in recipes
 # How the demo searches for its headline PER (greedy is reported beside it). The CTC LM weight
@@ -115,16 +113,6 @@ def _corpus_matches(corpus: Path, options: DemoOptions) -> bool:
     )
 
 
-def _trained_seconds(run_dir: Path) -> float:
-    """Training seconds spent by earlier (interrupted) invocations, from ``metrics.jsonl``."""
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return 0.0
-    records = [json.loads(line) for line in lines if line.strip()]
-    return sum(r.get("seconds", 0.0) for r in records if r.get("kind") == "epoch")
-
-
 def run_demo(
     options: DemoOptions,
     *,
@@ -184,7 +172,7 @@ def run_demo(
         recipe = load_recipe(MODELS[options.model], [f"train.seed={options.seed}"])
         # resume only a run this demo started on this corpus; anything else starts over
         resume = options.model in state.get("started", []) and (run_dir / "last.pt").exists()
-        budget = options.minutes - (_trained_seconds(run_dir) / 60.0 if resume else 0.0)
+        budget = options.minutes - (read_run_log(run_dir).epoch_seconds / 60.0 if resume else 0.0)
         say(
             f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
             f"({max(budget, 0.0):.1f} min budget)"

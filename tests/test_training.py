@@ -63,7 +63,7 @@ def test_ctc_training_lowers_dev_loss_and_checkpoint_reloads_identically(
     summary = train(_recipe(tmp_path, "ctc"), prepared, run, max_epochs=4)
     assert summary.stopped == "max_epochs" and len(summary.epochs) == 4
     assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
-    assert all(e.dev_per is not None and e.skipped == 0 for e in summary.epochs)
+    assert all(e.dev_per_pct is not None and e.skipped == 0 for e in summary.epochs)
     for name in ("best.pt", "last.pt", "config.toml", "metrics.jsonl", "curves.png"):
         assert (run / name).exists(), name
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -93,7 +93,7 @@ def test_phone_lm_trains_on_transcripts_only(prepared: Path, tmp_path: Path) -> 
     summary = train(_recipe(tmp_path, "lm", "train.max_frames=400"), prepared, tmp_path / "lm",
                     max_epochs=3)
     assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
-    assert all(e.dev_per is None for e in summary.epochs)
+    assert all(e.dev_per_pct is None for e in summary.epochs)
 
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(
@@ -177,7 +177,7 @@ def test_cli_trains_and_reports_errors_with_exit_2(prepared: Path, tmp_path: Pat
 
 
 def test_plateau_schedule_waits_for_the_first_improvement_then_reduces_the_lr() -> None:
-    from seqkit.training.trainer import PlateauSchedule
+    from seqkit.training.schedule import PlateauSchedule
 
     schedule = PlateauSchedule(base_lr=1e-3, warmup_steps=0, factor=0.5, patience=2, min_lr=1e-6)
     for score in (97.4, 97.4, 97.4, 97.4):  # blank-only epochs: not a plateau to react to

@@ -8,7 +8,6 @@ frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -22,8 +21,7 @@ from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, load_split
 from seqkit.models import build_model
 from seqkit.progress import ProgressFn
-from seqkit.training.config import load_recipe
-from seqkit.training.trainer import train
+from seqkit.training import load_recipe, read_run_log, train
 
 
 def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
@@ -60,11 +58,9 @@ def _ours(recipe_path: str, data_dir: Path, steps: int, batch_frames: list[int])
         recipe = load_recipe(recipe_path, [f"train.max_steps={steps + 1}", "train.log_every=1",
                                            "train.max_epochs=100", "train.patience=0"])
         train(recipe, data_dir, Path(tmp) / "run")
-        records = [json.loads(line)
-                   for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    step_records = [r for r in records if r["kind"] == "step"][1:]
+        step_records = read_run_log(Path(tmp) / "run").steps[1:]
     frames = batch_frames[1 : len(step_records) + 1]
-    seconds = sum(f / r["frames_per_s"] for f, r in zip(frames, step_records, strict=True))
+    seconds = sum(f / r.frames_per_s for f, r in zip(frames, step_records, strict=True))
     return sum(frames) / seconds
 
 

@@ -1,14 +1,17 @@
-"""Training: recipes (config), the training loop (trainer), distributed workers."""
+"""Training: recipes (config), the loop (trainer), its schedule, run log, plots and workers."""
 
 from seqkit.training.config import DataConfig, RecipeConfig, TrainConfig, load_recipe
-from seqkit.training.trainer import EpochSummary, TrainSummary, train
+from seqkit.training.runlog import EpochRecord, StepRecord, read_run_log
+from seqkit.training.trainer import TrainSummary, train
 
 __all__ = [
     "DataConfig",
-    "EpochSummary",
+    "EpochRecord",
     "RecipeConfig",
+    "StepRecord",
     "TrainConfig",
     "TrainSummary",
     "load_recipe",
+    "read_run_log",
     "train",
 ]
