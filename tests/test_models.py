@@ -95,7 +95,8 @@ def test_config_round_trips_through_plain_dicts() -> None:
 
 
 def test_config_rejects_unknown_key_listing_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"encoder\.hiden.*valid keys are layers, hidden"):
+    with pytest.raises(ConfigError, match=r"encoder\.hiden.*valid keys here are "
+                                          r"model\.encoder\.layers, model\.encoder\.hidden"):
         ModelConfig.from_dict({"encoder": {"hiden": 250}})
     with pytest.raises(ConfigError, match=r"model\.joint.*joint_dim"):
         ModelConfig.from_dict({"joint": 3})

@@ -7,9 +7,10 @@ Trans-3l-250h), a one-layer 250-unit prediction network and a 250-unit joint lay
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from seqkit.config_schema import build, to_plain
 from seqkit.errors import ConfigError
 
 MODEL_KINDS = ("ctc", "transducer", "lm")
@@ -35,19 +36,6 @@ def _check_dropout(owner: str, value: Any) -> None:
         )
     if not 0.0 <= float(value) < 1.0:
         raise ConfigError(f"{owner}.dropout must be in [0, 1), found {value}")
-
-
-def _from_plain_dict(cls: type, owner: str, data: Any) -> Any:
-    """Build a flat dataclass from a dict, rejecting unknown keys by name."""
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{owner} must be a table of settings, found {data!r} ({type(data).__name__})"
-        )
-    valid = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ConfigError(f"unknown key {owner}.{unknown[0]}: valid keys are {', '.join(valid)}")
-    return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -106,7 +94,7 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (TOML / JSON / checkpoint friendly); inverse of :meth:`from_dict`."""
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
@@ -115,7 +103,7 @@ class EncoderConfig:
         Raises:
             ConfigError: an unknown key (the message lists the valid ones) or a bad value.
         """
-        return _from_plain_dict(cls, "encoder", data)
+        return build(cls, data, prefix="model.encoder", source="model config")
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ class PredictorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict; inverse of :meth:`from_dict`."""
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PredictorConfig:
@@ -151,7 +139,7 @@ class PredictorConfig:
         Raises:
             ConfigError: an unknown key (the message lists the valid ones) or a bad value.
         """
-        return _from_plain_dict(cls, "predictor", data)
+        return build(cls, data, prefix="model.predictor", source="model config")
 
 
 @dataclass(frozen=True)
@@ -191,12 +179,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim"}``."""
-        return {
-            "kind": self.kind,
-            "encoder": self.encoder.to_dict(),
-            "predictor": self.predictor.to_dict(),
-            "joint_dim": self.joint_dim,
-        }
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
@@ -205,17 +188,4 @@ class ModelConfig:
         Raises:
             ConfigError: an unknown key (the message lists the valid ones) or a bad value.
         """
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"model must be a table of settings, found {data!r} ({type(data).__name__})"
-            )
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ConfigError(f"unknown key model.{unknown[0]}: valid keys are {', '.join(valid)}")
-        kwargs = dict(data)
-        if "encoder" in kwargs and not isinstance(kwargs["encoder"], EncoderConfig):
-            kwargs["encoder"] = EncoderConfig.from_dict(kwargs["encoder"])
-        if "predictor" in kwargs and not isinstance(kwargs["predictor"], PredictorConfig):
-            kwargs["predictor"] = PredictorConfig.from_dict(kwargs["predictor"])
-        return cls(**kwargs)
+        return build(cls, data, prefix="model", source="model config")

@@ -13,17 +13,14 @@ overrides and builds :class:`RecipeConfig`; an unknown key or a wrong type is a
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import math
 import os
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from seqkit.audio.features import FeatureConfig
+from seqkit.config_schema import apply_overrides, build, to_plain
 from seqkit.data.phones import PHONE_SETS
 from seqkit.errors import ConfigError
 from seqkit.models.config import ModelConfig
@@ -185,7 +182,7 @@ class RecipeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (JSON / TOML / checkpoint friendly); inverse of :meth:`from_dict`."""
-        return _to_plain(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RecipeConfig:
@@ -194,150 +191,7 @@ class RecipeConfig:
         Raises:
             ConfigError: an unknown key, a wrong type or an invalid value.
         """
-        return _build(cls, data, prefix="", source=source, origins={})
-
-
-def _to_plain(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
-    return obj
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
-
-
-def _type_name(tp: Any) -> str:
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        return " or ".join(_type_name(t) for t in typing.get_args(tp))
-    return {int: "integer", float: "number", str: "string", bool: "true/false",
-            type(None): "none"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Whether ``value`` fits the annotation ``tp``, and the value converted (int -> float)."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        for option in typing.get_args(tp):
-            ok, converted = _matches(value, option)
-            if ok:
-                return True, converted
-        return False, value
-    if tp is type(None):
-        return value is None, value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if tp is str:
-        return isinstance(value, str), value
-    return False, value
-
-
-def _unknown_key(key: str, valid: list[str], source: str) -> ConfigError:
-    prefix = key.rpartition(".")[0]
-    full_valid = [f"{prefix}.{v}" if prefix else v for v in valid]
-    close = difflib.get_close_matches(key, full_valid, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return ConfigError(
-        f"{source}: unknown key {key}{hint}; valid keys here are {', '.join(full_valid)}"
-    )
-
-
-def _build(cls: type, data: Any, *, prefix: str, source: str, origins: dict[str, str]) -> Any:
-    """Build dataclass ``cls`` from nested dict ``data``, checking keys and types."""
-    where = prefix or "the recipe"
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{origins.get(prefix, source)}: {where} must be a table, found {data!r}"
-        )
-    hints = _field_types(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else key
-        if key not in hints:
-            raise _unknown_key(dotted, list(hints), origins.get(dotted, source))
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, prefix=dotted, source=source, origins=origins)
-            continue
-        ok, converted = _matches(value, tp)
-        if not ok:
-            raise ConfigError(
-                f"{origins.get(dotted, source)}: {dotted} must be a {_type_name(tp)}, found "
-                f"{value!r} ({type(value).__name__})"
-            )
-        kwargs[key] = converted
-    try:
-        return cls(**kwargs)
-    except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
-
-
-def _parse_override(text: str) -> tuple[str, Any]:
-    """``"train.lr=3e-4"`` -> ``("train.lr", 0.0003)``; bare words are strings."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(
-            f"override {text!r} is not KEY=VALUE: expected e.g. --set train.lr=3e-4"
-        )
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw  # an unquoted word such as sgd or a path
-    return key, value
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: list[str], origins: dict[str, str]
-) -> dict[str, Any]:
-    """Return a copy of nested ``data`` with ``KEY=VALUE`` overrides applied.
-
-    Keys are checked against :class:`RecipeConfig`'s fields so that a typo is reported with the
-    valid keys; a value given for a string field is kept as written.
-    """
-    result = _deep_copy(data)
-    for text in overrides:
-        key, value = _parse_override(text)
-        parts = key.split(".")
-        cls: Any = RecipeConfig
-        node = result
-        for depth, part in enumerate(parts):
-            dotted = ".".join(parts[: depth + 1])
-            hints = _field_types(cls)
-            if part not in hints:
-                raise _unknown_key(dotted, list(hints), f"--set {text}")
-            tp = hints[part]
-            last = depth == len(parts) - 1
-            if dataclasses.is_dataclass(tp):
-                if last:
-                    raise ConfigError(
-                        f"--set {text}: {dotted} is a table; set one of its keys, e.g. "
-                        f"{dotted}.{fields(tp)[0].name}=..."
-                    )
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    child = node[part] = {}
-                node, cls = child, tp
-                continue
-            if not last:
-                raise ConfigError(f"--set {text}: {dotted} is a value, not a table")
-            if tp is str or tp == (str | None):
-                value = text.partition("=")[2].strip()
-                if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                    value = value[1:-1]
-            node[part] = value
-            origins[key] = f"--set {text}"
-    return result
-
-
-def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+        return build(cls, data, source=source)
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RecipeConfig:
@@ -364,8 +218,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"recipe {path} is not valid TOML ({err}): fix the syntax") from None
     origins: dict[str, str] = {}
-    data = apply_overrides(data, list(overrides or []), origins)
-    return _build(RecipeConfig, data, prefix="", source=f"recipe {path.name}", origins=origins)
+    data = apply_overrides(RecipeConfig, data, list(overrides or []), origins)
+    return build(RecipeConfig, data, source=f"recipe {path.name}", origins=origins)
 
 
 def _toml_value(value: Any) -> str:
