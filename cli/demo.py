@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -12,34 +13,40 @@ from rich.table import Table
 
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.data.synth import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
-from seqkit.demo import DemoOptions, run_demo
+from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
 
 console = Console()
 
 
+class _Format(StrEnum):
+    table = "table"
+    json = "json"
+
+
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    return "n/a" if value is None else f"{value:.1f}%"
 
 
-def _results_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"seqkit demo: {report['model']} on unseen synthetic voices")
+def _results_table(report: DemoReport) -> Table:
+    table = Table(title=f"seqkit demo: {report.model} on unseen synthetic voices")
     table.add_column("measure")
     table.add_column("value", justify="right")
+    training = report.training
     rows = [
-        (f"PER (39 phones, test voices), {report['search']}", _percent(report["per"])),
-        ("PER (39 phones), greedy", _percent(report["per_greedy"])),
-        ("PER (61 phones)", _percent(report["per61"])),
+        (f"PER (39 phones, test voices), {report.search}", _percent(report.per_pct)),
+        ("PER (39 phones), greedy", _percent(report.per_greedy_pct)),
+        ("PER (61 phones)", _percent(report.per61_pct)),
         (
             "substitutions / deletions / insertions",
-            f"{report['sub']} / {report['del']} / {report['ins']} of {report['ref_phones']}",
+            f"{report.sub} / {report.dels} / {report.ins} of {report.ref_phones}",
         ),
-        ("test utterances / speakers", f"{report['test_utterances']} / {report['test_speakers']}"),
-        ("training time", f"{report['train_seconds'] / 60:.1f} min, {report['epochs']} epochs"),
-        ("training throughput", f"{report['frames_per_s']:.0f} frames/s"),
-        ("decode real-time factor", f"{report['decode_rtf']:.3f}"),
-        ("training curves", report["paths"]["curves"]),
-        ("confusion matrix", report["paths"]["confusion"]),
-        ("alignment picture", report["paths"]["alignment"]),
+        ("test utterances / speakers", f"{report.test_utterances} / {report.test_speakers}"),
+        ("training time", f"{training.train_seconds / 60:.1f} min, {training.epochs} epochs"),
+        ("training throughput", f"{training.frames_per_s:.0f} frames/s"),
+        ("decode real-time factor", f"{report.decode_rtf:.3f}"),
+        ("training curves", report.paths.curves),
+        ("confusion matrix", report.paths.confusion),
+        ("alignment picture", report.paths.alignment),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -56,7 +63,9 @@ def demo(
             "--minutes", help="Training budget in minutes (early stopping may end sooner)."
         ),
     ] = 10.0,
-    model: Annotated[str, typer.Option("--model", help="ctc or transducer.")] = "ctc",
+    model: Annotated[DemoModel, typer.Option("--model", help="Recognizer to train.")] = (
+        DemoModel.ctc
+    ),
     seed: Annotated[int, typer.Option("--seed", help="Seed for corpus, training and sample.")] = 0,
     speakers: Annotated[
         int, typer.Option("--speakers", min=3, help="Corpus speakers (train/dev/test split).")
@@ -64,7 +73,7 @@ def demo(
     sentences: Annotated[
         int, typer.Option("--sentences", min=1, help="Sentences per speaker.")
     ] = DEFAULT_SENTENCES,
-    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    fmt: Annotated[_Format, typer.Option("--format", help="Output format.")] = _Format.table,
 ) -> None:
     """Synthesize a corpus, train a recognizer, evaluate it on unseen voices, decode a file.
 
@@ -72,10 +81,6 @@ def demo(
 
     Running it again reuses the corpus and resumes an interrupted training run.
     """
-    if fmt not in ("table", "json"):
-        raise typer.BadParameter(
-            f"unknown format {fmt!r}: choose table or json", param_hint="--format"
-        )
     options = DemoOptions(
         out=out, minutes=minutes, model=model, seed=seed, speakers=speakers, sentences=sentences
     )
@@ -84,17 +89,16 @@ def demo(
         err_console.print(f"[bold cyan]›[/bold cyan] {message}", highlight=False)
 
     with rich_progress() as progress:
-        result = run_demo(options, progress=progress, stage=stage)
-    report = result.report
-    if fmt == "json":
-        typer.echo(json.dumps(report, indent=2))
+        report = run_demo(options, progress=progress, stage=stage)
+    if fmt == _Format.json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    sample = report["sample"]
-    console.print(f"\n[bold]unseen sentence[/bold] ({sample['speaker']}): {sample['text']}")
-    console.print(f"[bold]reference [/bold] {' '.join(sample['reference'])}")
-    console.print(f"[bold]hypothesis[/bold] {' '.join(sample['hypothesis'])}\n")
+    sample = report.sample
+    console.print(f"\n[bold]unseen sentence[/bold] ({sample.speaker}): {sample.text}")
+    console.print(f"[bold]reference [/bold] {' '.join(sample.reference)}")
+    console.print(f"[bold]hypothesis[/bold] {' '.join(sample.hypothesis)}\n")
     console.print(_results_table(report))
-    console.print(f"report: {result.path}")
+    console.print(f"report: {report.paths.report}")
 
 
 def register(app: typer.Typer) -> None:

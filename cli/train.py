@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.console import Console
 from rich.table import Table
 
-from seqkit.cli.progress import err_console
-from seqkit.training import EpochRecord, StepRecord, load_recipe, train
-from seqkit.training.distributed import launch_local
-from seqkit.training.trainer import TrainSummary
+from seqkit.cli.progress import err_console, rich_progress
+from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
+from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
 
 _EPILOG = (
     "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
@@ -44,41 +33,24 @@ def _summary_table(summary: TrainSummary) -> Table:
     return table
 
 
-def _train_with_progress(kwargs: dict[str, Any]) -> TrainSummary:
-    """Run :func:`train` with a rich bar per epoch (loss, frames/s, ETA); rank 0 draws."""
-    quiet = os.environ.get("RANK", "0") != "0"
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[fps]} frames/s"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err_console, disable=quiet) as bar:
-        tasks: dict[str, TaskID] = {}
-        latest = {"loss": "-", "fps": "-"}
+def _train_with_progress(**kwargs: Any) -> TrainSummary:
+    """Run :func:`train` with a bar per epoch (latest loss and frames/s); rank 0 draws."""
+    latest = {"loss": "-", "fps": "-"}
 
-        def progress(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = bar.add_task(description, total=total, **latest)
-            bar.update(tasks[description], completed=done, total=total, **latest)
+    def log(record: StepRecord | EpochRecord) -> None:
+        if isinstance(record, StepRecord):
+            latest["loss"], latest["fps"] = f"{record.loss:.3f}", f"{record.frames_per_s:.0f}"
+            return
+        per = record.dev_per_pct
+        err_console.print(
+            f"epoch {record.epoch}: train {record.train_loss:.3f} dev {record.dev_loss:.3f}"
+            + ("" if per is None else f" PER {per:.2f}%")
+            + (f" ({record.skipped} skipped)" if record.skipped else ""),
+            highlight=False,
+        )
 
-        def log(record: StepRecord | EpochRecord) -> None:
-            if isinstance(record, StepRecord):
-                latest["loss"] = f"{record.loss:.3f}"
-                latest["fps"] = f"{record.frames_per_s:.0f}"
-                return
-            per = record.dev_per_pct
-            bar.console.print(
-                f"epoch {record.epoch}: train {record.train_loss:.3f} dev "
-                f"{record.dev_loss:.3f}" + ("" if per is None else f" PER {per:.2f}%")
-                + (f" ({record.skipped} skipped)" if record.skipped else ""),
-                highlight=False,
-            )
-
+    with rich_progress(status=lambda: f"loss {latest['loss']}  {latest['fps']} frames/s",
+                       disable=not is_main_process()) as progress:
         return train(progress=progress, log=log, **kwargs)
 
 
@@ -121,26 +93,18 @@ def train_command(
         sets.append(f"train.seed={seed}")
     resolved = load_recipe(recipe, sets)  # errors here, before any worker starts
     if nproc > 1:
-        worker_args = ["train", str(recipe), "--data", str(data), "--out", str(out)]
-        for item in sets:
-            worker_args += ["--set", item]
-        for flag, value in (("--max-epochs", max_epochs), ("--max-minutes", max_minutes)):
-            if value is not None:
-                worker_args += [flag, str(value)]
-        worker_args += ["--resume"] * resume + ["--force"] * force
-        launch_local(nproc, sys.executable, ("-m", "seqkit.cli.main", *worker_args),
-                     env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
+        launch = TrainLaunch(recipe, data, out, tuple(sets), max_epochs, max_minutes, resume,
+                             force)
+        launch_local(nproc, f"{__package__}.main", launch)
         err_console.print(f"trained with {nproc} workers: {out}", highlight=False)
         return
-    summary = _train_with_progress(dict(
+    summary = _train_with_progress(
         recipe=resolved, data_dir=data, run_dir=out, resume=resume, force=force,
         max_epochs=max_epochs, max_minutes=max_minutes,
-    ))
-    if os.environ.get("RANK", "0") != "0":
+    )
+    if not is_main_process():
         return
     typer.echo()
-    from rich.console import Console
-
     Console().print(_summary_table(summary))
     if summary.stopped == "interrupted":
         err_console.print(f"interrupted: wrote {out / 'last.pt'}; continue with --resume",

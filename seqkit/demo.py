@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import seqkit
 from seqkit.atomic import write_atomic
-from seqkit.data.manifest import read_manifest
+from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_for_scoring
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.sentences import SentenceGenerator
@@ -28,17 +29,25 @@ from seqkit.data.synth import (
     synthesize_corpus,
     synthesize_utterance,
 )
-from seqkit.decoding.evaluate import evaluate, write_report
+from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import ConfigError
-from seqkit.models.checkpoint import load_model
+from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe, read_run_log, train
 from seqkit.training.trainer import LogFn
 
-MODELS = {"ctc": "synth/ctc_blstm", "transducer": "synth/transducer"}  # built-in recipes
+
+class DemoModel(StrEnum):
+    """Which recognizer the demo trains."""
+
+    ctc = "ctc"
+    transducer = "transducer"
+
+
+MODELS = {DemoModel.ctc: "synth/ctc_blstm", DemoModel.transducer: "synth/transducer"}  # built-in
 # How the demo searches for its headline PER (greedy is reported beside it). The CTC LM weight
 # and insertion bonus were chosen on the dev voices: greedy CTC deletes phones the LM restores.
 SEARCH: dict[str, dict[str, Any]] = {
@@ -59,7 +68,7 @@ class DemoOptions:
     Attributes:
         out: directory for the corpus, prepared data, run, reports and pictures.
         minutes: training budget in minutes (across resumed runs); early stopping may end sooner.
-        model: ``"ctc"`` (built-in recipe synth/ctc_blstm) or ``"transducer"``.
+        model: ``ctc`` (built-in recipe synth/ctc_blstm) or ``transducer``.
         seed: one seed for corpus, training and the unseen sample.
         speakers, sentences: corpus size (the synth defaults: about 0.8 h of training audio).
         jobs: synthesis worker processes.
@@ -67,7 +76,7 @@ class DemoOptions:
 
     out: Path = Path("demo")
     minutes: float = 10.0
-    model: str = "ctc"
+    model: DemoModel = DemoModel.ctc
     seed: int = 0
     speakers: int = DEFAULT_SPEAKERS
     sentences: int = DEFAULT_SENTENCES
@@ -76,16 +85,111 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ConfigError(f"unknown demo model {self.model!r}: choose ctc or transducer")
+        object.__setattr__(self, "model", DemoModel(self.model))
         if self.minutes <= 0:
             raise ConfigError(f"--minutes must be positive, found {self.minutes}")
 
 
 @dataclass(frozen=True)
-class DemoResult:
-    """What the demo measured (``report`` is what ``OUT/report.json`` holds)."""
+class TrainingFacts:
+    """What training the demo's model did (kept in ``OUT/state.json`` for reuse).
 
-    report: dict[str, Any]
-    path: Path
+    Attributes:
+        minutes: the budget it was given.
+        train_seconds: wall-clock seconds of its epochs (training and dev evaluation).
+        epochs: epochs completed.
+        best_epoch: epoch of ``best.pt``.
+        best_dev_per_pct: dev PER of ``best.pt`` in %.
+        stopped: why training ended (see :class:`seqkit.training.TrainSummary`).
+        frames_per_s: mean training throughput over the epochs.
+    """
+
+    minutes: float
+    train_seconds: float
+    epochs: int
+    best_epoch: int | None
+    best_dev_per_pct: float | None
+    stopped: str
+    frames_per_s: float
+
+
+@dataclass(frozen=True)
+class DemoSample:
+    """A sentence no model has seen, spoken by a test voice, and what the model heard.
+
+    ``reference`` and ``hypothesis`` are 39-phone sequences with repeated silences merged.
+    """
+
+    text: str
+    speaker: str
+    audio: str
+    reference: list[str]
+    hypothesis: list[str]
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo put its pictures, reports and run."""
+
+    curves: str
+    confusion: str
+    alignment: str
+    report_dir: str
+    run_dir: str
+    report: str  # OUT/report.json
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo measured; :meth:`to_dict` is ``OUT/report.json``.
+
+    PERs are percents on the held-out test voices, after 39-phone folding unless named 61.
+
+    Attributes:
+        model: the recognizer trained.
+        search: the headline search (``per_pct``); ``per_greedy_pct`` is greedy decoding.
+        per_pct, per61_pct, per_greedy_pct: test PERs (61 phones: None unless trained on 61).
+        sub, dels, ins, ref_phones: the headline search's 39-phone error counts.
+        training: what training did.
+        test_utterances, test_speakers: size of the test set.
+        eval_rtf: real-time factor of the headline evaluation.
+        decode_rtf: real-time factor of decoding the unseen sample.
+        seed, seqkit_version: how to reproduce it.
+        sample, paths: the unseen sentence and the files written.
+    """
+
+    model: str
+    search: str
+    per_pct: float
+    per61_pct: float | None
+    per_greedy_pct: float
+    sub: int
+    dels: int
+    ins: int
+    ref_phones: int
+    training: TrainingFacts
+    test_utterances: int
+    test_speakers: int
+    eval_rtf: float | None
+    decode_rtf: float
+    seed: int
+    seqkit_version: str
+    sample: DemoSample
+    paths: DemoPaths
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: the fields, with ``training`` flattened (``train_seconds``, ...)."""
+        data = asdict(self)
+        training = data.pop("training")
+        data["train_minutes_budget"] = training.pop("minutes")
+        data.update(training)
+        data["del"] = data.pop("dels")
+        return data
+
+
+def _pct(fraction: float | None) -> float | None:
+    """Evaluation reports hold fractions; the demo report holds percents."""
+    return None if fraction is None else 100.0 * fraction
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -119,13 +223,13 @@ def run_demo(
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
     stage: Callable[[str], None] | None = None,
-) -> DemoResult:
+) -> DemoReport:
     """Run the whole demo; see the module docstring.
 
     Args:
         options: what to run.
         progress: ``progress(description, done, total)`` for every long stage.
-        log: called with every training ``metrics.jsonl`` record.
+        log: called with every training run-log record.
         stage: called with a one-line description as each stage starts (or is reused).
 
     Returns:
@@ -137,23 +241,54 @@ def run_demo(
     say = stage or (lambda _message: None)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
+    state = _ensure_data(options, say, progress)
+    run_dir = out / f"run-{options.model}"
+    training = _ensure_trained(options, state, run_dir, say, progress, log)
+
+    say(f"evaluating {run_dir / 'best.pt'} on the held-out test voices")
+    loaded = load_model(run_dir)
+    test = read_manifest(out / "prepared" / "test.jsonl")
+    greedy = evaluate(loaded, test, progress=progress)
+    search = SEARCH[options.model]
+    say(f"evaluating again with {search['name']}")
+    report = _evaluate_headline(loaded, test, out / "prepared", options.model, progress)
+    report_dir = out / f"report-{options.model}"
+    files = write_report(report, report_dir)
+
+    say("decoding a sentence no model has seen, spoken by a test voice")
+    sample, decode_rtf, picture = _decode_sample(loaded, options)
+    result = DemoReport(
+        model=str(options.model), search=search["name"], per_pct=100.0 * report.per,
+        per61_pct=_pct(report.per61), per_greedy_pct=100.0 * greedy.per, sub=report.sub,
+        dels=report.dels, ins=report.ins, ref_phones=report.ref_phones, training=training,
+        test_utterances=len(report.utterances), test_speakers=len({u.speaker for u in test}),
+        eval_rtf=report.elapsed / report.audio_seconds if report.audio_seconds else None,
+        decode_rtf=decode_rtf, seed=options.seed, seqkit_version=seqkit.__version__,
+        sample=sample,
+        paths=DemoPaths(
+            curves=str(run_dir / "curves.png"),
+            confusion=str(files.get("confusion", report_dir / "confusion.png")),
+            alignment=str(picture), report_dir=str(report_dir), run_dir=str(run_dir),
+            report=str(out / "report.json")),
+    )
+    _write_json(out / "report.json", result.to_dict())
+    return result
+
+
+def _ensure_data(
+    options: DemoOptions, say: Callable[[str], None], progress: ProgressFn | None
+) -> dict[str, Any]:
+    """Synthesize and prepare the corpus unless ``OUT`` holds them; returns the demo state."""
+    out = Path(options.out)
     state_path = out / "state.json"
     state = _read_state(state_path)
-
     corpus, prepared = out / "corpus", out / "prepared"
     if _corpus_matches(corpus, options):
         say(f"reusing corpus {corpus}")
     else:
         say(f"synthesizing {options.speakers} speakers x {options.sentences} sentences → {corpus}")
-        synthesize_corpus(
-            corpus,
-            speakers=options.speakers,
-            sentences=options.sentences,
-            seed=options.seed,
-            jobs=options.jobs,
-            force=True,
-            progress=progress,
-        )
+        synthesize_corpus(corpus, speakers=options.speakers, sentences=options.sentences,
+                          seed=options.seed, jobs=options.jobs, force=True, progress=progress)
         state = {}  # a new corpus invalidates the prepared data and every run
         _write_json(state_path, state)
     if state.get("prepared") and (prepared / "stats.json").exists():
@@ -163,55 +298,59 @@ def run_demo(
         prepare_corpus(corpus, prepared, force=True, progress=progress)
         state["prepared"] = True
         _write_json(state_path, state)
+    return state
 
-    run_dir = out / f"run-{options.model}"
-    trained = state.get("trained", {}).get(options.model)
-    if trained and trained["minutes"] >= options.minutes and (run_dir / "best.pt").exists():
+
+def _ensure_trained(
+    options: DemoOptions, state: dict[str, Any], run_dir: Path, say: Callable[[str], None],
+    progress: ProgressFn | None, log: LogFn | None,
+) -> TrainingFacts:
+    """Train (or resume) the model within the budget unless a finished run is there."""
+    state_path = Path(options.out) / "state.json"
+    try:
+        cached = TrainingFacts(**state.get("trained", {})[options.model])
+    except (KeyError, TypeError):  # not trained yet, or by an older demo
+        cached = None
+    if cached and cached.minutes >= options.minutes and (run_dir / "best.pt").exists():
         say(f"reusing trained model {run_dir}")
-    else:
-        recipe = load_recipe(MODELS[options.model], [f"train.seed={options.seed}"])
-        # resume only a run this demo started on this corpus; anything else starts over
-        resume = options.model in state.get("started", []) and (run_dir / "last.pt").exists()
-        budget = options.minutes - (read_run_log(run_dir).epoch_seconds / 60.0 if resume else 0.0)
-        say(
-            f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
-            f"({max(budget, 0.0):.1f} min budget)"
-        )
-        state["started"] = sorted({*state.get("started", []), options.model})
-        _write_json(state_path, state)
-        summary = train(
-            recipe,
-            prepared,
-            run_dir,
-            resume=resume,
-            force=not resume,
-            max_minutes=max(budget, 0.05),
-            progress=progress,
-            log=log,
-        )
-        if summary.stopped == "interrupted":
-            raise KeyboardInterrupt
-        epochs = summary.epochs
-        trained = {
-            "minutes": options.minutes,
-            "train_seconds": sum(e.seconds for e in epochs),
-            "epochs": len(epochs),
-            "best_epoch": summary.best_epoch,
-            "best_dev_per": summary.best_score,
-            "stopped": summary.stopped,
-            "frames_per_s": sum(e.frames_per_s for e in epochs) / max(len(epochs), 1),
-        }
-        state.setdefault("trained", {})[options.model] = trained
-        _write_json(state_path, state)
+        return cached
+    recipe = load_recipe(MODELS[options.model], [f"train.seed={options.seed}"])
+    # resume only a run this demo started on this corpus; anything else starts over
+    resume = options.model in state.get("started", []) and (run_dir / "last.pt").exists()
+    budget = options.minutes - (read_run_log(run_dir).epoch_seconds / 60.0 if resume else 0.0)
+    say(
+        f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
+        f"({max(budget, 0.0):.1f} min budget)"
+    )
+    state["started"] = sorted({*state.get("started", []), options.model})
+    _write_json(state_path, state)
+    summary = train(recipe, Path(options.out) / "prepared", run_dir, resume=resume,
+                    force=not resume, max_minutes=max(budget, 0.05), progress=progress, log=log)
+    if summary.stopped == "interrupted":
+        raise KeyboardInterrupt
+    epochs = summary.epochs
+    facts = TrainingFacts(
+        minutes=options.minutes,
+        train_seconds=sum(e.seconds for e in epochs),
+        epochs=len(epochs),
+        best_epoch=summary.best_epoch,
+        best_dev_per_pct=summary.best_score,  # a CTC / transducer run: best_metric is dev PER %
+        stopped=summary.stopped,
+        frames_per_s=sum(e.frames_per_s for e in epochs) / max(len(epochs), 1),
+    )
+    state.setdefault("trained", {})[options.model] = asdict(facts)
+    _write_json(state_path, state)
+    return facts
 
-    say(f"evaluating {run_dir / 'best.pt'} on the held-out test voices")
-    loaded = load_model(run_dir)
-    test = read_manifest(prepared / "test.jsonl")
-    greedy = evaluate(loaded, test, progress=progress)
-    search = SEARCH[options.model]
-    say(f"evaluating again with {search['name']}")
+
+def _evaluate_headline(
+    loaded: LoadedModel, test: list[Utterance], prepared: Path, model: DemoModel,
+    progress: ProgressFn | None,
+) -> EvalReport:
+    """Test PER with the demo's headline search (:data:`SEARCH`)."""
+    search = SEARCH[model]
     lm = load_lm_source(prepared, loaded.phone_set) if search["lm_weight"] else None
-    report = evaluate(
+    return evaluate(
         loaded,
         test,
         progress=progress,
@@ -223,11 +362,12 @@ def run_demo(
             transducer_search="batched",
         ),
     )
-    report_dir = out / f"report-{options.model}"
-    files = write_report(report, report_dir)
 
-    say("decoding a sentence no model has seen, spoken by a test voice")
-    speaker = next(s for s in read_speakers(corpus) if s.split == "test")
+
+def _decode_sample(loaded: LoadedModel, options: DemoOptions) -> tuple[DemoSample, float, Path]:
+    """Synthesize a new sentence in a test voice, decode it and draw its alignment."""
+    out = Path(options.out)
+    speaker = next(s for s in read_speakers(out / "corpus") if s.split == "test")
     text = SentenceGenerator(options.seed + 1_000_003).sentence()
     wav = synthesize_utterance(out / "sample", "SAMPLE", text, speaker, seed=options.seed)
     reference = [line.split()[2] for line in wav.with_suffix(".PHN").read_text().splitlines()]
@@ -237,46 +377,7 @@ def run_demo(
         hypothesis, out / f"alignment-{options.model}.png", title=f"{options.model}: {text}"
     )
 
-    def folded(phones: list[str] | tuple[str, ...]) -> list[str]:
-        return fold_for_scoring(phones)
-
-    result = {
-        "per": report.per,
-        "per61": report.per61,
-        "per_greedy": greedy.per,
-        "search": search["name"],
-        "sub": report.sub,
-        "del": report.dels,
-        "ins": report.ins,
-        "ref_phones": report.ref_phones,
-        "model": options.model,
-        "train_seconds": trained["train_seconds"],
-        "train_minutes_budget": options.minutes,
-        "epochs": trained["epochs"],
-        "best_epoch": trained["best_epoch"],
-        "best_dev_per": trained["best_dev_per"],
-        "stopped": trained["stopped"],
-        "frames_per_s": trained["frames_per_s"],
-        "test_utterances": len(report.utterances),
-        "test_speakers": len({u.speaker for u in test}),
-        "eval_rtf": report.elapsed / report.audio_seconds if report.audio_seconds else None,
-        "decode_rtf": decoded.rtf,
-        "seed": options.seed,
-        "seqkit_version": seqkit.__version__,
-        "sample": {
-            "text": text,
-            "speaker": speaker.id,
-            "audio": str(wav),
-            "reference": folded(reference),
-            "hypothesis": folded(hypothesis.phones),
-        },
-        "paths": {
-            "curves": str(run_dir / "curves.png"),
-            "confusion": str(files.get("confusion", report_dir / "confusion.png")),
-            "alignment": str(picture),
-            "report_dir": str(report_dir),
-            "run_dir": str(run_dir),
-        },
-    }
-    _write_json(out / "report.json", result)
-    return DemoResult(report=result, path=out / "report.json")
+    sample = DemoSample(text=text, speaker=speaker.id, audio=str(wav),
+                        reference=fold_for_scoring(reference),
+                        hypothesis=fold_for_scoring(hypothesis.phones))
+    return sample, decoded.rtf, picture

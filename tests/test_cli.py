@@ -57,5 +57,5 @@ def test_debug_shows_the_exception_instead(tmp_path) -> None:
 def test_demo_rejects_an_unknown_model_before_doing_any_work(tmp_path) -> None:
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--model", "hmm"])
     assert result.exit_code == 2
-    assert "choose ctc or transducer" in result.output
+    assert "'hmm' is not one of 'ctc'" in result.output and "'transducer'" in result.output
     assert not (tmp_path / "d").exists()

@@ -21,11 +21,15 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    for key in ("per", "per61", "train_seconds", "model", "test_utterances", "test_speakers",
-                "seqkit_version"):
+    for key in ("per_pct", "per61_pct", "train_seconds", "model", "test_utterances",
+                "test_speakers", "seqkit_version"):
         assert key in report
     assert report["model"] == "ctc"
-    assert 0.0 <= report["per"] <= 1.5
+    # A model that emits only blanks deletes every phone: 100%. This short run (0.4 min of
+    # training) measured 87.6% with beam + LM and 95.6% greedy on 2 cores under ~12x load,
+    # where training stopped inside epoch 1; an idle machine trains further and scores lower.
+    assert 0.0 <= report["per_pct"] < 95.0
+    assert report["del"] < report["ref_phones"]
     assert report["test_speakers"] >= 1 and report["test_utterances"] >= report["test_speakers"]
     assert 0.0 < report["train_seconds"] <= 0.4 * 60 + 60
     for name in ("curves", "confusion", "alignment"):

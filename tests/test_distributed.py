@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from seqkit.cli.main import app
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import synthesize_corpus
 from seqkit.errors import ConfigError
-from seqkit.training import load_recipe, train
-from seqkit.training.distributed import launch_local, setup
-from seqkit.training.trainer import run_worker
+from seqkit.training import load_recipe, read_run_log, train
+from seqkit.training.distributed import TrainLaunch, launch_local, setup
 
 RECIPE = """
 [model]
@@ -41,7 +42,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow  # ~1-2 min on 2 shared cores: two spawned workers import torch and train
+@pytest.mark.slow  # ~1-2 min on 2 shared cores: two launched workers import torch and train
 def test_two_gloo_workers_match_one_process_on_the_same_global_batches(
     prepared: Path, tmp_path: Path
 ) -> None:
@@ -49,18 +50,19 @@ def test_two_gloo_workers_match_one_process_on_the_same_global_batches(
     recipe = load_recipe(tmp_path / "r.toml")
     single = train(recipe, prepared, tmp_path / "one")
     assert single.stopped == "max_steps" and single.steps == 3
-    results = launch_local(
-        2, run_worker, (recipe.to_dict(), str(prepared), str(tmp_path / "two"), {}),
-        env={"OMP_NUM_THREADS": "1"},
-    )
-    assert sorted(results) == [0, 1] and all(r.steps == 3 for r in results.values())
+    # the shipped path: `seqkit train --nproc 2` launches `seqkit train` in two workers
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "r.toml"), "--data", str(prepared),
+                                      "--out", str(tmp_path / "two"), "--nproc", "2"])
+    assert result.exit_code == 0, result.output
+    two_ckpt = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
+    assert two_ckpt["step"] == 3
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
-    two = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
+    two = two_ckpt["model"]
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-5, msg=name)
     # the epoch ended within the 3 steps: the sharded dev evaluation agrees too
     dev_one = [e.dev_loss for e in single.epochs]
-    dev_two = [e.dev_loss for e in results[0].epochs]
+    dev_two = [e.dev_loss for e in read_run_log(tmp_path / "two").epochs]
     assert dev_one and dev_two == pytest.approx(dev_one, rel=1e-4)
 
 
@@ -70,6 +72,14 @@ def test_setup_without_launcher_is_a_single_worker(monkeypatch: pytest.MonkeyPat
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed) == (0, 1, True, False)
 
 
-def test_launch_rejects_zero_workers() -> None:
+def test_launch_rejects_zero_workers(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--nproc must be >= 1"):
-        launch_local(0, run_worker)
+        launch_local(0, "seqkit.cli.main", TrainLaunch(tmp_path / "r.toml", tmp_path, tmp_path))
+
+
+def test_worker_command_line_carries_every_option(tmp_path: Path) -> None:
+    launch = TrainLaunch(Path("r.toml"), Path("p"), Path("o"), ("train.lr=1", "train.seed=2"),
+                         max_epochs=3, max_minutes=0.5, resume=True)
+    assert launch.argv() == ["train", "r.toml", "--data", "p", "--out", "o", "--set",
+                             "train.lr=1", "--set", "train.seed=2", "--max-epochs", "3",
+                             "--max-minutes", "0.5", "--resume"]

@@ -1,18 +1,20 @@
 """Distributed data parallel training: process groups and launching local workers.
 
 Workers are started by torch.distributed's own launcher (the elastic agent behind ``torchrun``),
-either by ``seqkit train --nproc N`` (:func:`launch_local`) or by ``torchrun`` across machines;
-either way each worker finds ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT`` in its environment, and :func:`setup` joins the process group from them: NCCL
-when the worker has a GPU, gloo on CPU.
+either by ``seqkit train --nproc N`` (:func:`launch_local`, which runs ``seqkit train`` in each
+worker just as ``torchrun`` does) or by ``torchrun`` across machines. Either way each worker
+finds ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in its
+environment, and :func:`setup` joins the process group from them: NCCL when the worker has a
+GPU, gloo on CPU.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -137,27 +139,56 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def launch_local(
-    nproc: int,
-    entrypoint: Callable[..., Any] | str,
-    args: tuple[Any, ...] = (),
-    *,
-    env: dict[str, str] | None = None,
-) -> dict[int, Any]:
-    """Run ``nproc`` workers on this machine with torch.distributed's elastic launcher.
+@dataclass(frozen=True)
+class TrainLaunch:
+    """One ``seqkit train`` invocation, to be run by every worker of a local launch.
 
-    The same agent as ``torchrun --standalone --nproc-per-node N``: it sets the rendezvous
-    environment of each worker, watches them and stops all when one fails.
+    Attributes:
+        recipe: the recipe file.
+        data: the prepared directory.
+        out: the run directory.
+        overrides: ``--set`` values, in order.
+        max_epochs, max_minutes: budget overrides (None = the recipe's).
+        resume, force: as ``seqkit train``.
+    """
+
+    recipe: Path
+    data: Path
+    out: Path
+    overrides: tuple[str, ...] = ()
+    max_epochs: int | None = None
+    max_minutes: float | None = None
+    resume: bool = False
+    force: bool = False
+
+    def argv(self) -> list[str]:
+        """The ``train`` command line each worker runs (without ``--nproc``)."""
+        args = ["train", str(self.recipe), "--data", str(self.data), "--out", str(self.out)]
+        for item in self.overrides:
+            args += ["--set", item]
+        for flag, value in (("--max-epochs", self.max_epochs),
+                            ("--max-minutes", self.max_minutes)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args + ["--resume"] * self.resume + ["--force"] * self.force
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of a launch (or not launched at all): it reports."""
+    return _env_int("RANK", 0) == 0
+
+
+def launch_local(nproc: int, module: str, launch: TrainLaunch) -> None:
+    """Run ``python -m MODULE train ...`` in ``nproc`` workers on this machine.
+
+    The same elastic agent as ``torchrun --standalone --nproc-per-node N -m MODULE train ...``:
+    it sets each worker's rendezvous environment (RANK, WORLD_SIZE, MASTER_ADDR, ...), watches
+    the workers and stops all when one fails. The workers share the CPU cores equally.
 
     Args:
         nproc: number of workers (>= 1).
-        entrypoint: a picklable function (run in spawned processes) or an executable path
-            (run as ``entrypoint *args``).
-        args: arguments for the entrypoint.
-        env: extra environment variables for the workers (e.g. ``OMP_NUM_THREADS``).
-
-    Returns:
-        Each rank's return value (None for an executable).
+        module: the command-line module the workers run (the ``seqkit`` CLI's main module).
+        launch: what to train.
 
     Raises:
         ConfigError: ``nproc`` < 1.
@@ -177,12 +208,12 @@ def launch_local(
         rdzv_endpoint="localhost:0",  # standalone: the agent picks a free port
         max_restarts=0,
         monitor_interval=0.1,
-        start_method="spawn",
     )
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})  # the agent passes its environment to the workers
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the agent passes its environment to the workers
     try:
-        return elastic_launch(config, entrypoint)(*args)
+        elastic_launch(config, sys.executable)("-m", module, *launch.argv())
     except ChildFailedError as err:
         first = next(iter(err.failures.values()), None)
         detail = first.message if first is not None else str(err)

@@ -627,9 +627,3 @@ def _restore(run: _Run) -> None:
     if run.ctx.is_main:
         truncate_after(run.run_dir, run.state.step)
 
-
-def run_worker(
-    recipe: dict[str, Any], data_dir: str, run_dir: str, options: dict[str, Any]
-) -> TrainSummary:
-    """Entry point of one distributed worker (picklable; see ``distributed.launch_local``)."""
-    return train(RecipeConfig.from_dict(recipe), data_dir, run_dir, **options)
