@@ -11,10 +11,8 @@ synthesizes a corpus laid out exactly like TIMIT (LDC93S1)::
 labels from TIMIT's 61); ``.TXT`` holds ``start end text``. Labels come from espeak-ng's own
 phoneme and word events (see :mod:`seqkit.data.espeak_phones`), so they say what the audio says.
 
-A speaker is an English accent (the dialect region, see
-:data:`seqkit.data.espeak_phones.ACCENTS`) + an espeak-ng voice variant + its own rate, pitch
-and pitch range. Train, dev and test speakers draw their variants from disjoint pools, so dev and
-test measure generalization to unseen voices. Each speaker reads a few ``SX`` sentences shared
+Speakers (accent + voice variant + rate and pitch, disjoint voice pools per split) are planned
+by :mod:`seqkit.data.speakers`. Each speaker reads a few ``SX`` sentences shared
 with other speakers of its split and ``SI`` sentences of its own. Unless ``clean``, every
 utterance gets its own rate/pitch jitter, optional light reverberation, coloured babble-like
 noise at a random SNR and a random gain.
@@ -29,7 +27,6 @@ import functools
 import json
 import math
 import multiprocessing
-import random
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,41 +38,18 @@ from seqkit.atomic import staged_dir
 from seqkit.audio.corruption import Corruption, corrupt
 from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.espeak import Espeak
-from seqkit.data.espeak_phones import ACCENTS, label_segments
+from seqkit.data.espeak_phones import label_segments
 from seqkit.data.sentences import SentenceGenerator
+from seqkit.data.speakers import SPLITS, Speaker, plan_speakers
 from seqkit.errors import ConfigError, CorpusError, OutputExistsError
 from seqkit.progress import ProgressFn
-
-SPLITS = ("train", "dev", "test")
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
 DEFAULT_SPEAKERS = 144
 DEFAULT_SENTENCES = 18
 DEFAULT_SEED = 0
 
-# Share of speakers (and of voice variants) held out for test and dev.
-_TEST_SHARE = 0.2
-_DEV_SHARE = 0.125
 _READERS_PER_SX = 5  # each shared sentence is read by about this many speakers of its split
-
-# espeak-ng voice variants (espeak-ng-data/voices/!v) that sound like a human speaker, with the
-# sex TIMIT's speaker id needs (from the variant's `gender` line, or its pitch when it has none).
-# Left out: robots, whisper, croak, novelty and Klatt-synthesizer variants.
-VOICE_VARIANTS: tuple[tuple[str, str], ...] = (
-    ("Alicia", "F"), ("Andrea", "F"), ("Annie", "F"), ("anika", "F"), ("aunty", "F"),
-    ("belinda", "F"), ("f1", "F"), ("f2", "F"), ("f3", "F"), ("f4", "F"), ("f5", "F"),
-    ("grandma", "F"), ("linda", "F"), ("shelby", "F"), ("steph", "F"), ("steph2", "F"),
-    ("steph3", "F"),
-    ("Alex", "M"), ("Andy", "M"), ("AnxiousAndy", "M"), ("Denis", "M"), ("Diogo", "M"),
-    ("Gene", "M"), ("Gene2", "M"), ("Henrique", "M"), ("Hugo", "M"), ("Jacky", "M"),
-    ("Lee", "M"), ("Marco", "M"), ("Mario", "M"), ("Michael", "M"), ("Mike", "M"),
-    ("Nguyen", "M"), ("Storm", "M"), ("antonio", "M"), ("boris", "M"), ("grandpa", "M"),
-    ("gustave", "M"), ("iven", "M"), ("iven2", "M"), ("iven3", "M"), ("iven4", "M"),
-    ("kaukovalta", "M"), ("m1", "M"), ("m2", "M"), ("m3", "M"), ("m4", "M"), ("m5", "M"),
-    ("m6", "M"), ("m7", "M"), ("m8", "M"), ("marcelo", "M"), ("max", "M"), ("michel", "M"),
-    ("miguel", "M"), ("paul", "M"), ("pedro", "M"), ("quincy", "M"), ("rob", "M"),
-    ("robert", "M"), ("sandro", "M"), ("travis", "M"), ("victor", "M"),
-)
 
 
 @dataclass(frozen=True)
@@ -91,33 +65,6 @@ class Realism:
     rate_jitter: float = 0.08
     pitch_jitter: int = 6
     corruption: Corruption = Corruption()
-
-
-@dataclass(frozen=True)
-class Speaker:
-    """One synthetic speaker.
-
-    Attributes:
-        id: TIMIT-style id: sex + 3 letters + digit, e.g. ``"FKLM0"``.
-        split: ``"train"``, ``"dev"`` or ``"test"``.
-        region: dialect region directory, ``"DR1"`` .. ``"DR8"``.
-        accent: espeak-ng voice of the accent, e.g. ``"en-gb-scotland"``.
-        variant: espeak-ng voice variant, e.g. ``"f3"``.
-        sex: ``"M"`` or ``"F"``.
-        rate: base speaking rate in words per minute.
-        pitch: base pitch on espeak-ng's 0-99 scale.
-        pitch_range: pitch range on espeak-ng's 0-99 scale.
-    """
-
-    id: str
-    split: str
-    region: str
-    accent: str
-    variant: str
-    sex: str
-    rate: int
-    pitch: int
-    pitch_range: int
 
 
 @dataclass(frozen=True)
@@ -154,45 +101,6 @@ class _Job:
     directory: str
     seed: int
     clean: bool
-
-
-def _plan_speakers(count: int, seed: int) -> list[Speaker]:
-    rng = random.Random(f"speakers-{seed}")
-    n_test = max(1, round(count * _TEST_SHARE))
-    n_dev = max(1, round(count * _DEV_SHARE))
-    n_train = count - n_test - n_dev
-    if n_train < 1:
-        raise ConfigError(f"--speakers must be at least 3 (one per split), found {count}")
-    # Disjoint variant pools per split, separately for each sex so every split has both.
-    pools: dict[str, list[tuple[str, str]]] = {s: [] for s in SPLITS}
-    for sex in ("F", "M"):
-        variants = [v for v in VOICE_VARIANTS if v[1] == sex]
-        rng.shuffle(variants)
-        k_test = max(1, round(len(variants) * _TEST_SHARE))
-        k_dev = max(1, round(len(variants) * _DEV_SHARE))
-        pools["test"] += variants[:k_test]
-        pools["dev"] += variants[k_test:k_test + k_dev]
-        pools["train"] += variants[k_test + k_dev:]
-    used_ids: set[str] = set()
-    speakers: list[Speaker] = []
-    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
-        pool = pools[split]
-        rng.shuffle(pool)
-        for i in range(n):
-            variant, sex = pool[i % len(pool)]
-            accent = ACCENTS[(len(speakers) + rng.randrange(len(ACCENTS))) % len(ACCENTS)]
-            letters = "".join(rng.choice("ABCDEFGHIJKLMNOPRSTW") for _ in range(3))
-            digit = 0
-            while f"{sex}{letters}{digit}" in used_ids:
-                digit += 1
-            speaker_id = f"{sex}{letters}{digit}"
-            used_ids.add(speaker_id)
-            speakers.append(Speaker(
-                id=speaker_id, split=split, region=accent.region, accent=accent.voice,
-                variant=variant, sex=sex, rate=rng.randint(145, 195), pitch=rng.randint(30, 70),
-                pitch_range=rng.randint(30, 80),
-            ))
-    return speakers
 
 
 def _plan_jobs(
@@ -392,7 +300,7 @@ def synthesize_corpus(
         raise ConfigError(f"--jobs must be at least 1, found {jobs}")
     out = Path(out)
     _check_output(out, force)
-    plan = _plan_speakers(speakers, seed)
+    plan = plan_speakers(speakers, seed)
     work = _plan_jobs(plan, sentences, seed, clean)
 
     with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
