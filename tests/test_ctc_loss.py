@@ -152,6 +152,43 @@ def test_batched_ctc_equals_per_utterance():
         torch.testing.assert_close(batched[b : b + 1], single, rtol=1e-12, atol=0)
 
 
+def test_cpu_ctc_gives_identical_losses_and_gradients_on_any_thread_count():
+    """The CPU path splits the batch over torch's threads; each sequence is computed alone."""
+    logits, targets, input_lengths, target_lengths = _random_batch(40, 7, 9, 10, torch.float32, 11)
+    weights = torch.rand(7, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 3):
+            torch.set_num_threads(count)
+            results.append(
+                _loss_and_logit_grad(
+                    ctc_loss, logits, targets, input_lengths, target_lengths,
+                    weights=weights, backend=BACKEND,
+                )
+            )
+    finally:
+        torch.set_num_threads(threads)
+    (loss_one, grad_one), (loss_three, grad_three) = results
+    assert torch.equal(loss_one, loss_three)
+    assert torch.equal(grad_one, grad_three)
+
+
+def test_ctc_loss_matches_warp_ctc_published_basic_case():
+    """warp-ctc's own test (tensorflow_binding/tests/test_warpctc_op.py, _test_basic): T=2,
+    one alignment; cost and softmax-minus-occupancy gradient given to 6 decimals."""
+    logits = torch.tensor([[[0.1, 0.6, 0.1, 0.1, 0.1]], [[0.1, 0.1, 0.6, 0.1, 0.1]]])
+    leaf = logits.clone().requires_grad_()
+    cost = ctc_loss(leaf.log_softmax(-1), torch.tensor([[1, 2]]), [2], [2], reduction="sum",
+                    backend=BACKEND)
+    cost.backward()
+    other, label = 0.177031, -0.708125
+    expected_grad = torch.full((2, 1, 5), other)
+    expected_grad[0, 0, 1] = expected_grad[1, 0, 2] = label
+    torch.testing.assert_close(cost, torch.tensor(2.46286), rtol=0, atol=1e-5)
+    torch.testing.assert_close(leaf.grad, expected_grad, rtol=0, atol=1e-6)
+
+
 def test_concatenated_targets_give_the_same_loss_and_gradient_as_padded():
     logits, targets, input_lengths, target_lengths = _random_batch(15, 4, 5, 6, torch.float64, 7)
     concatenated = torch.cat([targets[b, : target_lengths[b]] for b in range(4)])
