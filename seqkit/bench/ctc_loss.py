@@ -1,8 +1,9 @@
 """CTC loss speed: seqkit's ``ctc_loss`` against ``torch.nn.functional.ctc_loss``.
 
 Both run forward + backward on the same inputs, alternating, and the median of the repeats is
-kept. On CPU ours is the vectorized PyTorch path; on CUDA it is the Triton kernels (the peer is
-then torch's CUDA / cuDNN loss).
+kept. On CPU ours is the compiled loop of :mod:`seqkit.losses.cpu_ctc` and both sides use
+``torch.get_num_threads()`` threads; on CUDA ours is the Triton kernels (the peer is then torch's
+CUDA / cuDNN loss).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqkit.bench.timing import compare_forward_backward, loss_device
+from seqkit.bench.timing import compare_forward_backward, cpu_threads, loss_device
 from seqkit.losses.ctc import ctc_loss
 
 PEER = "torch.nn.functional.ctc_loss"
@@ -62,7 +63,8 @@ def run(
 
     Returns:
         One row per shape: {"loss": "ctc", "shape": "B=.. T=.. S=.. C=..", "backend": str,
-        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms}.
+        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms,
+        "threads": CPU threads each side may use (None on CUDA)}.
 
     Raises:
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
@@ -90,6 +92,7 @@ def run(
                 "peer": PEER,
                 "peer_ms": peer_median,
                 "ratio": ours_median / peer_median,
+                "threads": cpu_threads(target),
             }
         )
     if progress is not None:

@@ -29,6 +29,12 @@ def loss_device(device: str) -> tuple[torch.device, str]:
     return target, "triton" if target.type == "cuda" else "cpu"
 
 
+def cpu_threads(device: torch.device) -> int | None:
+    """Threads both sides may use on CPU: torch's intra-op count (``torch.set_num_threads`` or
+    OMP_NUM_THREADS). torch's losses parallelize over the batch with it, and so does ours."""
+    return torch.get_num_threads() if device.type == "cpu" else None
+
+
 def _time_ms(fn: Callable[[], None], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqkit.bench.timing import compare_forward_backward, loss_device
+from seqkit.bench.timing import compare_forward_backward, cpu_threads, loss_device
 from seqkit.errors import BackendUnavailableError
 from seqkit.losses.transducer import transducer_loss
 
@@ -60,7 +60,8 @@ def run(
 
     Returns:
         One row per shape: {"loss": "transducer", "shape": "B=.. T=.. U=.. V=..", "backend": str,
-        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms}.
+        "ours_ms": float, "peer": str, "peer_ms": float, "ratio": ours_ms / peer_ms,
+        "threads": CPU threads each side may use (None on CUDA)}.
 
     Raises:
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available, or
@@ -97,6 +98,7 @@ def run(
                 "peer": PEER,
                 "peer_ms": peer_median,
                 "ratio": ours_median / peer_median,
+                "threads": cpu_threads(target),
             }
         )
     if progress is not None:
