@@ -115,8 +115,8 @@ def evaluate_command(
 
     Decodes every utterance of the split, folds reference and hypothesis to 39 phones and
     prints PER (and 61-phone PER for a 61-phone model), error counts, the worst phones and the
-    top confusions. --format json prints the whole report (per, per61, sub, del, ins,
-    ref_phones, utterances) for scripts.
+    top confusions. --format json prints the whole report (per_pct, per61_pct, sub, del,
+    ins, ref_phones, utterances) for scripts.
     """
     manifest = data / f"{split.value}.jsonl"
     if not manifest.is_file():

@@ -51,7 +51,8 @@ def test_report_files_exist_and_parse(tmp_path) -> None:
     report = score_hypotheses(*_hand_case(), phone_set=61)
     paths = write_report(report, tmp_path / "report")
     data = json.loads(paths["json"].read_text())
-    assert data["per"] == pytest.approx(3 / 9) and data["del"] == 2 and data["ref_phones"] == 9
+    assert data["per_pct"] == pytest.approx(100 * 3 / 9) and data["del"] == 2
+    assert data["ref_phones"] == 9
     assert [u["id"] for u in data["utterances"]] == ["u1", "u2"]
     text = paths["alignments"].read_text()
     assert "id: (u1)" in text and "Scores: (#C #S #D #I) 3 1 2 0" in text
@@ -87,7 +88,7 @@ def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {"per", "per61", "sub", "del", "ins", "ref_phones", "utterances"} <= set(data)
+    assert {"per_pct", "per61_pct", "sub", "del", "ins", "ref_phones", "utterances"} <= set(data)
     assert data["kind"] == "transducer" and len(data["utterances"]) == 2
 
 

@@ -1,8 +1,9 @@
 """Decoding: greedy and beam search for CTC and transducer models, alignment, evaluation.
 
-The search and alignment functions take tensors; :mod:`seqkit.decoding.recognize` (audio in,
-timed phones out) and :mod:`seqkit.decoding.evaluate` (PER reports) build on them and are
-imported from their modules.
+The search and alignment functions take tensors (and a model with the
+:class:`~seqkit.decoding.protocol.TransducerLike` methods); :mod:`seqkit.decoding.recognize`
+(audio in, timed phones out, typed as in :mod:`seqkit.decoding.results`) and
+:mod:`seqkit.decoding.evaluate` (PER reports) build on them and are imported from their modules.
 """
 
 from seqkit.decoding.align import (
@@ -21,12 +22,14 @@ from seqkit.decoding.beam import (
 )
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import PhoneNgram, estimate_ngram, load_ngram, save_ngram
+from seqkit.decoding.protocol import TransducerLike
 
 __all__ = [
     "Alignment",
     "BeamHypothesis",
     "PhoneNgram",
     "Segment",
+    "TransducerLike",
     "ctc_align",
     "ctc_beam_search",
     "ctc_greedy",

@@ -11,7 +11,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,22 +99,26 @@ class EvalReport:
         return len(self.utterances) / self.elapsed if self.elapsed > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form: ``per``, ``per61``, ``sub``, ``del``, ``ins``, ``ref_phones``, ..."""
+        """Plain-JSON form: ``per_pct``, ``per61_pct``, ``sub``, ``del``, ``ins``, ...
+
+        Every error rate in it is a percent and its key ends in ``_pct`` (the attributes hold
+        fractions).
+        """
         return {
-            "per": self.per,
-            "per61": self.per61,
+            "per_pct": _pct(self.per),
+            "per61_pct": None if self.per61 is None else _pct(self.per61),
             "sub": self.sub,
             "del": self.dels,
             "ins": self.ins,
             "ref_phones": self.ref_phones,
-            "per_phone": self.per_phone,
+            "per_phone": {
+                phone: {"ref": row["ref"], "errors": row["errors"], "rate_pct": _pct(row["rate"])}
+                for phone, row in self.per_phone.items()
+            },
             "confusions": [list(c) for c in self.confusions],
             "confusion_phones": list(PHONES_39),
             "confusion_matrix": self.confusion_matrix,
-            "utterances": [
-                {**{k: v for k, v in asdict(u).items() if k != "dels"}, "del": u.dels}
-                for u in self.utterances
-            ],
+            "utterances": [_utterance_dict(u) for u in self.utterances],
             "failures": [list(f) for f in self.failures],
             "audio_seconds": self.audio_seconds,
             "elapsed": self.elapsed,
@@ -123,6 +127,15 @@ class EvalReport:
             "beam": self.beam,
             "kind": self.kind,
         }
+
+
+def _pct(fraction: float) -> float:
+    return 100.0 * fraction
+
+
+def _utterance_dict(u: UtteranceResult) -> dict[str, Any]:
+    return {"id": u.id, "ref": u.ref, "hyp": u.hyp, "sub": u.sub, "del": u.dels, "ins": u.ins,
+            "ref_phones": u.ref_phones, "per_pct": _pct(u.per)}
 
 
 def score_hypotheses(
