@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from seqkit.errors import OutputExistsError
+
 
 def _umask() -> int:
     umask = os.umask(0)
@@ -55,6 +57,23 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def check_output_dir(path: str | os.PathLike[str], *, force: bool) -> None:
+    """Refuse an output directory that :func:`staged_dir` would replace without ``force``.
+
+    Called before any work, so a refused run costs nothing.
+
+    Raises:
+        OutputExistsError: ``path`` is a file, or a non-empty directory and ``force`` is False.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} is a file, expected a directory: choose another OUT")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"{out} exists and is not empty: choose another OUT or pass --force to replace it"
+        )
 
 
 def replace_dir(new: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:

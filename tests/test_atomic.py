@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from seqkit.atomic import replace_dir, staged_dir, write_atomic
+from seqkit.atomic import check_output_dir, replace_dir, staged_dir, write_atomic
+from seqkit.errors import OutputExistsError
 
 
 def test_write_atomic_replaces_the_file_with_usual_permissions(tmp_path: Path) -> None:
@@ -84,3 +85,15 @@ def test_replace_dir_puts_the_previous_directory_back_when_the_move_fails(
     monkeypatch.undo()
     assert replace_dir(new, target) == target and not any(target.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_check_output_dir_refuses_a_file_and_a_non_empty_dir_unless_forced(tmp_path: Path) -> None:
+    check_output_dir(tmp_path / "new", force=False)  # absent: fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file"):
+        check_output_dir(tmp_path / "file", force=True)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a").write_text("x")
+    with pytest.raises(OutputExistsError, match="--force"):
+        check_output_dir(tmp_path / "full", force=False)
+    check_output_dir(tmp_path / "full", force=True)

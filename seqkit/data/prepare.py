@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from seqkit.atomic import staged_dir, write_atomic
+from seqkit.atomic import check_output_dir, staged_dir, write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     compute_features,
@@ -37,7 +37,7 @@ from seqkit.data.timit import (
     read_utterance,
     split_utterances,
 )
-from seqkit.errors import AudioError, ConfigError, CorpusError, OutputExistsError, SeqkitError
+from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
 from seqkit.progress import ProgressFn
 
 
@@ -121,18 +121,6 @@ class PrepareSummary:
         }
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(
-            f"output {out} exists and is not a directory: choose another OUT path"
-        )
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(
-            f"output directory {out} exists and is not empty: choose another OUT or pass "
-            "--force to replace it"
-        )
-
-
 def _summarize(name: str, utterances: list[Utterance]) -> SplitSummary:
     return SplitSummary(
         name=name,
@@ -181,7 +169,7 @@ def prepare_corpus(
     """
     corpus = Path(corpus_dir)
     out = Path(out_dir)
-    _check_out_dir(out, force)
+    check_output_dir(out, force=force)
     splits = split_utterances(corpus, find_utterances(corpus))
 
     with staged_dir(out) as tmp, one_torch_thread():  # published when the block ends

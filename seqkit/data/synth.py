@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from seqkit.atomic import staged_dir
+from seqkit.atomic import check_output_dir, staged_dir
 from seqkit.audio.corruption import Corruption, corrupt
 from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.espeak import Espeak
 from seqkit.data.espeak_phones import label_segments
 from seqkit.data.sentences import SentenceGenerator
 from seqkit.data.speakers import SPLITS, Speaker, plan_speakers
-from seqkit.errors import ConfigError, CorpusError, OutputExistsError
+from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
@@ -247,15 +247,6 @@ def _synthesize_speaker(args: tuple[list[_Job], str]) -> tuple[str, int, float]:
     return speaker_jobs[0].speaker.split, len(speaker_jobs), seconds
 
 
-def _check_output(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} is a file, expected a directory for the corpus: "
-                                "choose another OUT")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise OutputExistsError(f"{out} is not empty: choose another OUT or pass --force to "
-                                "replace it")
-
-
 def synthesize_corpus(
     out: Path,
     *,
@@ -299,7 +290,7 @@ def synthesize_corpus(
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, found {jobs}")
     out = Path(out)
-    _check_output(out, force)
+    check_output_dir(out, force=force)
     plan = plan_speakers(speakers, seed)
     work = _plan_jobs(plan, sentences, seed, clean)
 
