@@ -155,11 +155,11 @@ def decode(
 ) -> None:
     """Decode audio files into phone sequences with start/end times and posterior scores.
 
-    Greedy by default; --beam K runs CTC prefix beam search (optionally with a phone n-gram LM)
-    or the transducer beam search. Decoding is deterministic, so it takes no seed. Files that
-    cannot be read are reported one line each and the others are still decoded; the exit code
-    is 2 if any failed. The real-time factor is printed at the end (on stderr, so stdout stays
-    clean for results).
+    Greedy by default; --beam K runs CTC prefix beam search or the transducer beam search,
+    either optionally with a phone n-gram LM (shallow fusion: --lm, --lm-weight). Decoding is
+    deterministic, so it takes no seed. Files that cannot be read are reported one line each
+    and the others are still decoded; the exit code is 2 if any failed. The real-time factor is
+    printed at the end (on stderr, so stdout stays clean for results).
     """
     loaded = load_acoustic_model(model)
     options = search_options(

@@ -9,7 +9,6 @@ import typer
 
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_acoustic_model
-from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 
 ModelArg = Annotated[
@@ -23,18 +22,19 @@ BeamOpt = Annotated[
 ]
 LmOpt = Annotated[
     Path | None,
-    typer.Option("--lm", help="Phone LM for CTC beam search: a saved n-gram JSON, or a "
-                 "prepared dir / manifest to estimate a trigram from (its train transcripts).",
+    typer.Option("--lm", help="Phone LM for beam search (CTC or transducer): a saved n-gram "
+                 "JSON, or a prepared dir / manifest to estimate a trigram from (its train "
+                 "transcripts).",
                  rich_help_panel="Search"),
 ]
 LmWeightOpt = Annotated[
     float | None,
-    typer.Option("--lm-weight", help="LM weight in CTC beam search (needs --lm; default 0.5 "
-                 "with --lm).", rich_help_panel="Search"),
+    typer.Option("--lm-weight", help="LM weight in beam search (needs --lm; default 0.5 with "
+                 "--lm).", rich_help_panel="Search"),
 ]
 InsertionBonusOpt = Annotated[
     float,
-    typer.Option("--insertion-bonus", help="Score added per phone in CTC beam search with an LM "
+    typer.Option("--insertion-bonus", help="Score added per phone in beam search with an LM "
                  "(offsets the LM's bias to short outputs).", rich_help_panel="Search"),
 ]
 TransducerSearchOpt = Annotated[
@@ -65,11 +65,8 @@ def search_options(
     """Validated search options; an LM defaults to weight 0.5 and is estimated if needed.
 
     Raises:
-        ConfigError: an LM for a transducer model (only CTC beam search uses one), or options
-            :class:`DecodeOptions` rejects.
+        ConfigError: options :class:`DecodeOptions` rejects.
     """
-    if lm is not None and loaded.kind != "ctc":
-        raise ConfigError("--lm is used by CTC beam search only: drop it for a transducer model")
     return DecodeOptions(
         beam=beam,
         lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,

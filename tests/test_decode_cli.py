@@ -196,6 +196,18 @@ def test_decode_cli_reports_each_bad_file_and_exits_2(runs, audio, tmp_path) -> 
         assert sum(str(bad) in line for line in errors) == 1
 
 
+def test_decode_cli_transducer_with_lm_fuses_lm_and_insertion_bonus(runs, audio) -> None:
+    plain = _invoke("decode", runs["transducer"], audio[0], "--beam", "3",
+                    "--transducer-search", "batched")
+    assert plain.exit_code == 0, plain.output
+    fused = _invoke("decode", runs["transducer"], audio[0], "--beam", "3", "--transducer-search",
+                    "batched", "--lm", runs["prepared"], "--lm-weight", "0.3",
+                    "--insertion-bonus", "20")
+    assert fused.exit_code == 0, fused.output
+    # a large bonus per phone makes the search emit a phone at (nearly) every frame
+    assert len(fused.stdout.split()) > len(plain.stdout.split())
+
+
 def test_decode_cli_rejects_other_kinds_versions_and_options(runs, audio, tmp_path) -> None:
     result = _invoke("decode", runs["lm"], audio[0])
     assert result.exit_code == 2

@@ -227,3 +227,71 @@ def test_ngram_from_manifest_folds_and_drops_q(tmp_path) -> None:
     assert "q" not in lm.symbols and lm.prob(["sil"], "ih") > lm.prob(["sil"], "aa")
     scorer = estimate_ngram([["a"]], ["a"]).label_scorer(["<blank>", "a", "q"])
     assert scorer([], 2) < scorer([], 1)  # a symbol the LM never saw is penalized, not an error
+
+
+def _fusion_lm():
+    """A bigram that prefers label 1 after 2 and ends after 1: fusion must change the answer."""
+    lm = estimate_ngram([["b", "a"]] * 20 + [["a"]], ["a", "b"], order=2)
+    return lm.label_scorer(["<blank>", "a", "b"]), lm
+
+
+def _fused(lm, labels: tuple[int, ...], weight: float, bonus: float) -> float:
+    phones = ["<blank>", "a", "b"]
+    return weight * lm.sequence_log_prob([phones[k] for k in labels]) + bonus * len(labels)
+
+
+def _one_label_per_frame_log_prob(model, f: torch.Tensor, labels: tuple[int, ...]) -> float:
+    """Sum over the paths that emit exactly one symbol (blank or label) per frame."""
+    lat = _lattice(model, f, labels).double()  # (T, U+1, V)
+    frames, n = lat.shape[0], len(labels)
+    alpha = torch.full((frames + 1, n + 1), -math.inf, dtype=torch.float64)
+    alpha[0, 0] = 0.0
+    for t in range(frames):
+        for u in range(n + 1):
+            stay = alpha[t, u] + lat[t, u, 0]
+            move = alpha[t, u - 1] + lat[t, u - 1, labels[u - 1]] if u else -math.inf
+            alpha[t + 1, u] = torch.logaddexp(torch.as_tensor(stay), torch.as_tensor(move))
+    return float(alpha[frames, n])
+
+
+@pytest.mark.parametrize(("weight", "bonus"), [(0.8, 0.0), (1.5, 1.0)])
+def test_transducer_beam_search_with_lm_finds_exhaustive_fused_best_on_T3_V3(
+    weight: float, bonus: float
+) -> None:
+    model = TinyTransducer(vocab=3, seed=1).eval()
+    f = torch.randn(1, 3, 8, generator=torch.Generator().manual_seed(7)) * 2
+    scorer, lm = _fusion_lm()
+    sequences = {()}
+    for n in range(1, 6):
+        sequences |= set(itertools.product((1, 2), repeat=n))
+    acoustic = {s: _transducer_sequence_log_prob(_lattice(model, f[0], s), s) for s in sequences}
+    fused = {s: acoustic[s] + _fused(lm, s, weight, bonus) for s in sequences}
+    best = max(fused, key=fused.__getitem__)
+    assert best != max(acoustic, key=acoustic.__getitem__)  # the LM changes the answer
+    hyps = transducer_beam_search(model, f, torch.tensor([3]), beam=40, lm=scorer,
+                                  lm_weight=weight, insertion_bonus=bonus)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(fused[best], abs=1e-4)
+    assert hyps[0].acoustic == pytest.approx(acoustic[best], abs=1e-4)
+
+
+@pytest.mark.parametrize(("weight", "bonus"), [(0.8, 0.0), (1.5, 1.0)])
+def test_transducer_batched_beam_with_lm_finds_exhaustive_fused_best_on_T4_V3(
+    weight: float, bonus: float
+) -> None:
+    model = TinyTransducer(vocab=3, seed=1).eval()
+    f = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(7)) * 2
+    scorer, lm = _fusion_lm()
+    sequences = {()}
+    for n in range(1, 5):  # at most one label per frame
+        sequences |= set(itertools.product((1, 2), repeat=n))
+    acoustic = {s: _one_label_per_frame_log_prob(model, f[0], s) for s in sequences}
+    fused = {s: acoustic[s] + _fused(lm, s, weight, bonus) for s in sequences}
+    best = max(fused, key=fused.__getitem__)
+    assert best != max(acoustic, key=acoustic.__getitem__)  # the LM changes the answer
+    # a beam as large as the number of sequences prunes nothing: scores are exact
+    hyps = transducer_beam_search_batched(model, f, torch.tensor([4]), beam=len(sequences) * 3,
+                                          lm=scorer, lm_weight=weight, insertion_bonus=bonus)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(fused[best], abs=1e-6)
+    assert hyps[0].acoustic == pytest.approx(acoustic[best], abs=1e-6)

@@ -90,6 +90,14 @@ def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
     data = json.loads(result.stdout)
     assert {"per_pct", "per61_pct", "sub", "del", "ins", "ref_phones", "utterances"} <= set(data)
     assert data["kind"] == "transducer" and len(data["utterances"]) == 2
+    result = runner.invoke(
+        app,
+        ["evaluate", str(runs["transducer"]), "--data", str(runs["prepared"]),
+         "--format", "json", "--beam", "2", "--lm", str(runs["prepared"]), "--lm-weight", "0.3",
+         "--insertion-bonus", "20", "--transducer-search", "batched"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ins"] > data["ins"]  # the LM's bonus per phone is used
 
 
 def test_evaluate_cli_errors_exit_2(runs, tmp_path) -> None:

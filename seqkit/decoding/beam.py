@@ -67,6 +67,64 @@ def _logaddexp(a: float, b: float) -> float:
     return b + math.log1p(math.exp(a - b))
 
 
+class _Fusion:
+    """Shallow-fusion score of label sequences: ``lm_weight`` x LM log-prob + bonus per label.
+
+    The score depends on the labels only, not on the alignment, so a transducer search can keep
+    each hypothesis's acoustic log-probability exact and rank by acoustic + fusion score. The
+    next-label scores are computed once per prefix.
+    """
+
+    def __init__(self, lm: LabelLM | None, lm_weight: float, insertion_bonus: float,
+                 vocab: int, blank: int) -> None:
+        self.lm = lm if lm_weight != 0.0 else None
+        self.lm_weight = lm_weight
+        self.bonus = insertion_bonus
+        self.vocab = vocab
+        self.blank = blank
+        self.active = self.lm is not None or insertion_bonus != 0.0
+        self._rows: dict[tuple[int, ...], np.ndarray] = {}
+        self._totals: dict[tuple[int, ...], float] = {(): 0.0}
+
+    def row(self, prefix: tuple[int, ...]) -> np.ndarray:
+        """(V,) float64 score of appending each label to ``prefix`` (0 for the blank)."""
+        cached = self._rows.get(prefix)
+        if cached is None:
+            cached = np.full(self.vocab, self.bonus, dtype=np.float64)
+            if self.lm is not None:
+                for k in range(self.vocab):
+                    if k != self.blank:
+                        cached[k] += self.lm_weight * self.lm(prefix, k)
+            cached[self.blank] = 0.0
+            self._rows[prefix] = cached
+        return cached
+
+    def total(self, labels: tuple[int, ...]) -> float:
+        """Fusion score of the prefix ``labels`` (end of sequence not included)."""
+        if not self.active:
+            return 0.0
+        known = len(labels)
+        while labels[:known] not in self._totals:
+            known -= 1
+        score = self._totals[labels[:known]]
+        for i in range(known, len(labels)):
+            score += float(self.row(labels[:i])[labels[i]])
+            self._totals[labels[: i + 1]] = score
+        return score
+
+    def final(self, labels: tuple[int, ...]) -> float:
+        """Fusion score of a finished sequence: its prefix score plus the LM's end of sequence."""
+        end = self.lm_weight * self.lm(labels, None) if self.lm is not None else 0.0
+        return self.total(labels) + end
+
+
+def _vocab_size(model: TransducerLike, f: torch.Tensor, blank: int) -> int:
+    """V of a transducer: from one joint call on the start symbol."""
+    start = torch.full((1, 1), blank, dtype=torch.long, device=f.device)
+    g, _ = model.predict(start, None)  # (1, 1, H_g)
+    return int(model.joint(f[:1, :1, None, :], g[:, None]).shape[-1])
+
+
 def ctc_beam_search(
     log_probs: torch.Tensor,
     lengths: torch.Tensor,
@@ -211,10 +269,13 @@ def transducer_beam_search(
     *,
     beam: int = 8,
     blank: int = 0,
+    lm: LabelLM | None = None,
+    lm_weight: float = 0.0,
+    insertion_bonus: float = 0.0,
     length_norm: bool = False,
     max_expansions_per_frame: int | None = None,
 ) -> list[list[BeamHypothesis]]:
-    """Graves (2012) transducer beam search, one utterance at a time.
+    """Graves (2012) transducer beam search, one utterance at a time, with LM shallow fusion.
 
     At each frame, the hypotheses of the previous frame first absorb the probability of being
     reached from their prefixes within the frame (prefix merging); then the most probable
@@ -223,12 +284,20 @@ def transducer_beam_search(
     candidate left. With a beam large enough that nothing is pruned, each kept sequence carries
     its exact probability summed over alignments.
 
+    Shallow fusion ranks hypotheses by acoustic log-probability plus ``lm_weight`` times the LM
+    log-probability of their labels plus ``insertion_bonus`` per label. That score depends on
+    the labels only, so the acoustic sums stay exact; the LM's end of sequence is added when the
+    final hypotheses are ranked.
+
     Args:
         model: transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`).
         f: (B, T, H) float, encoder output.
         lengths: (B,) int, valid encoder frames per utterance.
         beam: hypotheses kept per frame (W in the paper). Default 8.
         blank: index of the blank symbol. Default 0.
+        lm: optional label LM, as for :func:`ctc_beam_search`.
+        lm_weight: weight of the LM log-probability. Default 0 (LM ignored).
+        insertion_bonus: added per emitted label. Default 0.
         length_norm: rank the final hypotheses by log-probability divided by their length, as
             the paper does. Default False: by log-probability (the most probable sequence).
         max_expansions_per_frame: safety cap on the hypotheses expanded in one frame. Default
@@ -247,16 +316,22 @@ def transducer_beam_search(
     cap = max_expansions_per_frame if max_expansions_per_frame is not None else 4 * beam + 16
     out = []
     with torch.no_grad():
+        fusing = (lm is not None and lm_weight != 0.0) or insertion_bonus != 0.0
+        vocab = _vocab_size(model, f, blank) if fusing and batch else 0
         for b in range(batch):
-            out.append(_transducer_beam_one(model, f[b, : valid[b]], beam, blank, length_norm, cap))
+            fusion = _Fusion(lm, lm_weight, insertion_bonus, vocab, blank)
+            out.append(_transducer_beam_one(model, f[b, : valid[b]], beam, blank, length_norm,
+                                            cap, fusion))
     return out
 
 
 def _transducer_beam_one(
-    model: TransducerLike, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int
+    model: TransducerLike, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int,
+    fusion: _Fusion,
 ) -> list[BeamHypothesis]:
     """Graves's beam search over one utterance's (T, H) encoder output."""
     predictor = _PredictorCache(model, blank, f.device)
+    fused = fusion.total  # ranking adds the labels' fusion score to the acoustic log-prob
     # prefix -> log P(prefix emitted by the end of the previous frame)
     kept: dict[tuple[int, ...], float] = {(): 0.0}
     for t in range(f.shape[0]):
@@ -288,11 +363,11 @@ def _transducer_beam_one(
         finished: dict[tuple[int, ...], float] = {}
         expansions = 0
         while candidates and expansions < cap:
-            best_candidate = max(candidates.values())
-            better = sum(1 for v in finished.values() if v > best_candidate)
+            y_star = max(candidates, key=lambda y: candidates[y] + fused(y))
+            best_candidate = candidates[y_star] + fused(y_star)
+            better = sum(1 for y, v in finished.items() if v + fused(y) > best_candidate)
             if better >= beam:
                 break
-            y_star = max(candidates, key=candidates.__getitem__)
             p_star = candidates.pop(y_star)
             expansions += 1
             logp = label_log_probs(y_star)
@@ -305,14 +380,16 @@ def _transducer_beam_one(
                     continue  # already counted through prefix merging
                 seen.add(new)
                 candidates[new] = p_star + float(logp[k])
-        kept = dict(sorted(finished.items(), key=lambda item: item[1], reverse=True)[:beam])
+        kept = dict(sorted(finished.items(), key=lambda item: item[1] + fused(item[0]),
+                           reverse=True)[:beam])
 
     def rank(item: tuple[tuple[int, ...], float]) -> float:
         labels, logp = item
-        return logp / max(len(labels), 1) if length_norm else logp
+        score = float(logp) + fusion.final(labels)
+        return score / max(len(labels), 1) if length_norm else score
 
     ordered = sorted(kept.items(), key=rank, reverse=True)
-    return [BeamHypothesis(labels, rank((labels, lp)), lp) for labels, lp in ordered]
+    return [BeamHypothesis(labels, rank((labels, lp)), float(lp)) for labels, lp in ordered]
 
 
 @dataclass
@@ -368,6 +445,9 @@ def transducer_beam_search_batched(
     *,
     beam: int = 8,
     blank: int = 0,
+    lm: LabelLM | None = None,
+    lm_weight: float = 0.0,
+    insertion_bonus: float = 0.0,
 ) -> list[list[BeamHypothesis]]:
     """Time-synchronous batched transducer beam search, at most one label per frame.
 
@@ -375,7 +455,9 @@ def transducer_beam_search_batched(
     its ``beam`` best extensions (blank keeps the hypothesis, a label appends it), hypotheses with
     equal labels are merged by adding their probabilities, and the prediction network runs once
     per frame on the new labels. Cost per frame is independent of how many labels were emitted,
-    which makes it the fast choice for long files.
+    which makes it the fast choice for long files. Shallow fusion works as in
+    :func:`transducer_beam_search`: hypotheses are ranked by acoustic log-probability plus the
+    fusion score of their labels, which merging leaves unchanged (equal labels, equal score).
 
     Args:
         model: transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`); its
@@ -384,6 +466,9 @@ def transducer_beam_search_batched(
         lengths: (B,) int, valid encoder frames per utterance.
         beam: hypotheses kept per utterance. Default 8.
         blank: index of the blank symbol. Default 0.
+        lm: optional label LM, as for :func:`ctc_beam_search`.
+        lm_weight: weight of the LM log-probability. Default 0 (LM ignored).
+        insertion_bonus: added per emitted label. Default 0.
 
     Returns:
         Per utterance, up to ``beam`` hypotheses, best first.
@@ -395,6 +480,7 @@ def transducer_beam_search_batched(
     _check_beam(beam)
     valid = checked_lengths(f, lengths, "transducer_beam_search_batched", TRANSDUCER_INPUT)
     batch = f.shape[0]
+    fusion: _Fusion | None = None
     with torch.no_grad():
         live = _start_hypotheses(model, batch, blank, f.device)
         for t in range(f.shape[1]):
@@ -405,12 +491,16 @@ def transducer_beam_search_batched(
             ft = f[:, t].index_select(0, utt_index)  # (N, H_f)
             logits = model.joint(ft[:, None, None, :], live.g[:, None, None, :])  # (N, 1, 1, V)
             logp = torch.log_softmax(logits.reshape(len(live.utt), -1).double(), dim=-1).cpu()
-            extensions = _extend(live, logp, active, beam, blank)
+            if fusion is None:
+                fusion = _Fusion(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
+            extensions = _extend(live, logp, active, beam, blank, fusion)
             live = _advance(model, live, extensions)
+    final = fusion.final if fusion is not None else (lambda _labels: 0.0)
     out: list[list[BeamHypothesis]] = []
     for u in range(batch):
         hyps = [
-            BeamHypothesis(live.labels[i], float(live.scores[i]), float(live.scores[i]))
+            BeamHypothesis(live.labels[i], float(live.scores[i]) + final(live.labels[i]),
+                           float(live.scores[i]))
             for i in live.rows_of(u)
         ]
         hyps.sort(key=lambda h: h.score, reverse=True)
@@ -435,7 +525,8 @@ def _start_hypotheses(
 
 
 def _extend(
-    live: _LiveHypotheses, logp: torch.Tensor, active: list[bool], beam: int, blank: int
+    live: _LiveHypotheses, logp: torch.Tensor, active: list[bool], beam: int, blank: int,
+    fusion: _Fusion,
 ) -> _Extensions:
     """Each active utterance's ``beam`` best one-frame extensions, equal labels merged.
 
@@ -444,19 +535,28 @@ def _extend(
         logp: (N, V) float64 log-probabilities of blank and each label, per live row.
         active: per utterance, whether the frame lies within its length (finished utterances
             carry their hypotheses unchanged).
+        fusion: LM and insertion-bonus scores; extensions are ranked by acoustic + fusion
+            score, and their scores stay acoustic.
     """
     vocab = logp.shape[1]
     out = _Extensions()
+    ranked = logp
+    if fusion.active:  # (N, V): + fusion score of each row's labels and of each next label
+        ranked = logp + torch.from_numpy(
+            np.stack([fusion.row(labels) + fusion.total(labels) for labels in live.labels]))
     for u, is_active in enumerate(active):
         rows = live.rows_of(u)
         if not is_active:
             for i in rows:
                 out.add(u, live.labels[i], float(live.scores[i]), i, -1)
             continue
-        total = (live.scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
+        acoustic = (live.scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
+        total = (live.scores[rows, None] + ranked[rows]).reshape(-1) if fusion.active \
+            else acoustic
         top = torch.topk(total, min(beam, total.numel()))
         merged: dict[tuple[int, ...], int] = {}
-        for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        for score, flat in zip(acoustic[top.indices].tolist(), top.indices.tolist(),
+                               strict=True):
             row, label = rows[flat // vocab], flat % vocab
             labels = live.labels[row] if label == blank else (*live.labels[row], label)
             if labels in merged:

@@ -60,7 +60,7 @@ class DecodeOptions:
 
     Attributes:
         beam: 1 = greedy; K > 1 = beam search keeping K hypotheses.
-        lm: phone n-gram LM for CTC shallow fusion (beam > 1 only).
+        lm: phone n-gram LM for shallow fusion in CTC or transducer beam search (beam > 1).
         lm_weight: weight of the LM log-probability (0 = no LM).
         insertion_bonus: score added per phone with an LM (balances its bias to short outputs).
         transducer_search: which transducer beam search (:class:`TransducerSearch`; a plain
@@ -181,7 +181,8 @@ def _search_ctc(
 
 
 def _search_transducer(
-    model: TransducerAcoustic, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions
+    model: TransducerAcoustic, feats: torch.Tensor, lengths: torch.Tensor, options: DecodeOptions,
+    vocab: list[str],
 ) -> _Searched:
     f, out_lengths = model.encode(feats, lengths)  # (B, T', H), (B,)
     if options.beam == 1:
@@ -194,7 +195,9 @@ def _search_transducer(
         options.transducer_search == TransducerSearch.AUTO and f.shape[1] > _LONG_FRAMES
     )
     search = transducer_beam_search_batched if batched else transducer_beam_search
-    hyps = search(model, f, out_lengths, beam=options.beam)
+    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    hyps = search(model, f, out_lengths, beam=options.beam, lm=lm, lm_weight=options.lm_weight,
+                  insertion_bonus=options.insertion_bonus)
     return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], f, out_lengths)
 
 
@@ -227,7 +230,7 @@ def decode_features(
         if loaded.kind == "ctc":
             found = _search_ctc(model, feats, lengths, options, loaded.vocab)
         else:
-            found = _search_transducer(model, feats, lengths, options)
+            found = _search_transducer(model, feats, lengths, options, loaded.vocab)
         decoded = []
         for b, (labels, score) in enumerate(zip(found.labels, found.scores, strict=True)):
             out = found.outputs[b, : int(found.lengths[b])]  # (T', V) or (T', H)
