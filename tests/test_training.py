@@ -14,9 +14,10 @@ from seqkit.cli.main import app
 from seqkit.data.batching import Batch
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import synthesize_corpus
-from seqkit.errors import OutputExistsError, TrainingError
+from seqkit.errors import ConfigError, OutputExistsError, TrainingError
 from seqkit.models.checkpoint import load_model
 from seqkit.training import load_recipe, train
+from seqkit.training.pretrain import PretrainedTransducerRecipes, train_pretrained_transducer
 
 TINY = """
 [model]
@@ -202,3 +203,52 @@ def test_budget_anneal_lowers_the_lr_as_the_time_budget_runs_out(
     assert len(rates) >= 3
     assert all(later <= earlier for earlier, later in zip(rates, rates[1:], strict=False))
     assert rates[-1] < 0.8 * rates[0] and rates[-1] >= 0.05 * 3e-3 * 0.999
+
+
+def test_pretrained_transducer_starts_from_the_ctc_encoder_and_the_phone_lm(
+    prepared: Path, tmp_path: Path
+) -> None:
+    recipes = PretrainedTransducerRecipes(
+        ctc=_recipe(tmp_path, "ctc", "train.max_epochs=2"),
+        lm=_recipe(tmp_path, "lm", "train.max_epochs=2", "train.max_frames=400"),
+        # a vanishing LR: after one epoch the transducer still holds the pretrained weights
+        transducer=_recipe(tmp_path, "transducer", "train.max_epochs=1", "train.lr=1e-12",
+                           "train.min_lr=0"),
+    )
+    run = tmp_path / "pretrans"
+    summary = train_pretrained_transducer(recipes, prepared, run, max_minutes=5)
+    assert summary.stopped == "max_epochs" and summary.run_dir == run
+    stages = json.loads((run / "pretrain" / "stages.json").read_text())
+    assert list(stages) == ["ctc", "lm", "transducer"]
+    model = torch.load(run / "best.pt", weights_only=True)["model"]
+    for part, source in (("encoder.", "ctc"), ("predictor.", "lm")):
+        pretrained = torch.load(run / "pretrain" / source / "best.pt", weights_only=True)["model"]
+        names = [k for k in pretrained if k.startswith(part)]
+        assert names
+        for name in names:
+            torch.testing.assert_close(model[name], pretrained[name], rtol=0, atol=1e-6)
+    # finished stages are reused on resume; a finished job is not trained again
+    with pytest.raises(OutputExistsError, match="finished"):
+        train_pretrained_transducer(recipes, prepared, run, max_minutes=5, resume=True)
+    with pytest.raises(OutputExistsError, match="not empty"):
+        train_pretrained_transducer(recipes, prepared, run, max_minutes=5)
+
+
+def test_pretrained_transducer_recipes_must_share_encoder_predictor_and_phones(
+    tmp_path: Path,
+) -> None:
+    ctc, lm = _recipe(tmp_path, "ctc"), _recipe(tmp_path, "lm")
+    transducer = _recipe(tmp_path, "transducer")
+    with pytest.raises(ConfigError, match="encoder"):
+        PretrainedTransducerRecipes(_recipe(tmp_path, "ctc", "model.encoder.hidden=48"), lm,
+                                    transducer)
+    with pytest.raises(ConfigError, match="prediction network"):
+        PretrainedTransducerRecipes(ctc, _recipe(tmp_path, "lm", "model.predictor.hidden=48"),
+                                    transducer)
+    with pytest.raises(ConfigError, match="phone sets"):
+        PretrainedTransducerRecipes(ctc, _recipe(tmp_path, "lm", "data.phone_set=61"),
+                                    transducer)
+    with pytest.raises(ConfigError, match="in that order"):
+        PretrainedTransducerRecipes(lm, ctc, transducer)
+    with pytest.raises(ConfigError, match="ctc_share"):
+        PretrainedTransducerRecipes(ctc, lm, transducer, ctc_share=1.0)
