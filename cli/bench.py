@@ -6,8 +6,8 @@ repeats) and reports ``ratio = ours / peer``: below 1 is faster than the peer.
 
 from __future__ import annotations
 
-import importlib
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from seqkit.errors import ConfigError
+from seqkit.bench import ctc_loss, transducer_loss
+from seqkit.bench import decode as decode_bench
+from seqkit.bench import train as train_bench
+from seqkit.cli.formats import TableFormat
+from seqkit.cli.progress import rich_progress
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -24,21 +28,24 @@ app = typer.Typer(
 )
 console = Console()
 
-_Format = Annotated[str, typer.Option("--format", help="table or json.")]
+
+class Device(StrEnum):
+    """Where the loss benchmarks run."""
+
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+_Format = Annotated[TableFormat, typer.Option("--format", help="Print a table or JSON.")]
 _Repeats = Annotated[
     int, typer.Option("--repeats", min=1, help="Timed repeats; the median is kept.")
 ]
-_Device = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
 
-def _render(title: str, rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
+def _render(title: str, rows: list[dict[str, Any]], fmt: TableFormat) -> None:
+    if fmt is TableFormat.json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    if fmt != "table":
-        raise typer.BadParameter(
-            f"unknown format {fmt!r}: choose table or json", param_hint="--format"
-        )
     table = Table(title=title)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     for column in columns:
@@ -56,15 +63,15 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _run(module: str, **kwargs: Any) -> list[dict[str, Any]]:
-    return importlib.import_module(f"seqkit.bench.{module}").run(**kwargs)
-
-
 @app.command(epilog="Example: seqkit bench losses --repeats 5")
-def losses(repeats: _Repeats = 5, device: _Device = "cpu", fmt: _Format = "table") -> None:
+def losses(
+    repeats: _Repeats = 5,
+    device: Annotated[Device, typer.Option("--device", help="Run the losses here.")] = Device.cpu,
+    fmt: _Format = TableFormat.table,
+) -> None:
     """Time CTC and transducer losses (forward + backward) against torch and torchaudio."""
-    rows = _run("ctc_loss", repeats=repeats, device=device)
-    rows += _run("transducer_loss", repeats=repeats, device=device)
+    rows = ctc_loss.run(repeats=repeats, device=device.value)
+    rows += transducer_loss.run(repeats=repeats, device=device.value)
     _render("Losses: ours vs peers (ratio = ours / peer)", rows, fmt)
 
 
@@ -74,15 +81,11 @@ def train(
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
     ] = Path("demo/prepared"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per side.")] = 30,
-    fmt: _Format = "table",
+    fmt: _Format = TableFormat.table,
 ) -> None:
     """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop."""
-    if not (data / "train.jsonl").exists():
-        raise ConfigError(
-            f"{data} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
-            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
-        )
-    rows = _run("train", data_dir=data, steps=steps)
+    with rich_progress(transient=True) as progress:
+        rows = train_bench.run(data_dir=data, steps=steps, progress=progress)
     _render(
         "Training: plain loop frames/s over seqkit's (ratio <= 1.10 = overhead <= 10%)", rows, fmt
     )
@@ -100,8 +103,8 @@ def decode(
         Path | None,
         typer.Option("--transducer", help="Trained transducer run (default: random weights)."),
     ] = None,
-    fmt: _Format = "table",
+    fmt: _Format = TableFormat.table,
 ) -> None:
     """Real-time factor of greedy and beam search (K = 4, 8, 16) for CTC and transducer models."""
-    rows = _run("decode", repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
+    rows = decode_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
     _render("Decoding: real-time factor on this CPU", rows, fmt)

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from seqkit.audio.features import FeatureConfig
+from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
+from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
@@ -83,14 +84,8 @@ def synth(
     Console().print(table)
 
 
-class _FeatureKind(StrEnum):
-    fbank123 = "fbank123"
-    fbank80 = "fbank80"
-
-
-class _SummaryFormat(StrEnum):
-    table = "table"
-    json = "json"
+# The choices --help shows: the feature kinds the library knows, listed once in seqkit.audio.
+FeatureKind = StrEnum("FeatureKind", {kind: kind for kind in FEATURE_KINDS})
 
 
 @app.command(
@@ -106,13 +101,13 @@ def prepare(
     ],
     out: Annotated[Path, typer.Argument(help="Directory to create with the manifests and stats.")],
     features: Annotated[
-        _FeatureKind,
+        FeatureKind,
         typer.Option(
             help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
             "fbank80 = plain 80 log-mel.",
             rich_help_panel="Features",
         ),
-    ] = _FeatureKind.fbank123,
+    ] = FeatureKind.fbank123,
     skip_bad: Annotated[
         bool,
         typer.Option(
@@ -126,11 +121,11 @@ def prepare(
         bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
     ] = False,
     output_format: Annotated[
-        _SummaryFormat,
+        TableFormat,
         typer.Option(
             "--format", help="Print the summary as a table or as JSON.", rich_help_panel="Runtime"
         ),
-    ] = _SummaryFormat.table,
+    ] = TableFormat.table,
 ) -> None:
     """Check a TIMIT-layout corpus and write train/dev/test manifests and feature statistics.
 
@@ -139,7 +134,7 @@ def prepare(
     are left out. OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization
     statistics on train), written in full or not at all.
     """
-    with rich_progress(transient=output_format is _SummaryFormat.json) as progress:
+    with rich_progress(transient=output_format is TableFormat.json) as progress:
         summary = prepare_corpus(
             corpus,
             out,
@@ -148,7 +143,7 @@ def prepare(
             force=force,
             progress=progress,
         )
-    if output_format is _SummaryFormat.json:
+    if output_format is TableFormat.json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
         return
     table = Table(

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from seqkit.atomic import write_atomic
+from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.cli.search import (
     BeamOpt,
@@ -27,8 +28,6 @@ from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import TransducerSearch, audio_files, recognize_files
 from seqkit.decoding.results import Hypothesis, PhoneSegment, RecognitionResult, fold_segments
 from seqkit.errors import ConfigError
-
-USER_ERROR = 2
 
 console = Console(soft_wrap=True)
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.cli.search import (
     BeamOpt,
@@ -42,8 +43,6 @@ class ReportFormat(StrEnum):
 
     TABLE = "table"  # rich tables
     JSON = "json"  # the whole report on stdout
-
-USER_ERROR = 2
 
 console = Console(soft_wrap=True)
 

@@ -7,7 +7,6 @@ and exit code 2 (a traceback with ``--debug``).
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 
 import typer
@@ -15,10 +14,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import seqkit
+from seqkit.cli import bench, data, decode, demo, evaluate, recipes, train
+from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.progress import err_console
 from seqkit.errors import SeqkitError
-
-USER_ERROR = 2
 
 
 class _SeqkitGroup(TyperGroup):
@@ -68,28 +67,13 @@ def _root(
     ctx.obj = {"debug": debug}
 
 
-# Command groups: (module under cli/, group name or None for a single top-level command).
-_GROUPS = (
-    ("data", "data"),
-    ("train", None),
-    ("recipes", None),
-    ("decode", None),
-    ("evaluate", None),
-    ("bench", "bench"),
-    ("demo", None),
-)
-
-for _module_name, _group in _GROUPS:
-    try:
-        _module = importlib.import_module(f"seqkit.cli.{_module_name}")
-    except ModuleNotFoundError as _err:
-        if _err.name != f"seqkit.cli.{_module_name}":
-            raise
-        continue
-    if _group is None:
-        _module.register(app)
-    else:
-        app.add_typer(_module.app, name=_group)
+app.add_typer(data.app, name="data")
+train.register(app)
+recipes.register(app)
+decode.register(app)
+evaluate.register(app)
+app.add_typer(bench.app, name="bench")
+demo.register(app)
 
 
 def main() -> None:

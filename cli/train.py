@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from seqkit.cli.exits import INTERRUPTED
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
@@ -109,7 +110,7 @@ def train_command(
     if summary.stopped == "interrupted":
         err_console.print(f"interrupted: wrote {out / 'last.pt'}; continue with --resume",
                           highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED)
 
 
 def register(app: typer.Typer) -> None:

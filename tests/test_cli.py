@@ -59,3 +59,18 @@ def test_demo_rejects_an_unknown_model_before_doing_any_work(tmp_path) -> None:
     assert result.exit_code == 2
     assert "'hmm' is not one of 'ctc'" in result.output and "'transducer'" in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_bench_train_without_a_prepared_corpus_is_one_line_and_exit_2(tmp_path) -> None:
+    result = runner.invoke(app, ["bench", "train", "--data", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is not a prepared corpus" in lines[0], result.output
+
+
+@pytest.mark.parametrize("command", [["bench", "losses"], ["data", "prepare", "c", "o"],
+                                     ["recipes"]], ids=" ".join)
+def test_an_unknown_format_is_refused_with_the_choices(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--format", "yaml"], terminal_width=200)
+    assert result.exit_code == 2
+    assert "table" in result.output and "json" in result.output

@@ -19,6 +19,7 @@ import torch
 
 from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, load_split
+from seqkit.errors import CorpusError
 from seqkit.models import build_model
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe, read_run_log, train
@@ -82,8 +83,16 @@ def run(
     Returns:
         One row per recipe: ``recipe``, ``ours_frames_per_s``, ``plain_frames_per_s``,
         ``ratio`` (plain / ours; <= 1.10 is the target), ``steps``.
+
+    Raises:
+        CorpusError: ``data_dir`` holds no prepared corpus.
     """
     data_dir = Path(data_dir)
+    if not (data_dir / "train.jsonl").is_file():
+        raise CorpusError(
+            f"{data_dir} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
+            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
+        )
     rows: list[dict[str, Any]] = []
     for n, path in enumerate(recipes):
         recipe = load_recipe(path)

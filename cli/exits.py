@@ -1,0 +1,4 @@
+"""Exit codes of the ``seqkit`` command, named once."""
+
+USER_ERROR = 2  # a SeqkitError: input the user can fix (click also exits 2 on a bad option)
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after writing what lets --resume continue
