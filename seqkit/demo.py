@@ -106,7 +106,8 @@ class TrainingFacts:
 
     Attributes:
         minutes: the budget it was given.
-        train_seconds: wall-clock seconds of its epochs (training and dev evaluation).
+        train_seconds: wall-clock seconds of training: this invocation's (a last, unfinished
+            epoch included) plus the completed epochs of the invocations it resumed.
         epochs: epochs completed.
         best_epoch: epoch of ``best.pt``.
         best_dev_per_pct: dev PER of ``best.pt`` in %.
@@ -321,7 +322,9 @@ def _ensure_trained(
         cached = TrainingFacts(**state.get("trained", {})[options.model])
     except (KeyError, TypeError):  # not trained yet, or by an older demo
         cached = None
-    if cached and cached.minutes >= options.minutes and (run_dir / "best.pt").exists():
+    # best.pt, or last.pt when the budget ran out inside the first epoch
+    trained = any((run_dir / name).exists() for name in ("best.pt", "last.pt"))
+    if cached and cached.minutes >= options.minutes and trained:
         say(f"reusing trained model {run_dir}")
         return cached
     # resume only a run this demo started on this corpus; anything else starts over
@@ -351,7 +354,7 @@ def _train(
     options: DemoOptions, run_dir: Path, resume: bool, say: Callable[[str], None],
     progress: ProgressFn | None, log: LogFn | None,
 ) -> tuple[TrainSummary, float]:
-    """Train the demo's model within the budget: the summary and the epoch seconds spent."""
+    """Train the demo's model within the budget: the summary and the training seconds spent."""
     prepared = Path(options.out) / "prepared"
     seed = [f"train.seed={options.seed}"]
     if options.model == DemoModel.transducer:
@@ -363,12 +366,14 @@ def _train(
             recipes, prepared, run_dir, max_minutes=options.minutes, resume=resume,
             force=not resume, progress=progress, log=log, stage=say)
         return summary, epoch_seconds(run_dir)
-    budget = options.minutes - (read_run_log(run_dir).epoch_seconds / 60.0 if resume else 0.0)
+    spent = read_run_log(run_dir).epoch_seconds if resume else 0.0  # earlier invocations
+    budget = options.minutes - spent / 60.0
     say(f"{'resuming' if resume else 'training'} {options.model} → {run_dir} "
         f"({max(budget, 0.0):.1f} min budget)")
     summary = train(load_recipe(MODELS[options.model], seed), prepared, run_dir, resume=resume,
                     force=not resume, max_minutes=max(budget, 0.05), progress=progress, log=log)
-    return summary, sum(e.seconds for e in summary.epochs)
+    # this invocation's wall clock: a last epoch cut short by the budget counts too
+    return summary, spent + summary.seconds
 
 
 def _evaluate_headline(

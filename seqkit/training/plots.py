@@ -10,7 +10,10 @@ from seqkit.training.runlog import EpochRecord
 
 
 def plot_curves(epochs: list[EpochRecord], path: Path) -> None:
-    """Train/dev loss and dev PER by epoch as a PNG (matplotlib Agg), written atomically."""
+    """Train/dev loss and dev PER by epoch as a PNG (matplotlib Agg), written atomically.
+
+    With no completed epoch the picture says so (a run stopped inside its first epoch).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -26,5 +29,7 @@ def plot_curves(epochs: list[EpochRecord], path: Path) -> None:
     if any(p is not None for p in pers):
         ax_per.plot(numbers, [p if p is not None else math.nan for p in pers], "o-", color="C2")
     ax_per.set(xlabel="epoch", ylabel="PER % (39 phones)", title="dev PER")
+    if not epochs:
+        ax_loss.text(0.5, 0.5, "no epoch completed yet", ha="center", transform=ax_loss.transAxes)
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))

@@ -237,6 +237,7 @@ def _run_epochs(run: _Run, max_epochs: int) -> str:
             stopped = _train_epoch(run)
             if stopped is not None:
                 _save(run, LAST)  # stopped mid-epoch: last.pt keeps the position
+                _plot(run)  # so that a run cut short in epoch 1 still has its curves.png
                 return stopped
             if _end_epoch(run):
                 return "early_stopping"
@@ -326,8 +327,7 @@ def _end_epoch(run: _Run) -> bool:
     _save(run, LAST)
     if improved:
         _save(run, BEST)
-    if ctx.is_main:
-        plot_curves(state.history, run.run_dir / "curves.png")
+    _plot(run)
     return bool(t.patience and state.epochs_since_best >= t.patience)
 
 
@@ -561,6 +561,11 @@ def _emit(run: _Run, record: Record) -> None:
         append_record(run.run_dir, record)
         if run.log is not None:
             run.log(record)
+
+
+def _plot(run: _Run) -> None:
+    if run.ctx.is_main:
+        plot_curves(run.state.history, run.run_dir / "curves.png")
 
 
 def _save(run: _Run, name: str) -> None:
