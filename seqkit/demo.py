@@ -106,8 +106,9 @@ class TrainingFacts:
 
     Attributes:
         minutes: the budget it was given.
-        train_seconds: wall-clock seconds of training: this invocation's (a last, unfinished
-            epoch included) plus the completed epochs of the invocations it resumed.
+        train_seconds: wall-clock seconds of training. CTC: this invocation's (a last epoch cut
+            short by the budget included) plus the completed epochs of those it resumed; the
+            pretrained transducer: the epochs of its three stages.
         epochs: epochs completed.
         best_epoch: epoch of ``best.pt``.
         best_dev_per_pct: dev PER of ``best.pt`` in %.
