@@ -15,6 +15,7 @@ from rich.table import Table
 from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
+from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 
@@ -133,6 +134,10 @@ def prepare(
     (train = TRAIN/, dev = the 50 dev speakers, test = the 24 core test speakers); SA sentences
     are left out. OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization
     statistics on train), written in full or not at all.
+
+    The NLTK TIMIT sample (CORPUS = nltk_data/corpora/timit, or `seqkit data download
+    nltk-timit`) goes to test in full: its speakers are TIMIT training speakers, so it scores
+    models not trained on TIMIT (`seqkit evaluate RUN --data OUT`).
     """
     with rich_progress(transient=output_format is TableFormat.json) as progress:
         summary = prepare_corpus(
@@ -161,8 +166,61 @@ def prepare(
         )
     console = Console()
     console.print(table)
+    if summary.note:
+        console.print(summary.note, highlight=False)
+    if summary.clamped:
+        console.print(
+            f"clamped {summary.clamped} last boundary(ies) to the end of the audio "
+            "(at most 10 ms past it)",
+            highlight=False,
+        )
     if skip_bad:
         console.print(
             f"skipped {len(summary.skipped)} utterance(s): see {summary.out_dir / 'skipped.json'}",
             highlight=False,
         )
+
+
+class _Download(StrEnum):
+    nltk_timit = "nltk-timit"
+
+
+@app.command(
+    "download",
+    epilog="Example: seqkit data download nltk-timit nltk_timit && "
+    "seqkit data prepare nltk_timit prepared_nltk && "
+    "seqkit evaluate demo/run-ctc --data prepared_nltk",
+)
+def download(
+    corpus: Annotated[
+        _Download,
+        typer.Argument(help="nltk-timit = NLTK's TIMIT sample (16 speakers, CC BY-NC-SA)."),
+    ],
+    out: Annotated[Path, typer.Argument(help="Corpus directory to create.")],
+    url: Annotated[
+        str, typer.Option(help="Where to download the zip from.", rich_help_panel="Source")
+    ] = NLTK_TIMIT_URL,
+    from_zip: Annotated[
+        Path | None,
+        typer.Option(
+            help="Unpack this already downloaded zip instead of downloading.",
+            rich_help_panel="Source",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
+    ] = False,
+) -> None:
+    """Download a free corpus and unpack it where `seqkit data prepare` reads it.
+
+    nltk-timit: the TIMIT sample NLTK distributes (`nltk.download('timit')`), 160 real
+    utterances of 16 TIMIT training speakers. `seqkit data prepare` puts all of it in the test
+    split: it measures how a model trained elsewhere (the synthesized demo) does on people.
+    """
+    if from_zip is not None:
+        path = unpack_nltk_timit(from_zip, out, force=force)
+    else:
+        with rich_progress() as progress:
+            path = download_nltk_timit(out, url=url, force=force, progress=progress)
+    Console().print(f"{corpus.value} → {path}; next: seqkit data prepare {path} PREPARED",
+                    highlight=False)

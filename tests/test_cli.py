@@ -13,6 +13,7 @@ runner = CliRunner()
 COMMANDS = [
     ["data", "synth"],
     ["data", "prepare"],
+    ["data", "download"],
     ["train"],
     ["decode"],
     ["evaluate"],

@@ -14,7 +14,7 @@ import torch
 from seqkit.audio import FeatureConfig, compute_features, compute_stats, load_audio, read_stats
 from seqkit.data.manifest import Utterance, read_manifest, write_manifest
 from seqkit.data.prepare import prepare_corpus
-from seqkit.data.timit import find_utterances, read_utterance, split_utterances
+from seqkit.data.timit import CLAMP_SAMPLES, find_utterances, read_utterance, split_utterances
 from seqkit.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from seqkit.errors import AudioError, CorpusError, OutputExistsError
 
@@ -211,7 +211,7 @@ def _break_label(corpus: Path) -> Path:
 
 def _break_past_end(corpus: Path) -> Path:
     path = _files(corpus, "MDAB0", "SX13", "PHN")
-    _write_segments(path, [*PHN[:-1], (4000, N + 10, "h#")])
+    _write_segments(path, [*PHN[:-1], (4000, N + CLAMP_SAMPLES + 1, "h#")])  # clamped up to it
     return path
 
 
@@ -323,8 +323,9 @@ def test_failed_forced_prepare_keeps_the_previous_output(tmp_path):
 def test_read_utterance_returns_the_loaded_audio(tmp_path):
     corpus = make_corpus(tmp_path / "timit", upper=False)
     files = [f for f in find_utterances(corpus) if f.id == "FCJF0_SX13"][0]
-    utterance, wave = read_utterance(files)
+    utterance, wave, clamped = read_utterance(files)
     assert wave.shape == (utterance.samples,) and wave.dtype == torch.float32
+    assert clamped == 0
     assert utterance.phone_labels == ["h#", "sh", "iy", "q", "h#"]
 
 

@@ -4,7 +4,11 @@ Output directory::
 
     train.jsonl  dev.jsonl  test.jsonl   manifests (seqkit.data.manifest)
     stats.json                           global CMVN statistics on train + the FeatureConfig
+                                         (none for an evaluation-only corpus: nothing to train)
     skipped.json                         with skip_bad only: each skipped utterance and why
+
+An evaluation-only corpus (the NLTK TIMIT sample: TIMIT training speakers, all in test) gets
+empty train and dev manifests; models trained elsewhere are scored on its test split.
 
 Everything is built in a hidden temp directory beside the output and renamed into place at the
 end, so an error or an interrupt never leaves a partial output behind.
@@ -24,6 +28,7 @@ import torch
 from seqkit.atomic import check_output_dir, staged_dir, write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
+    FeatureStats,
     compute_features,
     compute_stats,
     one_torch_thread,
@@ -31,6 +36,7 @@ from seqkit.audio.features import (
 )
 from seqkit.data.manifest import Utterance, write_manifest
 from seqkit.data.timit import (
+    NLTK_SAMPLE_PART,
     SPLITS,
     UtteranceFiles,
     find_utterances,
@@ -100,6 +106,9 @@ class PrepareSummary:
         splits: per-split summaries, in train / dev / test order.
         skipped: utterances left out (empty unless ``skip_bad``).
         stats_frames: train frames the normalization statistics were computed on.
+        clamped: last boundaries moved back to the end of the audio (see
+            :data:`seqkit.data.timit.CLAMP_SAMPLES`).
+        note: a sentence about the corpus for the reader ("" when there is nothing to say).
     """
 
     corpus_dir: Path
@@ -108,6 +117,8 @@ class PrepareSummary:
     splits: tuple[SplitSummary, ...]
     skipped: tuple[SkippedUtterance, ...] = field(default=())
     stats_frames: int = 0
+    clamped: int = 0
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (what ``seqkit data prepare --format json`` prints)."""
@@ -118,6 +129,8 @@ class PrepareSummary:
             "splits": [s.to_dict() for s in self.splits],
             "skipped": [s.to_dict() for s in self.skipped],
             "stats_frames": self.stats_frames,
+            "clamped_boundaries": self.clamped,
+            "note": self.note,
         }
 
 
@@ -143,10 +156,12 @@ def prepare_corpus(
     """Read and check a TIMIT-layout corpus; write manifests and train feature statistics.
 
     Splits come from the corpus's ``splits.json`` or TIMIT's standard lists (see
-    :func:`seqkit.data.timit.split_utterances`); SA sentences are left out.
+    :func:`seqkit.data.timit.split_utterances`); SA sentences are left out. The NLTK TIMIT sample
+    goes to test in full and gets no ``stats.json`` (see the module docstring).
 
     Args:
-        corpus_dir: root of a real TIMIT copy (any name case) or of ``seqkit data synth`` output.
+        corpus_dir: root of a real TIMIT copy (any name case), of the NLTK TIMIT sample
+            (``nltk_data/corpora/timit``) or of ``seqkit data synth`` output.
         out_dir: directory to create with ``train.jsonl``, ``dev.jsonl``, ``test.jsonl``,
             ``stats.json`` (and ``skipped.json`` with ``skip_bad``).
         features: front end the statistics are computed with. Default: 123-dim fbank.
@@ -187,16 +202,19 @@ def _prepare_into(
     progress: ProgressFn | None,
 ) -> PrepareSummary:
     skipped: list[SkippedUtterance] = []
+    clamped = 0
 
     def read_split(name: str) -> Iterator[tuple[Utterance, torch.Tensor | None]]:
         """Good utterances of a split, with their features for train (None otherwise)."""
+        nonlocal clamped
         files = splits[name]
         description = f"{name}: reading{' + features' if name == 'train' else ''}"
         if progress is not None:
             progress(description, 0, len(files))
         for done, utt_files in enumerate(files, start=1):
             try:
-                utterance, wave = read_utterance(utt_files)
+                utterance, wave, moved = read_utterance(utt_files)
+                clamped += moved
                 feats = _features(utterance, wave, features) if name == "train" else None
             except (CorpusError, AudioError) as err:
                 if not skip_bad:
@@ -216,9 +234,46 @@ def _prepare_into(
             assert feats is not None  # read_split computes them for train
             yield feats
 
+    evaluation_only = not splits["train"] and any(
+        u.part == NLTK_SAMPLE_PART for u in splits["test"]
+    )
+    stats = None if evaluation_only else _train_stats(corpus, train_features(), skipped, manifests)
+    for name in ("dev", "test"):
+        manifests[name] = [utterance for utterance, _ in read_split(name)]
+    summaries = []
+    for name in SPLITS:
+        write_manifest(tmp / f"{name}.jsonl", manifests[name])
+        summaries.append(_summarize(name, manifests[name]))
+    if stats is not None:
+        write_stats(tmp / "stats.json", features, stats)
+    if skip_bad:
+        _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
+    note = (
+        "NLTK TIMIT sample: every utterance is in test (its speakers are TIMIT training "
+        "speakers): an evaluation set for models not trained on TIMIT; no stats.json"
+        if evaluation_only else ""
+    )
+    return PrepareSummary(
+        corpus_dir=corpus.resolve(),
+        out_dir=out.resolve(),
+        features=features,
+        splits=tuple(summaries),
+        skipped=tuple(skipped),
+        stats_frames=stats.frames if stats is not None else 0,
+        clamped=clamped,
+        note=note,
+    )
+
+
+def _train_stats(
+    corpus: Path,
+    feature_stream: Iterator[torch.Tensor],
+    skipped: list[SkippedUtterance],
+    manifests: dict[str, list[Utterance]],
+) -> FeatureStats:
+    """Normalization statistics of the train features (streamed: one utterance at a time)."""
     try:
-        # Streamed: one utterance's features in memory at a time.
-        stats = compute_stats(train_features())
+        return compute_stats(feature_stream)
     except ConfigError:
         if manifests["train"]:
             raise
@@ -227,23 +282,6 @@ def _prepare_into(
             f"{corpus}: no usable train utterance: all {len(skipped)} failed their checks "
             f"(first: {first}); fix the corpus or synthesize it again"
         ) from None
-    for name in ("dev", "test"):
-        manifests[name] = [utterance for utterance, _ in read_split(name)]
-    summaries = []
-    for name in SPLITS:
-        write_manifest(tmp / f"{name}.jsonl", manifests[name])
-        summaries.append(_summarize(name, manifests[name]))
-    write_stats(tmp / "stats.json", features, stats)
-    if skip_bad:
-        _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
-    return PrepareSummary(
-        corpus_dir=corpus.resolve(),
-        out_dir=out.resolve(),
-        features=features,
-        splits=tuple(summaries),
-        skipped=tuple(skipped),
-        stats_frames=stats.frames,
-    )
 
 
 def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Reader for corpora in TIMIT's layout: real TIMIT (LDC93S1) and ``seqkit data synth`` output.
+"""Reader for corpora in TIMIT's layout: real TIMIT (LDC93S1), the NLTK TIMIT sample and
+``seqkit data synth`` output.
 
 Layout: ``<root>/{TRAIN,TEST}/DR1..DR8/<SPEAKER>/<SENTENCE>.{WAV,PHN,WRD,TXT}``, where ``.WAV``
 is audio (NIST SPHERE in TIMIT; anything soundfile reads is accepted), ``.PHN`` and ``.WRD`` hold
@@ -10,6 +11,14 @@ Splits: a ``splits.json`` at the root (``{"train": [speakers], "dev": [...], "te
 when there is one, as the synthesized corpus has; otherwise TIMIT's standard split: train = every
 TRAIN/ speaker, dev = the 50-speaker dev set, test = the 24-speaker core test set
 (:mod:`seqkit.data.timit_speakers`). The SA dialect sentences are left out of every split.
+
+The NLTK TIMIT sample (``nltk.download('timit')``, 16 speakers) is laid out flat instead:
+``<root>/<dr>-<speaker>/<sentence>.{wav,phn,wrd,txt}`` with ``spkrinfo.txt`` beside the speaker
+folders. Its speakers are TIMIT *training* speakers, so all of it goes to the test split: it is
+an evaluation set for models not trained on TIMIT.
+
+Real transcriptions have small defects: a last boundary a few samples past the end of the audio
+is clamped to the end and counted (:data:`CLAMP_SAMPLES`); anything else out of place is refused.
 """
 
 from __future__ import annotations
@@ -38,14 +47,21 @@ from seqkit.errors import AudioError, CorpusError
 SPLITS = ("train", "dev", "test")
 SPLITS_FILE = "splits.json"
 _PARTS = ("TRAIN", "TEST")
+# The part of every utterance of the NLTK sample (they all go to the test split).
+NLTK_SAMPLE_PART = "NLTK"
 _DIALECT_DIR = re.compile(r"^dr[1-8]$", re.IGNORECASE)
+_NLTK_SPEAKER_DIR = re.compile(r"^(dr[1-8])-([a-z]{4}[0-9])$", re.IGNORECASE)
+# A last .PHN/.WRD boundary at most this many samples past the end of the audio is clamped to the
+# end: 10 ms, one feature frame, less than any phone, so no frame changes its label. Further out,
+# the transcription and the audio do not belong together.
+CLAMP_SAMPLES = 160
 # <SENTENCE>.<EXT>; names with more dots (e.g. a converted "SA1.WAV.wav") are not ours.
 _UTTERANCE_FILE = re.compile(r"^([A-Za-z0-9_-]+)\.(wav|phn|wrd|txt)$", re.IGNORECASE)
 _PHONES = frozenset(PHONES_61)
 
 _NOT_A_CORPUS = (
     "{root} is not a TIMIT corpus: expected TRAIN/ and TEST/ with DR1..DR8 speaker folders, "
-    "or a splits.json; run `seqkit data synth` to make one"
+    "NLTK's <dr>-<speaker> folders, or a splits.json; run `seqkit data synth` to make one"
 )
 
 
@@ -54,7 +70,7 @@ class UtteranceFiles:
     """The files of one utterance found in the corpus (None where a file is missing).
 
     Attributes:
-        part: the corpus part it sits in, ``TRAIN`` or ``TEST``.
+        part: the corpus part it sits in, ``TRAIN`` or ``TEST`` (``NLTK`` for the NLTK sample).
         dialect: ``DR1`` .. ``DR8``.
         speaker: speaker id, upper case.
         sentence: sentence id, upper case (``SA1``, ``SX23``, ``SI1027``, ...).
@@ -92,11 +108,12 @@ def _subdirs(path: Path) -> list[Path]:
 
 
 def find_utterances(corpus_dir: str | os.PathLike[str]) -> list[UtteranceFiles]:
-    """All utterances under ``TRAIN|TEST/DR*/<SPEAKER>/`` (any name case), in a stable order.
+    """All utterances under ``TRAIN|TEST/DR*/<SPEAKER>/`` (any name case), or under the NLTK
+    sample's ``<dr>-<speaker>/`` folders, in a stable order.
 
     Raises:
-        CorpusError: ``corpus_dir`` is not a directory or has no TRAIN/ or TEST/ folder with
-            dialect-region folders.
+        CorpusError: ``corpus_dir`` is not a directory or has neither TRAIN/ or TEST/ folders with
+            dialect-region folders nor NLTK sample speaker folders.
     """
     root = Path(corpus_dir)
     if not root.is_dir():
@@ -104,6 +121,11 @@ def find_utterances(corpus_dir: str | os.PathLike[str]) -> list[UtteranceFiles]:
     found: list[UtteranceFiles] = []
     saw_part = False
     for part_dir in _subdirs(root):
+        nltk = _NLTK_SPEAKER_DIR.match(part_dir.name)
+        if nltk is not None:
+            saw_part = True
+            found.extend(_speaker_utterances(NLTK_SAMPLE_PART, nltk.group(1).upper(), part_dir))
+            continue
         part = part_dir.name.upper()
         if part not in _PARTS:
             continue
@@ -114,14 +136,18 @@ def find_utterances(corpus_dir: str | os.PathLike[str]) -> list[UtteranceFiles]:
             for speaker_dir in _subdirs(dialect_dir):
                 found.extend(_speaker_utterances(part, dialect_dir.name.upper(), speaker_dir))
     if not saw_part:
-        nested = [
-            d for d in _subdirs(root)
-            if any(p.is_dir() and p.name.upper() in _PARTS for p in d.iterdir())
-        ]
-        hint = f" (did you mean {nested[0]}?)" if nested else ""
-        raise CorpusError(_NOT_A_CORPUS.format(root=root) + hint)
+        raise CorpusError(_NOT_A_CORPUS.format(root=root) + _nested_hint(root))
     found.sort(key=lambda u: (u.part, u.dialect, u.speaker, u.sentence))
     return found
+
+
+def _nested_hint(root: Path) -> str:
+    """`` (did you mean ROOT/x?)`` when a folder one level down holds a corpus, else ``""``."""
+    for d in _subdirs(root):
+        for p in d.iterdir():
+            if p.is_dir() and (p.name.upper() in _PARTS or _NLTK_SPEAKER_DIR.match(p.name)):
+                return f" (did you mean {d}?)"
+    return ""
 
 
 def _speaker_utterances(part: str, dialect: str, speaker_dir: Path) -> list[UtteranceFiles]:
@@ -132,7 +158,8 @@ def _speaker_utterances(part: str, dialect: str, speaker_dir: Path) -> list[Utte
             continue
         sentence, ext = match.group(1).upper(), match.group(2).lower()
         by_sentence.setdefault(sentence, {})[ext] = path
-    speaker = normalize_speaker(speaker_dir.name)
+    nltk = _NLTK_SPEAKER_DIR.match(speaker_dir.name)
+    speaker = normalize_speaker(nltk.group(2) if nltk else speaker_dir.name)
     return [
         UtteranceFiles(
             part=part,
@@ -200,6 +227,7 @@ def split_utterances(
 
     With a ``splits.json`` in ``corpus_dir`` its speaker lists decide; otherwise TIMIT's standard
     split does (train = TRAIN/, dev = 50 dev speakers, test = 24 core test speakers, from TEST/).
+    Every utterance of the NLTK sample goes to test: its speakers are TIMIT training speakers.
 
     Returns:
         ``{"train": [...], "dev": [...], "test": [...]}``, each in the input's order.
@@ -211,6 +239,9 @@ def split_utterances(
     root = Path(corpus_dir)
     kept = [u for u in utterances if not u.is_dialect_sentence]
     out: dict[str, list[UtteranceFiles]] = {name: [] for name in SPLITS}
+    if kept and all(u.part == NLTK_SAMPLE_PART for u in kept):
+        out["test"] = kept
+        return out
     splits_file = _find_splits_file(root)
     if splits_file is not None:
         splits = read_splits_file(splits_file)
@@ -280,8 +311,20 @@ def _parse_segments(path: Path, what: str) -> list[tuple[int, int, int, str]]:
     return out
 
 
-def _read_phones(path: Path, samples: int) -> tuple[Segment, ...]:
-    rows = _parse_segments(path, "phone")
+def _clamp_last(
+    rows: list[tuple[int, int, int, str]], samples: int
+) -> tuple[list[tuple[int, int, int, str]], int]:
+    """``rows`` with a last end at most :data:`CLAMP_SAMPLES` past ``samples`` moved to
+    ``samples``, and how many ends moved (0 or 1)."""
+    if rows:
+        number, start, end, label = rows[-1]
+        if samples < end <= samples + CLAMP_SAMPLES and start < samples:
+            return [*rows[:-1], (number, start, samples, label)], 1
+    return rows, 0
+
+
+def _read_phones(path: Path, samples: int) -> tuple[tuple[Segment, ...], int]:
+    rows, clamped = _clamp_last(_parse_segments(path, "phone"), samples)
     if not rows:
         raise CorpusError(
             f"{path} has no phone segments: expected '<start> <end> <phone>' lines covering the "
@@ -305,24 +348,25 @@ def _read_phones(path: Path, samples: int) -> tuple[Segment, ...]:
         if end > samples:
             raise CorpusError(
                 f"{path}:{number}: segment ends at sample {end}, past the end of the audio "
-                f"({samples} samples): expected boundaries within the audio; fix the boundary "
-                "or the audio file"
+                f"({samples} samples, {CLAMP_SAMPLES} more are clamped at the last boundary): "
+                "expected boundaries within the audio; fix the boundary or the audio file"
             )
         phones.append((start, end, phone))
         previous_end = end
-    return tuple(phones)
+    return tuple(phones), clamped
 
 
-def _read_words(path: Path, samples: int) -> tuple[Segment, ...]:
+def _read_words(path: Path, samples: int) -> tuple[tuple[Segment, ...], int]:
+    rows, clamped = _clamp_last(_parse_segments(path, "word"), samples)
     words: list[Segment] = []
-    for number, start, end, word in _parse_segments(path, "word"):
+    for number, start, end, word in rows:
         if not 0 <= start <= end <= samples:
             raise CorpusError(
                 f"{path}:{number}: word boundaries {start} {end} are outside the audio "
                 f"(0..{samples} samples) or reversed: fix the boundaries"
             )
         words.append((start, end, word))
-    return tuple(words)
+    return tuple(words), clamped
 
 
 def _read_text(path: Path) -> str:
@@ -335,19 +379,21 @@ def _read_text(path: Path) -> str:
     return lines[0][1]
 
 
-def read_utterance(files: UtteranceFiles) -> tuple[Utterance, torch.Tensor]:
+def read_utterance(files: UtteranceFiles) -> tuple[Utterance, torch.Tensor, int]:
     """Read, check and load one utterance.
 
     Args:
         files: an utterance from :func:`find_utterances`.
 
     Returns:
-        The manifest entry (61-phone labels, lower case) and its waveform, (N,) float32 at
-        16 kHz with N = ``utterance.samples``.
+        The manifest entry (61-phone labels, lower case), its waveform, (N,) float32 at
+        16 kHz with N = ``utterance.samples``, and how many last boundaries (.PHN, .WRD; 0-2)
+        were clamped to the end of the audio.
 
     Raises:
         CorpusError: the .PHN file is missing, empty or malformed; a label is not one of the 61;
-            boundaries are not monotone or run past the end of the audio; the audio is not
+            boundaries are not monotone or run past the end of the audio (more than
+            :data:`CLAMP_SAMPLES` for the last one); the audio is not
             16 kHz.
         AudioError: the audio file is missing, unreadable, not audio or empty.
     """
@@ -372,8 +418,8 @@ def read_utterance(files: UtteranceFiles) -> tuple[Utterance, torch.Tensor]:
             ".PHN/.WRD boundaries count 16 kHz samples; resample the corpus to 16 kHz"
         )
     samples = int(wave.numel())
-    phones = _read_phones(files.phn, samples)
-    words = _read_words(files.wrd, samples) if files.wrd is not None else ()
+    phones, clamped = _read_phones(files.phn, samples)
+    words, clamped_words = _read_words(files.wrd, samples) if files.wrd is not None else ((), 0)
     text = _read_text(files.txt) if files.txt is not None else " ".join(w for _, _, w in words)
     utterance = Utterance(
         id=files.id,
@@ -386,4 +432,4 @@ def read_utterance(files: UtteranceFiles) -> tuple[Utterance, torch.Tensor]:
         words=words,
         text=text,
     )
-    return utterance, wave
+    return utterance, wave, clamped + clamped_words
