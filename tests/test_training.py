@@ -101,7 +101,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
     prepared: Path, tmp_path: Path
 ) -> None:
     knobs = ("train.max_frames=900", "train.weight_noise=0.01", "train.spec_augment=true",
-             "model.encoder.dropout=0.0", "train.warmup_steps=3")
+             "model.encoder.dropout=0.0", "train.warmup_steps=3", "train.vtlp=0.1",
+             "train.speed_perturb=0.1", "train.channel_db=6", "train.lowpass_probability=0.5")
     full = train(_recipe(tmp_path, "ctc", *knobs), prepared, tmp_path / "full", max_epochs=2)
     steps_per_epoch = full.steps // 2
     assert steps_per_epoch >= 2

@@ -154,7 +154,15 @@ def compute_features(wave: torch.Tensor, config: FeatureConfig | None = None) ->
     )  # (T, n_mels [+1])
     if config.kind == "fbank80":
         return fbank.contiguous()
-    static = fbank.T  # (F0, T): compute_deltas runs along the last axis
+    return add_deltas(fbank, config)
+
+
+def add_deltas(static: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """(T, F0) static features -> (T, F) the features of ``config``: with Δ and ΔΔ appended for
+    fbank123 (F = 3 * F0), unchanged for fbank80."""
+    if config.kind == "fbank80":
+        return static.contiguous()
+    static = static.T  # (F0, T): compute_deltas runs along the last axis
     delta = AF.compute_deltas(static, win_length=2 * config.delta_window + 1)
     delta2 = AF.compute_deltas(delta, win_length=2 * config.delta_window + 1)
     return torch.cat([static, delta, delta2], dim=0).T.contiguous()  # (T, 3 * F0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqkit.audio.features import FeatureConfig
+from seqkit.audio.perturb import Perturbation
 from seqkit.config_schema import apply_overrides, build, to_plain
 from seqkit.data.phones import PHONE_SETS
 from seqkit.errors import ConfigError
@@ -75,6 +76,12 @@ class TrainConfig:
         freq_width: SpecAugment maximum frequency mask width (feature dims).
         time_masks: SpecAugment time masks per utterance.
         time_width: SpecAugment maximum time mask width (frames).
+        vtlp: vocal-tract length perturbation of training features: warp factors uniform in
+            ``1 +- vtlp`` per utterance and epoch (0 = off; see :mod:`seqkit.audio.perturb`).
+        speed_perturb: speed perturbation: factors uniform in ``1 +- speed_perturb`` (0 = off).
+        channel_db: random channel (spectral tilt +- this many dB plus ripples; 0 = off).
+        lowpass_probability: chance of a random low-pass edge (3.4 kHz .. wideband) in the
+            channel (0 = off).
         log_every: write a ``metrics.jsonl`` line every this many steps.
         max_bad_steps: abort after this many non-finite losses or gradients in a row.
         threads: CPU threads for torch (0 = all cores divided among local workers).
@@ -107,6 +114,10 @@ class TrainConfig:
     freq_width: int = 15
     time_masks: int = 2
     time_width: int = 40
+    vtlp: float = 0.0
+    speed_perturb: float = 0.0
+    channel_db: float = 0.0
+    lowpass_probability: float = 0.0
     log_every: int = 50
     max_bad_steps: int = 20
     threads: int = 0
@@ -132,9 +143,20 @@ class TrainConfig:
                      "freq_masks", "freq_width", "time_masks", "time_width"):
             value = getattr(self, name)
             _require(value >= 0, f"train.{name} must be >= 0, found {value}")
+        try:
+            self.perturbation  # noqa: B018 - validates the ranges
+        except ConfigError as err:
+            raise ConfigError(f"train.{err}") from None
         for name in ("max_epochs", "max_frames", "log_every", "max_bad_steps"):
             value = getattr(self, name)
             _require(value >= 1, f"train.{name} must be >= 1, found {value}")
+
+
+    @property
+    def perturbation(self) -> Perturbation:
+        """The feature perturbation these settings ask for."""
+        return Perturbation(vtlp=self.vtlp, speed=self.speed_perturb, channel_db=self.channel_db,
+                            lowpass_probability=self.lowpass_probability)
 
 
 @dataclass(frozen=True)

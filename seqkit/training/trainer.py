@@ -34,7 +34,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seqkit.atomic import write_atomic
 from seqkit.audio.augment import spec_augment
-from seqkit.audio.features import FeatureStats, compute_stats, read_stats
+from seqkit.audio.features import FeatureStats, add_deltas, compute_stats, read_stats
+from seqkit.audio.perturb import mel_band_centers, perturb_static
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from seqkit.models import build_model
@@ -335,10 +336,38 @@ def _end_epoch(run: _Run) -> bool:
 # inside a step
 
 
+def _perturbed_batch(run: _Run, indices: list[int], generator: torch.Generator) -> Batch:
+    """The batch ``indices`` with each utterance's features perturbed (new speaker and channel,
+    :mod:`seqkit.audio.perturb`): denormalized, perturbed, deltas recomputed, normalized."""
+    features, stats, dataset = run.recipe.data.features, run.stats, run.train_set
+    energy = features.kind == "fbank123"
+    assert features.n_mels is not None  # set by FeatureConfig
+    n_static = features.n_mels + int(energy)
+    high = features.high_freq if features.high_freq > 0 else (
+        features.sample_rate / 2 + features.high_freq)
+    centers = mel_band_centers(features.n_mels, features.low_freq, high)
+    feats = []
+    for i in indices:
+        raw = dataset.feats[i] * stats.std + stats.mean if stats is not None else dataset.feats[i]
+        static = perturb_static(raw[:, :n_static], run.recipe.train.perturbation, centers,
+                                energy=energy, generator=generator)
+        full = add_deltas(static, features)
+        feats.append(stats.normalize(full) if stats is not None else full)
+    part = FeatureDataset([dataset.ids[i] for i in indices], feats,
+                          [dataset.targets[i] for i in indices], dataset.vocab, dataset.phone_set)
+    return part.collate(range(len(indices)))
+
+
 def _training_batch(run: _Run, indices: list[int]) -> Batch:
-    """This worker's batch on its device, SpecAugmented when the recipe says so."""
+    """This worker's batch on its device, perturbed and SpecAugmented when the recipe says so."""
     t = run.recipe.train
-    batch = run.train_set.collate(indices)
+    if t.perturbation.active and run.kind != "lm":
+        # seeded by step and rank: a resumed run draws the same speakers and channels
+        gen = torch.Generator().manual_seed((t.seed * 1_000_033 + run.state.step) * 137
+                                            + run.ctx.rank)
+        batch = _perturbed_batch(run, indices, gen)
+    else:
+        batch = run.train_set.collate(indices)
     if t.spec_augment and run.kind != "lm":
         # seeded by step and rank: a resumed run masks the same frames
         gen = torch.Generator().manual_seed((t.seed * 1_000_003 + run.state.step) * 131
