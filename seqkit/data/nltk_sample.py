@@ -7,8 +7,9 @@ CC BY-NC-SA. Unpacked, ``OUT`` holds ``<dr>-<speaker>/<sentence>.wav|phn|wrd|txt
 speakers: it measures models that were not trained on TIMIT (all of it goes to the test split).
 
 Integrity: zipfile checks every member's CRC-32 as it is extracted, and the result must hold the
-sample's speaker folders. The zip is unpacked into a temp directory beside ``OUT`` and renamed
-into place, so a failed download or unpack leaves nothing behind.
+sample's speaker folders. The zip is unpacked into a staged directory beside ``OUT`` and renamed
+into place (:func:`seqkit.atomic.staged_dir`), so a failed download or unpack leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from seqkit.atomic import staged_dir
 from seqkit.data.timit import NLTK_SAMPLE_PART, find_utterances
 from seqkit.errors import CorpusError, OutputExistsError
 from seqkit.progress import ProgressFn
@@ -91,29 +93,22 @@ def unpack_nltk_timit(
     """
     zip_path, out = Path(zip_path), Path(out)
     _check_out(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        _extract(zip_path, tmp)
-        root = tmp / _TOP
-        speakers = {u.speaker for u in find_utterances(root) if u.part == NLTK_SAMPLE_PART}
+    with staged_dir(out) as stage:
+        _extract(zip_path, stage)
+        try:
+            speakers = {u.speaker for u in find_utterances(stage) if u.part == NLTK_SAMPLE_PART}
+        except CorpusError:
+            speakers = set()
         if not speakers:
             raise CorpusError(
                 f"{zip_path} has no <dr>-<speaker>/ folders under timit/: expected NLTK's TIMIT "
                 f"sample zip ({NLTK_TIMIT_URL})"
             )
-        root.chmod(0o777 & ~_umask())  # mkdtemp made its parent private; a corpus is shared
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(root, out)
-    except CorpusError as err:
-        raise CorpusError(str(err).replace(str(tmp / _TOP), str(zip_path))) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
 def _extract(zip_path: Path, into: Path) -> None:
+    """The members of the zip, ``timit/`` stripped, into ``into`` (CRC-checked as read)."""
     try:
         with zipfile.ZipFile(zip_path) as archive:
             for member in archive.infolist():
@@ -123,7 +118,13 @@ def _extract(zip_path: Path, into: Path) -> None:
                         f"{zip_path}: member {member.filename!r} is outside timit/: expected "
                         f"NLTK's TIMIT sample zip ({NLTK_TIMIT_URL})"
                     )
-                archive.extract(member, into)  # reads through the member's CRC-32 check
+                target = into.joinpath(*parts[1:])
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, target.open("wb") as sink:
+                    shutil.copyfileobj(source, sink)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError) as err:
         raise CorpusError(
             f"{zip_path} is not a readable zip ({err}): download NLTK's TIMIT sample again"
@@ -136,9 +137,3 @@ def _check_out(out: Path, force: bool) -> None:
             f"output {out} exists and is not empty: choose another OUT or pass --force to "
             "replace it"
         )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
