@@ -22,9 +22,9 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from seqkit.atomic import staged_dir
+from seqkit.atomic import check_output_dir, staged_dir
 from seqkit.data.timit import NLTK_SAMPLE_PART, find_utterances
-from seqkit.errors import CorpusError, OutputExistsError
+from seqkit.errors import CorpusError
 from seqkit.progress import ProgressFn
 
 NLTK_TIMIT_URL = (
@@ -57,7 +57,7 @@ def download_nltk_timit(
         CorpusError: the download failed, or the file is not NLTK's TIMIT sample zip.
     """
     out = Path(out)
-    _check_out(out, force)
+    check_output_dir(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.download-", dir=out.parent) as tmp:
         zip_path = Path(tmp) / "timit.zip"
@@ -92,7 +92,7 @@ def unpack_nltk_timit(
             sample speaker folder in it.
     """
     zip_path, out = Path(zip_path), Path(out)
-    _check_out(out, force)
+    check_output_dir(out, force=force)
     with staged_dir(out) as stage:
         _extract(zip_path, stage)
         try:
@@ -129,11 +129,3 @@ def _extract(zip_path: Path, into: Path) -> None:
         raise CorpusError(
             f"{zip_path} is not a readable zip ({err}): download NLTK's TIMIT sample again"
         ) from None
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise OutputExistsError(
-            f"output {out} exists and is not empty: choose another OUT or pass --force to "
-            "replace it"
-        )
