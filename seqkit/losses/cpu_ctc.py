@@ -6,7 +6,8 @@ per-frame ops, which left it 1.3-2.2x slower than torch's C++ loss. Here each se
 fused loop in machine code (numba), and the batch is split over ``torch.get_num_threads()``
 threads, the same parallelism torch's own CPU loss uses.
 
-The algorithm, per sequence, in log space and float64 whatever the input dtype: alpha over the
+The algorithm, per sequence, in log space in the input's dtype (float32 or float64, as torch's
+loss and the vectorized path before this one): alpha over the
 extended labels (blank, l1, blank, ..., blank: L = 2S+1 states) for every frame, then one
 backward sweep that keeps a single row of beta and adds each state's occupancy
 exp(alpha + beta + nll) into its class. Beta excludes the frame's own log-probability, so the
@@ -185,15 +186,26 @@ def _thread_pool(workers: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="seqkit-ctc")
 
 
-def _split_batch(costs: np.ndarray, parts: int) -> list[np.ndarray]:
-    """Split sequence indices into ``parts`` groups of about equal total cost (longest first)."""
-    groups: list[list[int]] = [[] for _ in range(parts)]
-    loads = [0] * parts
-    for b in np.argsort(-costs, kind="stable").tolist():
-        lightest = loads.index(min(loads))
-        groups[lightest].append(b)
-        loads[lightest] += int(costs[b])
-    return [np.asarray(group, dtype=np.int64) for group in groups if group]
+def _run_batch(run: Callable[[np.ndarray], None], costs: np.ndarray, workers: int) -> None:
+    """Run ``run(order)`` over every sequence on ``workers`` threads, the caller being one.
+
+    The threads take sequences one at a time, longest first, from one shared iterator (``next``
+    on a list iterator is atomic under the GIL). A thread that starts late, as on a loaded
+    machine, simply takes fewer; the caller waits at most for the sequences already started, and
+    withdraws helpers that never started instead of waiting for them to be scheduled.
+    """
+    pending = iter(np.argsort(-costs, kind="stable").tolist())
+
+    def take_sequences() -> None:
+        for b in pending:
+            run(np.array([b], dtype=np.int64))
+
+    pool = _thread_pool(workers - 1, os.getpid())
+    helpers = [pool.submit(take_sequences) for _ in range(workers - 1)]
+    take_sequences()
+    for helper in helpers:
+        if not helper.cancel():
+            helper.result()
 
 
 def ctc_forward_backward_cpu(
@@ -229,31 +241,25 @@ def ctc_forward_backward_cpu(
     labels = targets.contiguous().numpy()
     frames, label_counts = input_lengths.numpy(), target_lengths.numpy()
     nll = np.empty(batch, dtype=lp.dtype)
-    occupancy = torch.zeros(
+    # numpy, not torch, for this buffer and its scaling: plain single-threaded passes, where a
+    # torch op of this size forks and joins the thread pool (on a busy machine, a wait for a
+    # scheduler slot each time).
+    occupancy_np = np.zeros(
         (max_frames, batch, num_classes) if need_grad else (0, batch, num_classes),
-        dtype=log_probs.dtype,
+        dtype=lp.dtype,
     )
     # exp of anything below this is subnormal or 0 in the output dtype; subnormals put x86 on a
     # microcode path up to 40x slower, and such occupancies are far below any gradient's noise.
     floor = math.log(torch.finfo(log_probs.dtype).tiny) + 8.0
-    args = (lp, labels, frames, label_counts, blank)
-    costs = frames * (2 * label_counts + 1)
+    def run(order: np.ndarray) -> None:
+        _sequences(lp, labels, frames, label_counts, blank, order, floor, nll, occupancy_np)
+
     workers = min(torch.get_num_threads(), batch)
     if workers <= 1:
-        _sequences(*args, np.arange(batch), floor, nll, occupancy.numpy())
+        run(np.arange(batch))
     else:
-        # The calling thread takes the first share itself: one hand-off fewer.
-        mine, *others = _split_batch(costs, workers)
-        pool = _thread_pool(workers - 1, os.getpid())
-        jobs = [
-            pool.submit(_sequences, *args, order, floor, nll, occupancy.numpy())
-            for order in others
-        ]
-        _sequences(*args, mine, floor, nll, occupancy.numpy())
-        for job in jobs:
-            job.result()
-    nll_tensor = torch.from_numpy(nll)
-    return nll_tensor, (occupancy if need_grad else None)
+        _run_batch(run, frames * (2 * label_counts + 1), workers)
+    return torch.from_numpy(nll), (torch.from_numpy(occupancy_np) if need_grad else None)
 
 
 def scale_occupancy(occupancy: torch.Tensor, grad_nll: torch.Tensor) -> torch.Tensor:
@@ -266,5 +272,5 @@ def scale_occupancy(occupancy: torch.Tensor, grad_nll: torch.Tensor) -> torch.Te
     Returns:
         (T, B, C) gradient, dtype of ``occupancy``.
     """
-    scale = (-grad_nll).to(occupancy.dtype)[None, :, None]  # (1, B, 1)
-    return occupancy * scale
+    scale = (-grad_nll).to(occupancy.dtype).numpy()[None, :, None]  # (1, B, 1)
+    return torch.from_numpy(occupancy.numpy() * scale)
