@@ -16,12 +16,18 @@ from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
 from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
+from seqkit.data.librispeech_prepare import (
+    LibriPrepareSummary,
+    is_libri_corpus,
+    prepare_librispeech,
+)
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
+from seqkit.errors import ConfigError
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Make and prepare speech corpora (the embedded synthesized corpus, TIMIT).",
+    help="Make, download and prepare speech corpora (synthesized, TIMIT, LibriSpeech).",
     no_args_is_help=True,
 )
 
@@ -89,15 +95,24 @@ def synth(
 FeatureKind = StrEnum("FeatureKind", {kind: kind for kind in FEATURE_KINDS})
 
 
+def _names(values: list[str] | None) -> tuple[str, ...] | None:
+    """Subset names from repeated and/or comma-separated options (None when none given)."""
+    if not values:
+        return None
+    return tuple(name for value in values for name in value.split(",") if name)
+
+
 @app.command(
     "prepare",
-    epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared",
+    epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared. "
+    "LibriSpeech: seqkit data prepare librispeech prepared/ls100 --subsets train-clean-100",
 )
 def prepare(
     corpus: Annotated[
         Path,
         typer.Argument(
-            help="Corpus root: a TIMIT copy (any name case) or `seqkit data synth` output."
+            help="Corpus root: a TIMIT copy (any name case), `seqkit data synth` output, or a "
+            "folder with LibriSpeech/ and/or librispeech_finetuning/ (Libri-Light)."
         ),
     ],
     out: Annotated[Path, typer.Argument(help="Directory to create with the manifests and stats.")],
@@ -118,6 +133,29 @@ def prepare(
             rich_help_panel="Data",
         ),
     ] = False,
+    subsets: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LibriSpeech: train subsets (train-clean-100, train-clean-360, train-other-500, "
+            "or Libri-Light's 10min, 1h, 10h); repeat or comma-separate. Default: those present.",
+            rich_help_panel="LibriSpeech",
+        ),
+    ] = None,
+    dev: Annotated[
+        str,
+        typer.Option(help="LibriSpeech: dev-clean or dev-other.", rich_help_panel="LibriSpeech"),
+    ] = "dev-clean",
+    test: Annotated[
+        str,
+        typer.Option(help="LibriSpeech: test-clean or test-other.", rich_help_panel="LibriSpeech"),
+    ] = "test-clean",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="LibriSpeech: worker processes reading audio (default: the CPU count).",
+            rich_help_panel="Runtime",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
     ] = False,
@@ -128,26 +166,43 @@ def prepare(
         ),
     ] = TableFormat.table,
 ) -> None:
-    """Check a TIMIT-layout corpus and write train/dev/test manifests and feature statistics.
+    """Check a corpus and write train/dev/test manifests and feature statistics.
 
-    Splits come from CORPUS/splits.json when present, otherwise TIMIT's standard split
-    (train = TRAIN/, dev = the 50 dev speakers, test = the 24 core test speakers); SA sentences
-    are left out. OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization
-    statistics on train), written in full or not at all.
+    TIMIT layout: splits come from CORPUS/splits.json when present, otherwise TIMIT's standard
+    split (train = TRAIN/, dev = the 50 dev speakers, test = the 24 core test speakers); SA
+    sentences are left out.
+
+    LibriSpeech / Libri-Light (as their archives unpack): train = the train subsets present or
+    named, dev = dev-clean, test = test-clean (`--dev`/`--test` choose -other). Phones come from
+    CMUdict, stress stripped and mapped onto TIMIT's 39 scoring phones; words it lacks go through
+    espeak-ng's letter-to-sound (counted in the summary, listed in OUT/oov.tsv).
 
     The NLTK TIMIT sample (CORPUS = nltk_data/corpora/timit, or `seqkit data download
     nltk-timit`) goes to test in full: its speakers are TIMIT training speakers, so it scores
     models not trained on TIMIT (`seqkit evaluate RUN --data OUT`).
+
+    OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization statistics on
+    train), written in full or not at all.
     """
+    feature_config = FeatureConfig(kind=features.value)
     with rich_progress(transient=output_format is TableFormat.json) as progress:
-        summary = prepare_corpus(
-            corpus,
-            out,
-            features=FeatureConfig(kind=features.value),
-            skip_bad=skip_bad,
-            force=force,
-            progress=progress,
-        )
+        if is_libri_corpus(corpus):
+            summary = prepare_librispeech(
+                corpus, out, train=_names(subsets), dev=dev, test=test, features=feature_config,
+                jobs=jobs if jobs is not None else (os.cpu_count() or 1), skip_bad=skip_bad,
+                force=force, progress=progress,
+            )
+        else:
+            if subsets or jobs is not None or (dev, test) != ("dev-clean", "test-clean"):
+                raise ConfigError(
+                    "--subsets, --dev, --test and --jobs are for LibriSpeech layouts, but "
+                    f"{corpus} has no LibriSpeech/ or librispeech_finetuning/ folder: drop them "
+                    "for TIMIT"
+                )
+            summary = prepare_corpus(
+                corpus, out, features=feature_config, skip_bad=skip_bad, force=force,
+                progress=progress,
+            )
     if output_format is TableFormat.json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
         return
@@ -172,6 +227,14 @@ def prepare(
         console.print(
             f"clamped {summary.clamped} last boundary(ies) to the end of the audio "
             "(at most 10 ms past it)",
+            highlight=False,
+        )
+    if isinstance(summary, LibriPrepareSummary):
+        share = 100 * summary.oov_tokens / max(summary.tokens, 1)
+        console.print(
+            f"lexicon: {summary.words} words, {summary.oov_words} not in CMUdict "
+            f"({summary.oov_tokens} of {summary.tokens} running words, {share:.2f}%) pronounced "
+            f"by espeak-ng: see {summary.out_dir / 'oov.tsv'}",
             highlight=False,
         )
     if skip_bad:

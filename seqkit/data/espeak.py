@@ -40,6 +40,8 @@ _PARAM_WORDGAP = 7
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
 _EE_OK = 0
+# espeak_TextToPhonemes phoneme mode: bits 8-23 hold the character put between phonemes.
+_PHONEME_SEPARATOR_SPACE = ord(" ") << 8
 
 RATE_RANGE = (80, 450)  # words per minute espeak-ng accepts
 PITCH_RANGE = (0, 99)  # espeak-ng's base pitch scale (50 = the voice's own pitch)
@@ -151,6 +153,10 @@ def _load_library() -> tuple[ctypes.CDLL, str]:
     lib.espeak_ng_SetRandSeed.restype = None
     lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
     lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [
+        ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int,
+    ]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
     return lib, str(data_path)
 
 
@@ -257,6 +263,32 @@ class Espeak:
                              (_PARAM_RANGE, pitch_range), (_PARAM_WORDGAP, word_gap),
                              (_PARAM_VOLUME, 100)):
             self._lib.espeak_SetParameter(param, value, 0)
+
+    def text_to_phonemes(self, text: str) -> list[list[str]]:
+        """espeak-ng's letter-to-sound (and dictionary) phonemes of ``text``, without speaking it.
+
+        Used for words a pronunciation dictionary lacks: the mnemonics are the same as those of
+        the phoneme events, so :func:`seqkit.data.espeak_phones.timit_phones` maps them.
+
+        Args:
+            text: plain UTF-8 text, in the current voice's language.
+
+        Returns:
+            One list of mnemonics per word, stress marks kept (``[["h", "@", "l", "'oU"]]``).
+        """
+        buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        words: list[list[str]] = []
+        # espeak-ng consumes one clause per call and advances the pointer (NULL at the end).
+        # Phoneme mode: ASCII mnemonics, a space between phonemes (two between words).
+        while pointer.value:
+            clause = self._lib.espeak_TextToPhonemes(
+                ctypes.byref(pointer), _CHARS_UTF8, _PHONEME_SEPARATOR_SPACE
+            )
+            for word in (clause or b"").decode("utf-8", "replace").split("  "):
+                if word.strip():
+                    words.append(word.split())
+        return words
 
     def synthesize(self, text: str) -> Synthesis:
         """Speak ``text`` with the current voice and prosody and return audio plus events.
