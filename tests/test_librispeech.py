@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from seqkit.cli.main import app
 from seqkit.bench.librispeech_layout import write_librispeech_layout
+from seqkit.cli.main import app
 from seqkit.data import librispeech_prepare
 from seqkit.data.lexicon import LEXICON_PHONES, load_cmudict, pronounce_words
 from seqkit.data.librispeech_prepare import prepare_librispeech
