@@ -15,12 +15,13 @@ from rich.table import Table
 from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
-from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
+from seqkit.data.download import CORPORA, download_corpus
 from seqkit.data.librispeech_prepare import (
     LibriPrepareSummary,
     is_libri_corpus,
     prepare_librispeech,
 )
+from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
 from seqkit.data.prepare import prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 from seqkit.errors import ConfigError
@@ -245,45 +246,106 @@ def prepare(
 
 
 class _Download(StrEnum):
+    librispeech = "librispeech"
+    librilight = "librilight"
     nltk_timit = "nltk-timit"
 
 
 @app.command(
     "download",
-    epilog="Example: seqkit data download nltk-timit nltk_timit && "
-    "seqkit data prepare nltk_timit prepared_nltk && "
-    "seqkit evaluate demo/run-ctc --data prepared_nltk",
+    epilog="Example: seqkit data download librilight data && seqkit data prepare data prepared",
 )
 def download(
     corpus: Annotated[
         _Download,
-        typer.Argument(help="nltk-timit = NLTK's TIMIT sample (16 speakers, CC BY-NC-SA)."),
+        typer.Argument(help="librispeech (read audiobooks, 1000 h, CC BY 4.0); librilight (its "
+                       "10 h fine-tuning set; LibriSpeech's dev and test come with it); "
+                       "nltk-timit (NLTK's TIMIT sample: 16 speakers, CC BY-NC-SA)."),
     ],
-    out: Annotated[Path, typer.Argument(help="Corpus directory to create.")],
+    out: Annotated[Path, typer.Argument(help="Folder to download and unpack into.")],
+    subsets: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="LibriSpeech / Libri-Light subsets; repeat or comma-separate. librispeech: "
+            + ", ".join(CORPORA["librispeech"][0]) + " (default: "
+            + ", ".join(CORPORA["librispeech"][1]) + "). librilight: "
+            + ", ".join(CORPORA["librilight"][0]) + " (default: "
+            + ", ".join(CORPORA["librilight"][1]) + ").",
+            rich_help_panel="LibriSpeech",
+        ),
+    ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(help="Base URL holding the LibriSpeech archives by file name (an OpenSLR "
+                     "mirror, a local server) instead of their usual addresses.",
+                     rich_help_panel="LibriSpeech"),
+    ] = None,
+    keep_archives: Annotated[
+        bool,
+        typer.Option("--keep-archives", help="Keep each verified archive after unpacking.",
+                     rich_help_panel="LibriSpeech"),
+    ] = False,
     url: Annotated[
-        str, typer.Option(help="Where to download the zip from.", rich_help_panel="Source")
+        str, typer.Option(help="nltk-timit: where to download the zip from.",
+                          rich_help_panel="NLTK TIMIT")
     ] = NLTK_TIMIT_URL,
     from_zip: Annotated[
         Path | None,
-        typer.Option(
-            help="Unpack this already downloaded zip instead of downloading.",
-            rich_help_panel="Source",
-        ),
+        typer.Option(help="nltk-timit: unpack this already downloaded zip instead.",
+                     rich_help_panel="NLTK TIMIT"),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
+        bool, typer.Option("--force", help="nltk-timit: replace a non-empty OUT.",
+                           rich_help_panel="NLTK TIMIT")
     ] = False,
+    output_format: Annotated[
+        TableFormat,
+        typer.Option("--format", help="LibriSpeech: print the summary as a table or as JSON.",
+                     rich_help_panel="Runtime"),
+    ] = TableFormat.table,
 ) -> None:
     """Download a free corpus and unpack it where `seqkit data prepare` reads it.
+
+    librispeech / librilight: archives, URLs and SHA-256 sums are torchaudio's
+    (datasets.LIBRISPEECH, LibriLightLimited). A subset already downloaded (its folder carries
+    the completion marker) is skipped; an archive already in OUT is verified and used; a folder
+    appears only once unpacked in full. Sizes: train-clean-100 6.3 GB, train-clean-360 23 GB,
+    train-other-500 30 GB, each dev and test set ~0.3 GB.
 
     nltk-timit: the TIMIT sample NLTK distributes (`nltk.download('timit')`), 160 real
     utterances of 16 TIMIT training speakers. `seqkit data prepare` puts all of it in the test
     split: it measures how a model trained elsewhere (the synthesized demo) does on people.
     """
+    if corpus is _Download.nltk_timit:
+        if subsets or mirror or keep_archives:
+            raise ConfigError("--subsets, --mirror and --keep-archives are for librispeech and "
+                              "librilight: drop them for nltk-timit")
+        _download_nltk(out, url, from_zip, force)
+        return
+    if from_zip is not None or url != NLTK_TIMIT_URL or force:
+        raise ConfigError(f"--url, --from-zip and --force are for nltk-timit: {corpus.value} "
+                          "takes --mirror, and skips subsets already downloaded")
+    with rich_progress(transient=output_format is TableFormat.json) as progress:
+        fetched = download_corpus(
+            corpus.value, out, subsets=_names(subsets), mirror=mirror,
+            keep_archives=keep_archives, progress=progress,
+        )
+    if output_format is TableFormat.json:
+        typer.echo(json.dumps([f.to_dict() for f in fetched], indent=1))
+        return
+    table = Table(title=f"{corpus.value} in {out}")
+    for column in ("subset", "status", "folder"):
+        table.add_column(column)
+    for item in fetched:
+        table.add_row(item.subset, item.status, str(item.folder))
+    Console().print(table)
+
+
+def _download_nltk(out: Path, url: str, from_zip: Path | None, force: bool) -> None:
     if from_zip is not None:
         path = unpack_nltk_timit(from_zip, out, force=force)
     else:
         with rich_progress() as progress:
             path = download_nltk_timit(out, url=url, force=force, progress=progress)
-    Console().print(f"{corpus.value} → {path}; next: seqkit data prepare {path} PREPARED",
+    Console().print(f"nltk-timit → {path}; next: seqkit data prepare {path} PREPARED",
                     highlight=False)

@@ -39,3 +39,7 @@ class TrainingError(SeqkitError):
 
 class OutputExistsError(SeqkitError):
     """An output path exists and would be overwritten without --force."""
+
+
+class DownloadError(SeqkitError):
+    """A corpus cannot be downloaded: no network, an HTTP error, a bad checksum, no disk space."""
