@@ -17,6 +17,7 @@ from rich.table import Table
 
 from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
+from seqkit.bench import prepare as prepare_bench
 from seqkit.bench import train as train_bench
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
@@ -108,3 +109,23 @@ def decode(
     """Real-time factor of greedy and beam search (K = 4, 8, 16) for CTC and transducer models."""
     rows = decode_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
     _render("Decoding: real-time factor on this CPU", rows, fmt)
+
+
+@app.command(epilog="Example: seqkit bench prepare --jobs 1 --jobs 2")
+def prepare(
+    utterances: Annotated[
+        int, typer.Option(min=100, help="Train utterances (train-clean-100 has 28,539).")
+    ] = 28539,
+    distinct_audio: Annotated[
+        int, typer.Option(min=1, help="Recordings synthesized; the rest hard-link to them.")
+    ] = 400,
+    jobs: Annotated[
+        list[int] | None, typer.Option(help="Worker counts to time, one run each (default 1, 2).")
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """LibriSpeech prepare rate on a synthesized train-clean-100-sized layout (no peer)."""
+    with rich_progress(transient=True) as progress:
+        rows = prepare_bench.run(utterances=utterances, distinct_audio=distinct_audio,
+                                 jobs=tuple(jobs or (1, 2)), progress=progress)
+    _render("LibriSpeech prepare: wall time on this machine", rows, fmt)

@@ -20,6 +20,7 @@ COMMANDS = [
     ["bench", "losses"],
     ["bench", "train"],
     ["bench", "decode"],
+    ["bench", "prepare"],
     ["demo"],
     ["recipes"],
 ]
