@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import replace_dir, write_atomic
 from seqkit.data.librispeech import LIBRILIGHT_DIR, LIBRISPEECH_DIR, LIBRISPEECH_SUBSETS
 from seqkit.errors import ConfigError, DownloadError
 from seqkit.progress import ProgressFn
@@ -287,9 +287,7 @@ def _unpack(path: Path, out: Path, archive: Archive, progress: ProgressFn | None
                      lambda tmp: tmp.write_text(json.dumps(marker, indent=1) + "\n"))
         target = out / archive.folder
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():  # an unmarked folder: an interrupted unpack or a partial copy
-            shutil.rmtree(target)
-        os.replace(unpacked, target)
+        replace_dir(unpacked, target)  # an unmarked folder there is a partial unpack or copy
         # LibriSpeech's top-level notes (README.TXT, SPEAKERS.TXT, ...) come with every subset.
         for extra in unpacked.parent.glob("*"):
             if extra.is_file() and not (target.parent / extra.name).exists():

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import secrets
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Any
 import soundfile
 import torch
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import staged_dir, write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     FeatureStats,
@@ -56,7 +54,6 @@ from seqkit.data.prepare import (
     PrepareSummary,
     SkippedUtterance,
     _check_out_dir,
-    _replace_dir,
     _summarize,
     _write_json,
 )
@@ -160,16 +157,9 @@ def prepare_librispeech(
     splits = _read_splits(layout, subsets)
     pronunciations = pronounce_words(w for utts in splits.values() for u in utts for w in u.words)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
+    with staged_dir(out) as tmp:  # published when the block ends, deleted on an error
         summary = _prepare_into(tmp, corpus, out, splits, pronunciations, features, jobs,
                                 skip_bad, progress)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return LibriPrepareSummary(**{**summary, "subsets": subsets})
 
 
