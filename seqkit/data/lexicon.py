@@ -9,7 +9,7 @@ scoring set (:data:`seqkit.data.phones.PHONES_39`) as follows:
 * ``AO`` -> ``aa`` and ``ZH`` -> ``sh``: TIMIT's 39-phone folding merges them the same way
   (``ao`` -> ``aa``, ``zh`` -> ``sh``; Lee & Hon 1989).
 * TIMIT-39's ``dx`` (flap) and ``sil`` never occur: a dictionary writes /t/ or /d/ for a flap and
-  has no silence. A model trained on these labels emits 36 of the 39 symbols; scored against
+  has no silence. A model trained on these labels emits 37 of the 39 symbols; scored against
   TIMIT references, their ``dx`` and ``sil`` count as deletions.
 
 Words the dictionary lacks go through espeak-ng's letter-to-sound rules (voice ``en-us``), and
