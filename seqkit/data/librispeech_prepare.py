@@ -30,7 +30,7 @@ from typing import Any
 import soundfile
 import torch
 
-from seqkit.atomic import staged_dir, write_atomic
+from seqkit.atomic import check_output_dir, staged_dir, write_atomic
 from seqkit.audio.features import (
     FeatureConfig,
     FeatureStats,
@@ -53,7 +53,6 @@ from seqkit.data.manifest import Utterance, write_manifest
 from seqkit.data.prepare import (
     PrepareSummary,
     SkippedUtterance,
-    _check_out_dir,
     _summarize,
     _write_json,
 )
@@ -152,7 +151,7 @@ def prepare_librispeech(
         )
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, found {jobs}")
-    _check_out_dir(out, force)
+    check_output_dir(out, force=force)
     subsets = choose_subsets(layout, tuple(train) if train is not None else None, dev, test)
     splits = _read_splits(layout, subsets)
     pronunciations = pronounce_words(w for utts in splits.values() for u in utts for w in u.words)
