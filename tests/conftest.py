@@ -1,12 +1,92 @@
-"""Test-wide setup.
+"""Test-wide setup and the shared, session-scoped fixtures.
 
 Without a GPU, our Triton kernels run on CPU tensors through Triton's interpreter; it must be
 switched on before any kernel module is imported, so it is set here, first.
+
+Corpora and models that several modules use are built once per session here: ``prepared`` (a
+tiny synthesized corpus for training tests) and ``tiny_runs`` (briefly trained models of each
+kind for decoding and evaluation tests).
 """
 
 import os
+from pathlib import Path
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from seqkit.audio import compute_features, load_audio, read_stats  # noqa: E402
+from seqkit.data.batching import phone_targets  # noqa: E402
+from seqkit.data.manifest import read_manifest  # noqa: E402
+from seqkit.data.phones import vocabulary  # noqa: E402
+from seqkit.data.prepare import prepare_corpus  # noqa: E402
+from seqkit.data.synth import synthesize_corpus  # noqa: E402
+from seqkit.models import build_model  # noqa: E402
+from seqkit.models.checkpoint import model_payload, save_checkpoint  # noqa: E402
+from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny synthesized corpus (4 speakers x 3 sentences, seed 3), prepared: for training."""
+    root = tmp_path_factory.mktemp("synth_S4x3")
+    synthesize_corpus(root / "corpus", speakers=4, sentences=3, seed=3)
+    prepare_corpus(root / "corpus", root / "prepared")
+    return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny clean corpus and models of each kind trained briefly on its two test utterances.
+
+    Enough Adam steps for the CTC model to output those utterances' phones, so decoding and
+    evaluation can assert a low PER on them. Paths: ``corpus``, ``prepared``, ``ctc`` (a run dir
+    holding best.pt), ``transducer`` (a checkpoint file) and ``lm`` (a phone LM checkpoint, not an
+    acoustic model).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
+    try:
+        return _build_tiny_runs(tmp_path_factory.mktemp("tiny_runs"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
+    torch.manual_seed(0)
+    corpus, prepared = root / "corpus", root / "prepared"
+    synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
+    prepare_corpus(corpus, prepared)
+    features, stats = read_stats(prepared / "stats.json")
+    vocab = list(vocabulary(61))
+    utterances = read_manifest(prepared / "test.jsonl")
+    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
+    targets = [phone_targets(u, 61, vocab) for u in utterances]
+    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
+    feat_lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
+    target_lengths = torch.tensor([t.shape[0] for t in targets])
+    out: dict[str, Path] = {"corpus": corpus, "prepared": prepared}
+    encoder = EncoderConfig(layers=1, hidden=32, stack=3)
+    for kind in ("ctc", "transducer", "lm"):
+        config = ModelConfig(
+            kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
+        )
+        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+        for _ in range(steps if kind != "lm" else 2):
+            optimizer.zero_grad()
+            if kind == "lm":
+                loss = model(padded, target_lengths).mean()
+            else:
+                loss = model(batch, feat_lengths, padded, target_lengths).mean()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        payload = model_payload(model, vocab=vocab, phone_set=61, features=features, stats=stats)
+        target = root / "runs" / kind / "best.pt" if kind == "ctc" else root / f"{kind}.pt"
+        save_checkpoint(target, payload)
+        out[kind] = target.parent if kind == "ctc" else target
+    return out

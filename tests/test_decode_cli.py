@@ -11,88 +11,18 @@ import soundfile
 import torch
 from typer.testing import CliRunner
 
-from seqkit.audio import compute_features, load_audio, read_stats
+from seqkit.audio import compute_features, load_audio
 from seqkit.cli.main import app
-from seqkit.data.batching import phone_targets
 from seqkit.data.manifest import read_manifest
-from seqkit.data.phones import PHONES_61, vocabulary
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.synth import synthesize_corpus
+from seqkit.data.phones import PHONES_61
 from seqkit.decoding.recognize import DecodeOptions, decode_features, recognize_files
 from seqkit.metrics import phone_error_rate
-from seqkit.models import build_model
-from seqkit.models.checkpoint import load_model, model_payload, save_checkpoint
-from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig
-
-
-def build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
-    """Synthesize a tiny espeak corpus, prepare it, train a tiny CTC and transducer briefly.
-
-    The models are trained a few dozen Adam steps on the two test utterances (enough for the
-    CTC model to output their phones). Returns paths: ``corpus``, ``prepared``, ``ctc`` (a run
-    dir holding best.pt), ``transducer`` (a checkpoint file) and ``lm`` (a phone LM checkpoint,
-    not an acoustic model).
-    """
-    torch.manual_seed(0)
-    corpus, prepared = root / "corpus", root / "prepared"
-    synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
-    prepare_corpus(corpus, prepared)
-    features, stats = read_stats(prepared / "stats.json")
-    vocab = list(vocabulary(61))
-    utterances = read_manifest(prepared / "test.jsonl")
-    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
-    targets = [phone_targets(u, 61, vocab) for u in utterances]
-    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
-    feat_lengths = torch.tensor([f.shape[0] for f in feats])
-    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
-    target_lengths = torch.tensor([t.shape[0] for t in targets])
-    out: dict[str, Path] = {"corpus": corpus, "prepared": prepared}
-    encoder = EncoderConfig(layers=1, hidden=32, stack=3)
-    for kind in ("ctc", "transducer", "lm"):
-        config = ModelConfig(
-            kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
-        )
-        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-        for _ in range(steps if kind != "lm" else 2):
-            optimizer.zero_grad()
-            if kind == "lm":
-                loss = model(padded, target_lengths).mean()
-            else:
-                loss = model(batch, feat_lengths, padded, target_lengths).mean()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        payload = model_payload(model, vocab=vocab, phone_set=61, features=features, stats=stats)
-        target = root / "runs" / kind / "best.pt" if kind == "ctc" else root / f"{kind}.pt"
-        save_checkpoint(target, payload)
-        out[kind] = target.parent if kind == "ctc" else target
-    return out
-
-
-def tiny_runs(factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny runs, built once per pytest session (shared by the decode and evaluate tests)."""
-    root = factory.getbasetemp() / "tiny-runs"
-    done = root / "paths.json"
-    if not done.exists():
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
-        try:
-            paths = build_tiny_runs(root)
-        finally:
-            torch.set_num_threads(threads)
-        done.write_text(json.dumps({k: str(v) for k, v in paths.items()}))
-    return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+from seqkit.models.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_runs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def audio(runs: dict[str, Path]) -> list[Path]:
-    return [Path(u.audio) for u in read_manifest(runs["prepared"] / "test.jsonl")]
+def audio(tiny_runs: dict[str, Path]) -> list[Path]:
+    return [Path(u.audio) for u in read_manifest(tiny_runs["prepared"] / "test.jsonl")]
 
 
 runner = CliRunner()
@@ -107,8 +37,8 @@ def _invoke(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def test_decode_espeak_audio_returns_61_phones_with_monotone_timings(runs, audio) -> None:
-    loaded = load_model(runs["ctc"])
+def test_decode_espeak_audio_returns_61_phones_with_monotone_timings(tiny_runs, audio) -> None:
+    loaded = load_model(tiny_runs["ctc"])
     result = recognize_files(loaded, audio, options=DecodeOptions(beam=1))
     assert not result.failures
     assert 0 < result.rtf < 5
@@ -121,15 +51,15 @@ def test_decode_espeak_audio_returns_61_phones_with_monotone_timings(runs, audio
             assert a.start <= a.end == b.start <= b.end <= hyp.duration
         assert all(0.0 <= s.score <= 1.0 for s in hyp.segments)
     # trained on these two utterances: the 39-folded PER is low
-    refs = {u.audio: u.phone_labels for u in read_manifest(runs["prepared"] / "test.jsonl")}
+    refs = {u.audio: u.phone_labels for u in read_manifest(tiny_runs["prepared"] / "test.jsonl")}
     per = phone_error_rate([refs[h.name] for h in result.hypotheses],
                            [h.phones for h in result.hypotheses])
     assert per < 0.3
 
 
 @pytest.mark.parametrize("beam", [1, 3])
-def test_decode_transducer_returns_monotone_timings(runs, audio, beam: int) -> None:
-    loaded = load_model(runs["transducer"])
+def test_decode_transducer_returns_monotone_timings(tiny_runs, audio, beam: int) -> None:
+    loaded = load_model(tiny_runs["transducer"])
     result = recognize_files(loaded, audio[:1], options=DecodeOptions(beam=beam))
     hyp = result.hypotheses[0]
     assert set(hyp.phones) <= set(PHONES_61)
@@ -139,9 +69,9 @@ def test_decode_transducer_returns_monotone_timings(runs, audio, beam: int) -> N
 
 @pytest.mark.parametrize("run", ["ctc", "transducer"])
 def test_greedy_search_has_no_score_and_beam_search_has_a_log_probability(
-    runs, audio, run: str
+    tiny_runs, audio, run: str
 ) -> None:
-    loaded = load_model(runs[run])
+    loaded = load_model(tiny_runs[run])
     assert loaded.features is not None and loaded.stats is not None
     feats = [loaded.stats.normalize(compute_features(load_audio(audio[0]), loaded.features))]
     greedy = decode_features(loaded, feats)[0]
@@ -151,24 +81,24 @@ def test_greedy_search_has_no_score_and_beam_search_has_a_log_probability(
     assert [s.label for s in beam.alignment.segments] == list(beam.labels)
 
 
-def test_decode_cli_text_json_ctm_and_align(runs, audio, tmp_path) -> None:
-    result = _invoke("decode", runs["ctc"], *audio)
+def test_decode_cli_text_json_ctm_and_align(tiny_runs, audio, tmp_path) -> None:
+    result = _invoke("decode", tiny_runs["ctc"], *audio)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert [line.split()[0] for line in lines] == [p.name for p in audio]
     assert "RTF" in result.stderr
-    result = _invoke("decode", runs["ctc"], audio[0], "--format", "json", "--beam", "4",
+    result = _invoke("decode", tiny_runs["ctc"], audio[0], "--format", "json", "--beam", "4",
                      "--fold", "39")
     assert result.exit_code == 0, result.output
     items = json.loads(result.stdout)
     phones = items[0]["phones"]
     assert phones and {"phone", "start", "end", "score"} <= set(phones[0])
     assert all(a["end"] <= b["start"] + 1e-9 for a, b in zip(phones, phones[1:], strict=False))
-    result = _invoke("decode", runs["ctc"], audio[0], "--beam", "4", "--lm", runs["prepared"],
-                     "--lm-weight", "0.3")
+    result = _invoke("decode", tiny_runs["ctc"], audio[0], "--beam", "4",
+                     "--lm", tiny_runs["prepared"], "--lm-weight", "0.3")
     assert result.exit_code == 0, result.output
     assert result.stdout.split()[0] == audio[0].name and len(result.stdout.split()) > 5
-    result = _invoke("decode", runs["ctc"], runs["corpus"] / "TEST", "--recursive",
+    result = _invoke("decode", tiny_runs["ctc"], tiny_runs["corpus"] / "TEST", "--recursive",
                      "--format", "ctm", "--align", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     ctm = (tmp_path / "out" / "decode.ctm").read_text().splitlines()
@@ -177,7 +107,7 @@ def test_decode_cli_text_json_ctm_and_align(runs, audio, tmp_path) -> None:
     assert len(pngs) >= 3 and pngs[0].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_decode_cli_reports_each_bad_file_and_exits_2(runs, audio, tmp_path) -> None:
+def test_decode_cli_reports_each_bad_file_and_exits_2(tiny_runs, audio, tmp_path) -> None:
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     text = tmp_path / "notes.wav"
@@ -187,7 +117,7 @@ def test_decode_cli_reports_each_bad_file_and_exits_2(runs, audio, tmp_path) -> 
     silent = tmp_path / "zero_samples.wav"
     soundfile.write(silent, np.zeros(0, dtype=np.float32), 16000)
     missing = tmp_path / "missing.wav"
-    result = _invoke("decode", runs["ctc"], audio[0], empty, text, corrupt, silent, missing)
+    result = _invoke("decode", tiny_runs["ctc"], audio[0], empty, text, corrupt, silent, missing)
     assert result.exit_code == 2
     assert result.stdout.split()[0] == audio[0].name  # the good file is still decoded
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -196,23 +126,24 @@ def test_decode_cli_reports_each_bad_file_and_exits_2(runs, audio, tmp_path) -> 
         assert sum(str(bad) in line for line in errors) == 1
 
 
-def test_decode_cli_transducer_with_lm_fuses_lm_and_insertion_bonus(runs, audio) -> None:
-    plain = _invoke("decode", runs["transducer"], audio[0], "--beam", "3",
+def test_decode_cli_transducer_with_lm_fuses_lm_and_insertion_bonus(tiny_runs, audio) -> None:
+    plain = _invoke("decode", tiny_runs["transducer"], audio[0], "--beam", "3",
                     "--transducer-search", "batched")
     assert plain.exit_code == 0, plain.output
-    fused = _invoke("decode", runs["transducer"], audio[0], "--beam", "3", "--transducer-search",
-                    "batched", "--lm", runs["prepared"], "--lm-weight", "0.3",
+    fused = _invoke("decode", tiny_runs["transducer"], audio[0], "--beam", "3",
+                    "--transducer-search", "batched", "--lm", tiny_runs["prepared"],
+                    "--lm-weight", "0.3",
                     "--insertion-bonus", "20")
     assert fused.exit_code == 0, fused.output
     # a large bonus per phone makes the search emit a phone at (nearly) every frame
     assert len(fused.stdout.split()) > len(plain.stdout.split())
 
 
-def test_decode_cli_rejects_other_kinds_versions_and_options(runs, audio, tmp_path) -> None:
-    result = _invoke("decode", runs["lm"], audio[0])
+def test_decode_cli_rejects_other_kinds_versions_and_options(tiny_runs, audio, tmp_path) -> None:
+    result = _invoke("decode", tiny_runs["lm"], audio[0])
     assert result.exit_code == 2
     assert "lm model" in result.stderr and "ctc or transducer" in result.stderr
-    payload = torch.load(runs["ctc"] / "best.pt", weights_only=True)
+    payload = torch.load(tiny_runs["ctc"] / "best.pt", weights_only=True)
     payload["format_version"] = 99
     newer = tmp_path / "newer.pt"
     torch.save(payload, newer)
@@ -221,11 +152,11 @@ def test_decode_cli_rejects_other_kinds_versions_and_options(runs, audio, tmp_pa
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     assert _invoke("decode", junk, audio[0]).exit_code == 2
-    result = _invoke("decode", runs["ctc"], audio[0], "--format", "xml")
+    result = _invoke("decode", tiny_runs["ctc"], audio[0], "--format", "xml")
     assert result.exit_code == 2 and "'xml' is not one of 'text', 'json', 'ctm'" in unboxed(
         result.stderr
     )
-    result = _invoke("decode", runs["ctc"], audio[0], "--lm-weight", "0.3")
+    result = _invoke("decode", tiny_runs["ctc"], audio[0], "--lm-weight", "0.3")
     assert result.exit_code == 2 and "--lm" in result.stderr
-    result = _invoke("decode", runs["ctc"], tmp_path / "nothing_here")
+    result = _invoke("decode", tiny_runs["ctc"], tmp_path / "nothing_here")
     assert result.exit_code == 2

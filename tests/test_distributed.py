@@ -9,8 +9,6 @@ import torch
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.synth import synthesize_corpus
 from seqkit.errors import ConfigError
 from seqkit.training import load_recipe, read_run_log, train
 from seqkit.training.distributed import TrainLaunch, launch_local, setup
@@ -29,17 +27,6 @@ optimizer = "sgd"  # Adam would amplify float rounding of tiny gradients
 lr = 0.05
 threads = 1
 """
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny synthesized corpus, prepared (shared with other modules through basetemp)."""
-    root = tmp_path_factory.getbasetemp()
-    out = root / "synth_prepared_S4x3"
-    if not (out / "stats.json").exists():
-        synthesize_corpus(root / "synth_corpus_S4x3", speakers=4, sentences=3, seed=3, force=True)
-        prepare_corpus(root / "synth_corpus_S4x3", out, force=True)
-    return out
 
 
 @pytest.mark.slow  # ~1-2 min on 2 shared cores: two launched workers import torch and train

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from test_decode_cli import tiny_runs
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
@@ -16,11 +14,6 @@ from seqkit.errors import CorpusError
 from seqkit.models.checkpoint import load_model
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return tiny_runs(tmp_path_factory)
 
 
 def _hand_case():
@@ -60,9 +53,9 @@ def test_report_files_exist_and_parse(tmp_path) -> None:
     assert not list((tmp_path / "report").glob(".*"))  # no temp files left behind
 
 
-def test_evaluate_tiny_model_on_its_training_utterances(runs) -> None:
-    loaded = load_model(runs["ctc"])
-    utterances = read_manifest(runs["prepared"] / "test.jsonl")
+def test_evaluate_tiny_model_on_its_training_utterances(tiny_runs) -> None:
+    loaded = load_model(tiny_runs["ctc"])
+    utterances = read_manifest(tiny_runs["prepared"] / "test.jsonl")
     report = evaluate(loaded, utterances, beam=4)
     assert len(report.utterances) == len(utterances) and not report.failures
     assert 0.0 <= report.per < 0.3
@@ -72,10 +65,10 @@ def test_evaluate_tiny_model_on_its_training_utterances(runs) -> None:
         evaluate(loaded, [])
 
 
-def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
+def test_evaluate_cli_tables_json_and_report(tiny_runs, tmp_path) -> None:
     result = runner.invoke(
         app,
-        ["evaluate", str(runs["ctc"]), "--data", str(runs["prepared"]),
+        ["evaluate", str(tiny_runs["ctc"]), "--data", str(tiny_runs["prepared"]),
          "--report", str(tmp_path / "rep")],
     )
     assert result.exit_code == 0, result.output
@@ -83,7 +76,7 @@ def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
     assert (tmp_path / "rep" / "confusion.png").exists()
     result = runner.invoke(
         app,
-        ["evaluate", str(runs["transducer"]), "--data", str(runs["prepared"]),
+        ["evaluate", str(tiny_runs["transducer"]), "--data", str(tiny_runs["prepared"]),
          "--format", "json", "--beam", "2"],
     )
     assert result.exit_code == 0, result.output
@@ -92,24 +85,27 @@ def test_evaluate_cli_tables_json_and_report(runs, tmp_path) -> None:
     assert data["kind"] == "transducer" and len(data["utterances"]) == 2
     result = runner.invoke(
         app,
-        ["evaluate", str(runs["transducer"]), "--data", str(runs["prepared"]),
-         "--format", "json", "--beam", "2", "--lm", str(runs["prepared"]), "--lm-weight", "0.3",
-         "--insertion-bonus", "20", "--transducer-search", "batched"],
+        ["evaluate", str(tiny_runs["transducer"]), "--data", str(tiny_runs["prepared"]),
+         "--format", "json", "--beam", "2", "--lm", str(tiny_runs["prepared"]),
+         "--lm-weight", "0.3", "--insertion-bonus", "20", "--transducer-search", "batched"],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ins"] > data["ins"]  # the LM's bonus per phone is used
 
 
-def test_evaluate_cli_errors_exit_2(runs, tmp_path) -> None:
-    result = runner.invoke(app, ["evaluate", str(runs["ctc"]), "--data", str(tmp_path)])
+def test_evaluate_cli_errors_exit_2(tiny_runs, tmp_path) -> None:
+    result = runner.invoke(app, ["evaluate", str(tiny_runs["ctc"]), "--data", str(tmp_path)])
     assert result.exit_code == 2 and "seqkit data prepare" in result.stderr
+    data = str(tiny_runs["prepared"])
     result = runner.invoke(
-        app, ["evaluate", str(runs["ctc"]), "--data", str(runs["prepared"]), "--split", "eval"]
+        app, ["evaluate", str(tiny_runs["ctc"]), "--data", data, "--split", "eval"]
     )
     message = " ".join(result.stderr.replace("│", " ").split())  # rich wraps it in a box
     assert result.exit_code == 2 and "'train', 'dev', 'test'" in message
-    result = runner.invoke(app, ["evaluate", str(runs["lm"]), "--data", str(runs["prepared"])])
+    result = runner.invoke(
+        app, ["evaluate", str(tiny_runs["lm"]), "--data", str(tiny_runs["prepared"])]
+    )
     assert result.exit_code == 2 and "expected a ctc or transducer" in result.stderr
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nope"), "--data",
-                                 str(runs["prepared"])])
+                                 str(tiny_runs["prepared"])])
     assert result.exit_code == 2

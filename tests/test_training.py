@@ -12,8 +12,6 @@ from typer.testing import CliRunner
 import seqkit.training.trainer as trainer
 from seqkit.cli.main import app
 from seqkit.data.batching import Batch
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.synth import synthesize_corpus
 from seqkit.errors import ConfigError, OutputExistsError, TrainingError
 from seqkit.models.checkpoint import load_model
 from seqkit.training import load_recipe, train
@@ -38,17 +36,6 @@ log_every = 2
 [data]
 phone_set = 39
 """
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny synthesized corpus, prepared (shared with other modules through basetemp)."""
-    root = tmp_path_factory.getbasetemp()
-    out = root / "synth_prepared_S4x3"
-    if not (out / "stats.json").exists():
-        synthesize_corpus(root / "synth_corpus_S4x3", speakers=4, sentences=3, seed=3, force=True)
-        prepare_corpus(root / "synth_corpus_S4x3", out, force=True)
-    return out
 
 
 def _recipe(tmp_path: Path, kind: str, *overrides: str):
