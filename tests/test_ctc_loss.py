@@ -341,3 +341,13 @@ def test_triton_backend_on_cpu_without_interpreter_raises_a_clear_error(monkeypa
     log_probs = torch.randn(4, 1, 3).log_softmax(-1)
     with pytest.raises(BackendUnavailableError, match="TRITON_INTERPRET=1"):
         ctc_loss(log_probs, torch.tensor([[1]]), [4], [1], backend="triton")
+
+
+def test_compiled_cpu_code_runs_uncached_where_numba_cannot_cache_it():
+    """numba refuses cache=True when no cache directory works (e.g. source without a file, or a
+    read-only install with no writable user cache); the CPU path must still compile and run."""
+    from seqkit.losses.cpu_ctc import _compiled
+
+    namespace: dict = {}
+    exec("def add_one(x):\n    return x + 1\n", namespace)
+    assert _compiled(namespace["add_one"])(1) == 2
