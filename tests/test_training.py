@@ -182,8 +182,12 @@ def test_plateau_schedule_waits_for_the_first_improvement_then_reduces_the_lr() 
 
 
 def test_budget_anneal_lowers_the_lr_as_the_time_budget_runs_out(
-    prepared: Path, tmp_path: Path
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The trainer's clock advances a fixed 0.25 s per reading, so how many steps fit in the
+    # budget does not depend on how busy the machine is.
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: 0.25 * next(ticks))
     recipe = _recipe(tmp_path, "ctc", "train.budget_anneal=true", "train.log_every=1")
     train(recipe, prepared, tmp_path / "run", max_epochs=50, max_minutes=0.15)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
