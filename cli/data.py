@@ -22,7 +22,7 @@ from seqkit.data.librispeech_prepare import (
     prepare_librispeech,
 )
 from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
-from seqkit.data.prepare import prepare_corpus
+from seqkit.data.prepare import PrepareSummary, prepare_corpus
 from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 from seqkit.errors import ConfigError
 
@@ -96,6 +96,29 @@ def synth(
 FeatureKind = StrEnum("FeatureKind", {kind: kind for kind in FEATURE_KINDS})
 
 
+# LibriSpeech options of `seqkit data prepare`.
+_TrainSubsets = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="LibriSpeech: train subsets (train-clean-100, train-clean-360, train-other-500, "
+        "or Libri-Light's 10min, 1h, 10h); repeat or comma-separate. Default: those present.",
+        rich_help_panel="LibriSpeech",
+    ),
+]
+_DevSubset = Annotated[
+    str, typer.Option(help="LibriSpeech: dev-clean or dev-other.", rich_help_panel="LibriSpeech")
+]
+_TestSubset = Annotated[
+    str,
+    typer.Option(help="LibriSpeech: test-clean or test-other.", rich_help_panel="LibriSpeech"),
+]
+_Jobs = Annotated[
+    int | None,
+    typer.Option(help="LibriSpeech: worker processes reading audio (default: the CPU count).",
+                 rich_help_panel="Runtime"),
+]
+
+
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
     """Subset names from repeated and/or comma-separated options (None when none given)."""
     if not values:
@@ -134,29 +157,10 @@ def prepare(
             rich_help_panel="Data",
         ),
     ] = False,
-    subsets: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="LibriSpeech: train subsets (train-clean-100, train-clean-360, train-other-500, "
-            "or Libri-Light's 10min, 1h, 10h); repeat or comma-separate. Default: those present.",
-            rich_help_panel="LibriSpeech",
-        ),
-    ] = None,
-    dev: Annotated[
-        str,
-        typer.Option(help="LibriSpeech: dev-clean or dev-other.", rich_help_panel="LibriSpeech"),
-    ] = "dev-clean",
-    test: Annotated[
-        str,
-        typer.Option(help="LibriSpeech: test-clean or test-other.", rich_help_panel="LibriSpeech"),
-    ] = "test-clean",
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            help="LibriSpeech: worker processes reading audio (default: the CPU count).",
-            rich_help_panel="Runtime",
-        ),
-    ] = None,
+    subsets: _TrainSubsets = None,
+    dev: _DevSubset = "dev-clean",
+    test: _TestSubset = "test-clean",
+    jobs: _Jobs = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
     ] = False,
@@ -207,6 +211,10 @@ def prepare(
     if output_format is TableFormat.json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
         return
+    _print_prepared(summary, skip_bad)
+
+
+def _print_prepared(summary: PrepareSummary, skip_bad: bool) -> None:
     table = Table(
         title=f"prepared {summary.out_dir} ({summary.features.kind}, {summary.features.dim} dims)"
     )

@@ -40,7 +40,7 @@ from seqkit.audio.features import (
     write_stats,
 )
 from seqkit.audio.load import load_audio
-from seqkit.data.lexicon import Pronunciations, pronounce_words
+from seqkit.data.lexicon import Pronunciations, normalize_word, pronounce_words
 from seqkit.data.librispeech import (
     LIBRISPEECH_SUBSETS,
     LibriLayout,
@@ -220,8 +220,8 @@ def _prepare_into(
     _write_oov(tmp / "oov.tsv", pronunciations)
     if skip_bad:
         _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
-    tokens = [normalized for utts in splits.values() for u in utts for normalized in u.words]
-    oov_tokens = sum(1 for w in tokens if w.lower() in pronunciations.oov)
+    tokens = [word for utts in splits.values() for u in utts for word in u.words]
+    oov_tokens = sum(1 for w in tokens if normalize_word(w) in pronunciations.oov)
     return {
         "corpus_dir": corpus.resolve(),
         "out_dir": out.resolve(),
@@ -276,7 +276,7 @@ def _read_audio(
     jobs: int,
     description: str,
     progress: ProgressFn | None,
-) -> tuple[list[tuple[int, int] | str], list[tuple[int, FeatureStats]]]:
+) -> tuple[list[tuple[int, int] | str], list[FeatureStats]]:
     """Audio headers of every utterance (in order) and stats of the sample, over ``jobs``."""
     tasks: list[_Task] = [
         ([u.audio for u in utts[i:i + _CHUNK]],
@@ -284,7 +284,7 @@ def _read_audio(
         for i in range(0, len(utts), _CHUNK)
     ]
     results: list[tuple[int, int] | str] = []
-    parts: list[tuple[int, FeatureStats]] = []
+    parts: list[FeatureStats] = []
     if progress is not None:
         progress(description, 0, len(utts))
 
@@ -292,7 +292,7 @@ def _read_audio(
         headers, stats = result
         results.extend(headers)
         if stats is not None:
-            parts.append((len(parts), stats))
+            parts.append(stats)
         if progress is not None:
             progress(description, done, len(utts))
 
@@ -341,12 +341,12 @@ def _header(path: Path | None) -> tuple[int, int]:
     return int(info.frames), int(info.samplerate)
 
 
-def _merge_stats(parts: list[tuple[int, FeatureStats]], corpus: Path) -> FeatureStats:
+def _merge_stats(parts: list[FeatureStats], corpus: Path) -> FeatureStats:
     """One FeatureStats from per-chunk ones (Chan et al.'s pairwise merge of moments)."""
     if not parts:
         raise CorpusError(f"{corpus}: no usable train utterance to compute feature statistics on")
     count, mean, m2 = 0, None, None
-    for _, part in parts:
+    for part in parts:
         n = part.frames
         part_mean = part.mean.double()
         part_m2 = part.std.double() ** 2 * n
