@@ -155,6 +155,17 @@ def test_unknown_or_absent_subsets_are_one_line_and_exit_2(corpus, tmp_path, arg
     assert not (tmp_path / "p").exists()
 
 
+def test_librilight_without_librispeech_dev_names_the_folder_and_the_download(corpus,
+                                                                             tmp_path) -> None:
+    speaker = next((corpus / "LibriSpeech" / "train-clean-100").iterdir())
+    shutil.copytree(speaker, tmp_path / "librispeech_finetuning" / "1h" / "0" / "clean" / "1")
+    result = runner.invoke(app, ["data", "prepare", str(tmp_path), str(tmp_path / "p")])
+    assert result.exit_code == 2
+    line = _one_error_line(result.output)
+    assert f"subset dev-clean not found in {tmp_path / 'LibriSpeech'}" in line
+    assert "seqkit data download librispeech CORPUS --subsets dev-clean" in line
+
+
 def test_bad_layouts_are_one_line_and_exit_2(corpus, tmp_path) -> None:
     flat = tmp_path / "flat" / "LibriSpeech" / "train-clean-100"
     for subset in ("dev-clean", "test-clean"):

@@ -150,6 +150,12 @@ def choose_subsets(
     for name in (*train, dev, test):
         if name not in present:
             where = layout.librilight if name in LIBRILIGHT_SUBSETS else layout.librispeech
+            if where is None:  # the other corpus is there: say where this one would be
+                other = layout.librispeech or layout.librilight
+                assert other is not None  # find_layout found at least one
+                where = other.parent / (
+                    LIBRILIGHT_DIR if name in LIBRILIGHT_SUBSETS else LIBRISPEECH_DIR
+                )
             hint = (
                 "`seqkit data download librilight CORPUS`" if name in LIBRILIGHT_SUBSETS
                 else _DOWNLOAD_HINT.format(subset=name)
