@@ -110,3 +110,25 @@ def test_vocabulary_is_real_english_by_part_of_speech() -> None:
     assert len(vocab.nouns) > 1000 and len(vocab.verbs) > 500 and len(vocab.adjectives) > 500
     assert ("child", "children") in vocab.nouns
     assert ("take", "took", "takes") in vocab.verbs
+
+
+def _centroid(audio: np.ndarray, rate: int) -> float:
+    power = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+    return float((power * np.fft.rfftfreq(len(audio), 1 / rate)).sum() / power.sum())
+
+
+def test_defined_variant_with_higher_formants_sounds_brighter(engine: Espeak) -> None:
+    base = engine.variant_text("m3")
+    higher = "".join(f"formant {k} 125 100 100\n" for k in range(1, 6))
+    centroids = []
+    for name, extra in (("test-own", ""), ("test-short-tract", higher)):
+        engine.define_variant(name, base + "\n" + extra)
+        engine.set_voice(f"en-us+{name}")
+        engine.set_prosody(rate=175, pitch=50)
+        result = engine.synthesize("Every speaker reads a sentence.")
+        centroids.append(_centroid(result.audio, result.sample_rate))
+    assert centroids[1] > 1.2 * centroids[0]
+    with pytest.raises(ConfigError, match="no voice variant"):
+        engine.variant_text("no-such-variant")
+    with pytest.raises(ConfigError, match="expected letters"):
+        engine.define_variant("../escape", "pitch 80 120\n")

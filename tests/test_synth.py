@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_61
-from seqkit.data.synth import CorpusSummary, synthesize_corpus
+from seqkit.data.speakers import voice_text
+from seqkit.data.synth import CorpusSummary, read_speakers, synthesize_corpus
 from seqkit.errors import OutputExistsError
 
 TINY = {"speakers": 6, "sentences": 2}
@@ -129,6 +130,15 @@ def test_splits_file_lists_disjoint_speakers_with_disjoint_voices(corpus) -> Non
     assert meta["seed"] == 7 and "seqkit_version" in meta
     assert summary.splits["train"].speakers == len(train)
     assert summary.splits["test"].hours > 0
+
+
+def test_speakers_have_their_own_voice_quality_recorded_in_the_splits_file(corpus) -> None:
+    speakers = read_speakers(corpus[0])
+    assert all(0.9 <= s.tract <= 1.1 and 0 <= s.klatt <= 6 for s in speakers)
+    assert len({(s.tract, s.flutter, s.breath) for s in speakers}) == len(speakers)
+    assert all(f"consonants {s.consonants}" in s.voice_lines for s in speakers)
+    text = voice_text(speakers[0], "name x\nformant 1 100 90 80\n")
+    assert f"formant 1 {round(100 * speakers[0].tract)} 90 80" in text
 
 
 def test_silence_is_quiet_and_vowels_are_loud_in_the_clean_corpus(clean_corpus) -> None:

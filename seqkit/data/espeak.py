@@ -7,11 +7,19 @@ positions (espeak-ng stamps each event with the count of samples produced before
 
 espeak-ng keeps its state in process globals, so there is one engine per process: create one
 :class:`Espeak` in each worker process. Nothing here needs a system installation of espeak-ng.
+
+espeak-ng reads voice variants only from files in its data directory, so the engine runs on a
+private overlay of the package's data (symlinks, made once per process in a temp directory)
+whose ``voices/!v`` is writable: :meth:`Espeak.define_variant` adds a variant there.
 """
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +177,24 @@ def espeak_data_path() -> Path:
     return Path(_load_library()[1])
 
 
+def _overlay(data: Path) -> Path:
+    """A temp copy of the data directory ``data`` made of symlinks, with real ``voices/!v``
+    folder (removed at exit); returns its ``espeak-ng-data``."""
+    root = Path(tempfile.mkdtemp(prefix="seqkit-espeak-"))
+    atexit.register(shutil.rmtree, root, True)
+    out = root / "espeak-ng-data"
+    for parent in (data, data / "voices", data / "voices" / "!v"):
+        target = out / parent.relative_to(data)
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in parent.iterdir():
+            if entry.name not in ("voices", "!v") or entry.parent == data / "voices" / "!v":
+                (target / entry.name).symlink_to(entry)
+    return out
+
+
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 class Espeak:
     """The espeak-ng engine of this process, set up to report phoneme and word events.
 
@@ -180,13 +206,15 @@ class Espeak:
     """
 
     _lib: ctypes.CDLL | None = None
+    _data: Path
     sample_rate: int
 
     def __init__(self) -> None:
         if Espeak._lib is None:
             lib, data_path = _load_library()
+            Espeak._data = _overlay(Path(data_path))
             # espeak_Initialize takes the directory that *contains* espeak-ng-data.
-            parent = str(Path(data_path).parent).encode()
+            parent = str(Espeak._data.parent).encode()
             rate = lib.espeak_Initialize(
                 _AUDIO_OUTPUT_SYNCHRONOUS, 0, parent,
                 _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT,
@@ -233,6 +261,31 @@ class Espeak:
         utterances since it was created, in a fresh process.
         """
         self._lib.espeak_ng_SetRandSeed(seed & 0x7FFFFFFF)
+
+    def variant_text(self, name: str) -> str:
+        """The text of voice variant ``name`` (a file of ``voices/!v``).
+
+        Raises:
+            ConfigError: there is no such variant.
+        """
+        path = Espeak._data / "voices" / "!v" / name
+        if not _VARIANT_NAME.match(name) or not path.is_file():
+            raise ConfigError(f"espeak-ng has no voice variant {name!r} in {path.parent}")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+    def define_variant(self, name: str, text: str) -> None:
+        """Add (or replace) voice variant ``name`` with the lines ``text`` (espeak-ng's voice
+        file syntax: ``formant``, ``klatt``, ``flutter``, ``breath``, ...) for this process.
+
+        Raises:
+            ConfigError: ``name`` is not letters, digits, ``_`` and ``-``.
+        """
+        if not _VARIANT_NAME.match(name):
+            raise ConfigError(f"voice variant name {name!r}: expected letters, digits, _ and -")
+        path = Espeak._data / "voices" / "!v" / name
+        if path.is_symlink():
+            path.unlink()
+        path.write_text(text, encoding="utf-8")
 
     def set_voice(self, name: str) -> None:
         """Select a voice by name, optionally with a variant: ``"en-us"``, ``"en-gb-scotland+f3"``.

@@ -2,14 +2,17 @@
 
 A speaker is an English accent (the dialect region, see
 :data:`seqkit.data.espeak_phones.ACCENTS`) + an espeak-ng voice variant + its own rate, pitch
-and pitch range. Train, dev and test speakers draw their variants from disjoint pools, so dev and
-test measure generalization to unseen voices. The plan depends only on the seed.
+and pitch range + its own voice quality on top of the variant (:func:`voice_text`). Train,
+dev and test speakers draw their variants from disjoint pools, so dev and test measure
+generalization to unseen voices. The plan depends only on the seed.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from seqkit.data.espeak_phones import ACCENTS
 from seqkit.errors import ConfigError
@@ -54,6 +57,13 @@ class Speaker:
         rate: base speaking rate in words per minute.
         pitch: base pitch on espeak-ng's 0-99 scale.
         pitch_range: pitch range on espeak-ng's 0-99 scale.
+        klatt: espeak-ng's Klatt voicing source 1-6, or 0 for its own (harmonic) synthesizer.
+        tract: factor on the variant's formant frequencies F1-F5 (a vocal tract that much
+            shorter), 1 = the variant's own.
+        flutter: pitch jitter in espeak-ng's ``flutter`` units (0-8), -1 = the variant's own.
+        roughness: shimmer-like amplitude roughness (``roughness``, 0-7), -1 = the variant's.
+        breath: breathiness (aspiration noise) level 0-10, 0 = the variant's own.
+        consonants: loudness of consonants relative to vowels in percent.
     """
 
     id: str
@@ -65,6 +75,42 @@ class Speaker:
     rate: int
     pitch: int
     pitch_range: int
+    klatt: int = 0
+    tract: float = 1.0
+    flutter: int = -1
+    roughness: int = -1
+    breath: int = 0
+    consonants: int = 100
+
+    @property
+    def voice_lines(self) -> str:
+        """What this speaker adds to its espeak-ng variant (formants: see :func:`voice_text`)."""
+        lines = [f"consonants {self.consonants} {self.consonants}"]
+        if self.klatt:
+            lines.append(f"klatt {self.klatt}")
+        if self.flutter >= 0:
+            lines.append(f"flutter {self.flutter}")
+        if self.roughness >= 0:
+            lines.append(f"roughness {self.roughness}")
+        if self.breath:
+            b = self.breath
+            lines.append(f"breath 0 {b} {2 * b} {2 * b} {2 * b} {2 * b} {2 * b} {b}")
+        return "\n".join(lines) + "\n"
+
+
+_FORMANT_LINE = re.compile(r"^\s*formant\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", re.MULTILINE)
+
+
+def voice_text(speaker: Speaker, variant_text: str) -> str:
+    """The espeak-ng variant file of ``speaker``: ``variant_text`` (its variant's file) with
+    formants F1-F5 scaled by ``tract`` and :attr:`Speaker.voice_lines` after (later lines win)."""
+    formants = {int(k): (int(f), int(h), int(w))
+                for k, f, h, w in _FORMANT_LINE.findall(variant_text)}
+    lines = []
+    for k in range(1, 6):
+        f, h, w = formants.get(k, (100, 100, 100))
+        lines.append(f"formant {k} {round(f * speaker.tract)} {h} {w}")
+    return variant_text.rstrip("\n") + "\n" + "\n".join(lines) + "\n" + speaker.voice_lines
 
 
 def plan_speakers(count: int, seed: int) -> list[Speaker]:
@@ -110,6 +156,25 @@ def plan_speakers(count: int, seed: int) -> list[Speaker]:
             speakers.append(Speaker(
                 id=speaker_id, split=split, region=accent.region, accent=accent.voice,
                 variant=variant, sex=sex, rate=rng.randint(145, 195), pitch=rng.randint(30, 70),
-                pitch_range=rng.randint(30, 80),
+                pitch_range=rng.randint(30, 80), **_draw_voice(seed, speaker_id),
             ))
     return speakers
+
+
+def _draw_voice(seed: int, speaker_id: str) -> dict[str, Any]:
+    """A speaker's own voice quality on top of its variant (from its own generator, so adding
+    it left every other draw of the plan as it was).
+
+    People differ in vocal tract length (formants +-10% within a sex), in the voicing source
+    (half the speakers get one of espeak-ng's Klatt sources, the rest its harmonic one), in pitch
+    jitter, shimmer and breathiness, and in how loud their consonants are.
+    """
+    rng = random.Random(f"voice-{seed}-{speaker_id}")
+    return {
+        "klatt": rng.randint(1, 6) if rng.random() < 0.5 else 0,
+        "tract": round(rng.uniform(0.9, 1.1), 3),
+        "flutter": rng.randint(0, 8),
+        "roughness": rng.randint(0, 5),
+        "breath": rng.choice((0, 0, 2, 4, 6, 8)),
+        "consonants": rng.randint(75, 125),
+    }

@@ -40,7 +40,7 @@ from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.espeak import Espeak
 from seqkit.data.espeak_phones import label_segments
 from seqkit.data.sentences import SentenceGenerator
-from seqkit.data.speakers import SPLITS, Speaker, plan_speakers
+from seqkit.data.speakers import SPLITS, Speaker, plan_speakers, voice_text
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
 
@@ -152,7 +152,9 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
         pitch = int(np.clip(pitch + rng.integers(-realism.pitch_jitter,
                                                   realism.pitch_jitter + 1), 0, 99))
     engine.seed_random(int(rng.integers(2**31)))
-    engine.set_voice(f"{speaker.accent}+{speaker.variant}")
+    voice = f"seqkit-{speaker.id}"  # the speaker's own variant (seqkit.data.speakers.voice_text)
+    engine.define_variant(voice, voice_text(speaker, engine.variant_text(speaker.variant)))
+    engine.set_voice(f"{speaker.accent}+{voice}")
     engine.set_prosody(rate=rate, pitch=pitch, pitch_range=speaker.pitch_range)
     synthesis = engine.synthesize(job.text)
     sr = synthesis.sample_rate
