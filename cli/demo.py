@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,16 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.data.synth import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
 from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
 
 console = Console()
-
-
-class _Format(StrEnum):
-    table = "table"
-    json = "json"
 
 
 def _percent(value: float | None) -> str:
@@ -73,7 +68,9 @@ def demo(
     sentences: Annotated[
         int, typer.Option("--sentences", min=1, help="Sentences per speaker.")
     ] = DEFAULT_SENTENCES,
-    fmt: Annotated[_Format, typer.Option("--format", help="Output format.")] = _Format.table,
+    fmt: Annotated[
+        TableFormat, typer.Option("--format", help="Output format.")
+    ] = TableFormat.table,
 ) -> None:
     """Synthesize a corpus, train a recognizer, evaluate it on unseen voices, decode a file.
 
@@ -90,7 +87,7 @@ def demo(
 
     with rich_progress() as progress:
         report = run_demo(options, progress=progress, stage=stage)
-    if fmt == _Format.json:
+    if fmt == TableFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     sample = report.sample

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from seqkit.cli.exits import USER_ERROR
+from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.cli.search import (
     BeamOpt,
@@ -37,12 +38,6 @@ class Split(StrEnum):
     DEV = "dev"
     TEST = "test"
 
-
-class ReportFormat(StrEnum):
-    """How the report is printed."""
-
-    TABLE = "table"  # rich tables
-    JSON = "json"  # the whole report on stdout
 
 console = Console(soft_wrap=True)
 
@@ -101,10 +96,10 @@ def evaluate_command(
                      rich_help_panel="Output"),
     ] = None,
     fmt: Annotated[
-        ReportFormat,
+        TableFormat,
         typer.Option("--format", help="table (rich tables) or json (the report on stdout).",
                      rich_help_panel="Output"),
-    ] = ReportFormat.TABLE,
+    ] = TableFormat.table,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Utterances per model call.",
                           rich_help_panel="Runtime"),
@@ -144,7 +139,7 @@ def evaluate_command(
     if report_dir is not None:
         paths = write_report(report, report_dir)
         err_console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
-    if fmt == ReportFormat.JSON:
+    if fmt == TableFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _tables(report, split.value)

@@ -34,7 +34,7 @@ from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
-from seqkit.errors import ConfigError
+from seqkit.errors import CheckpointError, ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.progress import ProgressFn
 from seqkit.training import TrainSummary, load_recipe, read_run_log, train
@@ -333,7 +333,13 @@ def _ensure_trained(
     resume = options.model in state.get("started", []) and started.exists()
     state["started"] = sorted({*state.get("started", []), options.model})
     _write_json(state_path, state)
-    summary, train_seconds = _train(options, run_dir, resume, say, progress, log)
+    try:
+        summary, train_seconds = _train(options, run_dir, resume, say, progress, log)
+    except CheckpointError as err:  # e.g. a run left by an older seqkit: a demo starts over
+        if not resume:
+            raise
+        say(f"cannot resume ({err}); training from the start")
+        summary, train_seconds = _train(options, run_dir, False, say, progress, log)
     if summary.stopped == "interrupted":
         raise KeyboardInterrupt
     epochs = summary.epochs

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
@@ -42,3 +43,15 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path
     assert again.exit_code == 0, again.output
     assert (out / "corpus" / "splits.json").stat().st_mtime_ns == corpus_stamp
     assert json.loads((out / "report.json").read_text())["train_seconds"] == report["train_seconds"]
+
+    # A run this demo cannot resume (here: a last.pt without training state, as an older seqkit
+    # wrote) is trained again from the start instead of stopping the demo.
+    last = out / "run-ctc" / "last.pt"
+    saved = torch.load(last, weights_only=True)
+    del saved["optimizer"]
+    torch.save(saved, last)
+    longer = [*args[:4], "0.5", *args[5:]]
+    third = CliRunner().invoke(app, longer)
+    assert third.exit_code == 0, third.output
+    assert "training from the start" in third.output
+    assert json.loads((out / "report.json").read_text())["train_seconds"] > 0
