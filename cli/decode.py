@@ -24,6 +24,7 @@ from seqkit.cli.search import (
     load_acoustic_model,
     search_options,
 )
+from seqkit.cli.stream import STDIN, stream_sources
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import TransducerSearch, audio_files, recognize_files
 from seqkit.decoding.results import Hypothesis, PhoneSegment, RecognitionResult, fold_segments
@@ -49,7 +50,9 @@ class Fold(IntEnum):
 
 
 AudioArg = Annotated[
-    list[Path], typer.Argument(help="Audio files (any format soundfile reads) or directories.")
+    list[Path],
+    typer.Argument(help="Audio files (any format soundfile reads) or directories; with --stream, "
+                   "- reads raw 16 kHz 16-bit mono PCM from stdin."),
 ]
 RecursiveOpt = Annotated[
     bool,
@@ -76,6 +79,16 @@ OutOpt = Annotated[
     typer.Option("--out", help="Folder for the output file (decode.txt, .json or .ctm) and the "
                  "alignment PNGs; default: results to stdout, PNGs in the current folder.",
                  rich_help_panel="Output"),
+]
+StreamOpt = Annotated[
+    bool,
+    typer.Option("--stream", help="Feed the audio in chunks through a unidirectional model and "
+                 "print phones as they are decided (the same phones as without it); latency and "
+                 "RTF go to stderr.", rich_help_panel="Streaming"),
+]
+ChunkOpt = Annotated[
+    int, typer.Option("--chunk-ms", help="Chunk size with --stream, in ms.",
+                      rich_help_panel="Streaming"),
 ]
 BatchSizeOpt = Annotated[
     int, typer.Option("--batch-size", min=1, help="Files per model call.",
@@ -150,6 +163,8 @@ def decode(
     fmt: FormatOpt = OutputFormat.TEXT,
     align: AlignOpt = False,
     out: OutOpt = None,
+    stream: StreamOpt = False,
+    chunk_ms: ChunkOpt = 100,
     batch_size: BatchSizeOpt = 8,
 ) -> None:
     """Decode audio files into phone sequences with start/end times and posterior scores.
@@ -159,6 +174,9 @@ def decode(
     deterministic, so it takes no seed. Files that cannot be read are reported one line each
     and the others are still decoded; the exit code is 2 if any failed. The real-time factor is
     printed at the end (on stderr, so stdout stays clean for results).
+
+    --stream decodes as the audio arrives (unidirectional models: recipes/*/*_stream.toml), e.g.
+    live: arecord -f S16_LE -r 16000 -c 1 | seqkit decode RUN - --stream
     """
     loaded = load_acoustic_model(model)
     options = search_options(
@@ -170,6 +188,12 @@ def decode(
         transducer_search=transducer_search,
         batch_size=batch_size,
     )
+    if stream or any(str(a) == STDIN for a in audio):
+        if stream_sources(loaded, audio, options, stream=stream, chunk_ms=chunk_ms,
+                          fmt=fmt.value, fold=int(fold) if fold else None, align=align,
+                          recursive=recursive):
+            raise typer.Exit(USER_ERROR)
+        return
     files = audio_files(audio, recursive=recursive)
     if not files:
         raise ConfigError(

@@ -118,6 +118,13 @@ class _Fusion:
         return self.total(labels) + end
 
 
+def fusion_scorer(
+    lm: LabelLM | None, lm_weight: float, insertion_bonus: float, vocab: int, blank: int = 0
+) -> _Fusion:
+    """The shallow-fusion scorer a :class:`TransducerBeamSearch` ranks with (V = ``vocab``)."""
+    return _Fusion(lm, lm_weight, insertion_bonus, vocab, blank)
+
+
 def _vocab_size(model: TransducerLike, f: torch.Tensor, blank: int) -> int:
     """V of a transducer: from one joint call on the start symbol."""
     start = torch.full((1, 1), blank, dtype=torch.long, device=f.device)
@@ -186,31 +193,72 @@ def _ctc_beam_one(
     top_k: int,
 ) -> list[BeamHypothesis]:
     """Prefix beam search over one utterance's (T, V) log-probabilities."""
-    # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus score]
-    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG_INF, 0.0]}
-    lm_cache: dict[tuple[tuple[int, ...], int | None], float] = {}
+    search = CTCPrefixBeamSearch(
+        beam=beam, blank=blank, lm=lm, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
+        top_k=top_k,
+    )
+    search.step(lp)
+    return search.results()
 
-    def extension_score(prefix: tuple[int, ...], label: int | None) -> float:
-        if lm is None:
-            return insertion_bonus if label is not None else 0.0
+
+def common_prefix(prefixes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """Longest prefix shared by all ``prefixes``: labels no later frame can change."""
+    if not prefixes:
+        return ()
+    first = min(prefixes, key=len)
+    for i, label in enumerate(first):
+        if any(p[i] != label for p in prefixes):
+            return first[:i]
+    return first
+
+
+class CTCPrefixBeamSearch:
+    """CTC prefix beam search over one stream, a chunk of frames at a time.
+
+    :func:`ctc_beam_search` is this search fed all frames at once; feeding them in chunks gives
+    the same hypotheses. Arguments as :func:`ctc_beam_search` (``top_k``: labels tried per frame).
+    """
+
+    def __init__(
+        self, *, beam: int, blank: int = 0, lm: LabelLM | None = None, lm_weight: float = 0.0,
+        insertion_bonus: float = 0.0, top_k: int,
+    ) -> None:
+        _check_beam(beam)
+        self.beam, self.blank, self.top_k = beam, blank, top_k
+        self.lm = lm if lm is not None and lm_weight != 0.0 else None
+        self.lm_weight, self.insertion_bonus = lm_weight, insertion_bonus
+        # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus]
+        self.beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG_INF, 0.0]}
+        self.lm_cache: dict[tuple[tuple[int, ...], int | None], float] = {}
+
+    def _extension_score(self, prefix: tuple[int, ...], label: int | None) -> float:
+        bonus = self.insertion_bonus if label is not None else 0.0
+        if self.lm is None:
+            return bonus
         key = (prefix, label)
-        if key not in lm_cache:
-            lm_cache[key] = lm_weight * lm(prefix, label) + (
-                insertion_bonus if label is not None else 0.0
-            )
-        return lm_cache[key]
+        if key not in self.lm_cache:
+            self.lm_cache[key] = self.lm_weight * self.lm(prefix, label) + bonus
+        return self.lm_cache[key]
 
-    vocab = lp.shape[1]
-    for t in range(lp.shape[0]):
-        row = lp[t]
-        if top_k < vocab:
-            candidates = [int(k) for k in np.argpartition(-row, top_k - 1)[:top_k]]
-        else:
-            candidates = list(range(vocab))
-        candidates = [k for k in candidates if k != blank]
-        blank_lp = float(row[blank])
+    def decided(self) -> tuple[int, ...]:
+        """Labels every kept prefix starts with: final whatever the later frames hold."""
+        return common_prefix(list(self.beams))
+
+    def step(self, lp: np.ndarray) -> None:
+        """Advance over (T, V) log-probabilities of the next frames."""
+        vocab = lp.shape[1]
+        for t in range(lp.shape[0]):
+            row = lp[t]
+            if self.top_k < vocab:
+                candidates = [int(k) for k in np.argpartition(-row, self.top_k - 1)[: self.top_k]]
+            else:
+                candidates = list(range(vocab))
+            self.beams = self._frame(row, [k for k in candidates if k != self.blank])
+
+    def _frame(self, row: np.ndarray, candidates: list[int]) -> dict[tuple[int, ...], list[float]]:
+        blank_lp = float(row[self.blank])
         nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (p_b, p_nb, extra) in beams.items():
+        for prefix, (p_b, p_nb, extra) in self.beams.items():
             total = _logaddexp(p_b, p_nb)
             # stay on the prefix: emit blank, or repeat the last label (collapsed)
             cell = nxt.setdefault(prefix, [_NEG_INF, _NEG_INF, extra])
@@ -222,7 +270,7 @@ def _ctc_beam_one(
                 new = (*prefix, k)
                 cell_new = nxt.get(new)
                 if cell_new is None:
-                    cell_new = [_NEG_INF, _NEG_INF, extra + extension_score(prefix, k)]
+                    cell_new = [_NEG_INF, _NEG_INF, extra + self._extension_score(prefix, k)]
                     nxt[new] = cell_new
                 # a repeated label needs a blank in between to count as a new label
                 source = p_b if prefix and k == prefix[-1] else total
@@ -231,15 +279,17 @@ def _ctc_beam_one(
             nxt.items(), key=lambda item: _logaddexp(item[1][0], item[1][1]) + item[1][2],
             reverse=True,
         )
-        beams = dict(ranked[:beam])
+        return dict(ranked[: self.beam])
 
-    results = []
-    for prefix, (p_b, p_nb, extra) in beams.items():
-        acoustic = _logaddexp(p_b, p_nb)
-        score = acoustic + extra + (extension_score(prefix, None) if lm is not None else 0.0)
-        results.append(BeamHypothesis(prefix, score, acoustic))
-    results.sort(key=lambda h: h.score, reverse=True)
-    return results
+    def results(self) -> list[BeamHypothesis]:
+        """The kept hypotheses, best first (the LM's end-of-sequence term added)."""
+        results = []
+        for prefix, (p_b, p_nb, extra) in self.beams.items():
+            acoustic = _logaddexp(p_b, p_nb)
+            end = self._extension_score(prefix, None) if self.lm is not None else 0.0
+            results.append(BeamHypothesis(prefix, acoustic + extra + end, acoustic))
+        results.sort(key=lambda h: h.score, reverse=True)
+        return results
 
 
 class _PredictorCache:
@@ -330,23 +380,56 @@ def _transducer_beam_one(
     fusion: _Fusion,
 ) -> list[BeamHypothesis]:
     """Graves's beam search over one utterance's (T, H) encoder output."""
-    predictor = _PredictorCache(model, blank, f.device)
-    fused = fusion.total  # ranking adds the labels' fusion score to the acoustic log-prob
-    # prefix -> log P(prefix emitted by the end of the previous frame)
-    kept: dict[tuple[int, ...], float] = {(): 0.0}
-    for t in range(f.shape[0]):
-        ft = f[t].reshape(1, 1, 1, -1)  # (1, 1, 1, H)
+    search = TransducerBeamSearch(model, beam=beam, blank=blank, cap=cap, fusion=fusion,
+                                  device=f.device)
+    search.step(f)
+    return search.results(length_norm=length_norm)
+
+
+class TransducerBeamSearch:
+    """Graves's transducer beam search over one stream, a chunk of frames at a time.
+
+    :func:`transducer_beam_search` is this search fed all frames at once; feeding them in chunks
+    gives the same hypotheses. ``cap``: most hypotheses expanded in one frame; ``fusion``: the
+    LM shallow-fusion scorer (None: acoustic scores only).
+    """
+
+    def __init__(
+        self, model: TransducerLike, *, beam: int, blank: int = 0, cap: int | None = None,
+        fusion: _Fusion | None = None, device: torch.device | str = "cpu",
+    ) -> None:
+        _check_beam(beam)
+        self.model, self.beam, self.blank = model, beam, blank
+        self.fusion = fusion if fusion is not None else _Fusion(None, 0.0, 0.0, 0, blank)
+        self.cap = cap if cap is not None else 4 * beam + 16
+        self.predictor = _PredictorCache(model, blank, torch.device(device))
+        # prefix -> log P(prefix emitted by the end of the previous frame)
+        self.kept: dict[tuple[int, ...], float] = {(): 0.0}
+
+    def decided(self) -> tuple[int, ...]:
+        """Labels every kept hypothesis starts with: final whatever the later frames hold."""
+        return common_prefix(list(self.kept))
+
+    def step(self, f: torch.Tensor) -> None:
+        """Advance over (T, H) encoder output of the next frames."""
+        for t in range(f.shape[0]):
+            self.kept = self._frame(f[t].reshape(1, 1, 1, -1))  # (1, 1, 1, H)
+
+    def _frame(self, ft: torch.Tensor) -> dict[tuple[int, ...], float]:
+        model, predictor, kept, beam, blank = (
+            self.model, self.predictor, self.kept, self.beam, self.blank
+        )
+        fused = self.fusion.total  # ranking adds the labels' fusion score to the acoustic one
         logp_cache: dict[tuple[int, ...], np.ndarray] = {}
 
-        def label_log_probs(prefix: tuple[int, ...], ft: torch.Tensor = ft,
-                            cache: dict[tuple[int, ...], np.ndarray] = logp_cache) -> np.ndarray:
-            if prefix not in cache:
+        def label_log_probs(prefix: tuple[int, ...]) -> np.ndarray:
+            if prefix not in logp_cache:
                 g = predictor.get(prefix).reshape(1, 1, 1, -1)  # (1, 1, 1, H)
                 logits = model.joint(ft, g).reshape(-1)  # (V,)
-                cache[prefix] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-            return cache[prefix]
+                logp_cache[prefix] = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+            return logp_cache[prefix]
 
-        # prefix merging: add the paths that reach y from a kept proper prefix within frame t
+        # prefix merging: add the paths that reach y from a kept proper prefix within the frame
         candidates = dict(kept)
         by_length = sorted(kept, key=len)
         for y in by_length:
@@ -362,7 +445,7 @@ def _transducer_beam_one(
         seen = set(candidates)  # sequences whose in-frame total is already complete
         finished: dict[tuple[int, ...], float] = {}
         expansions = 0
-        while candidates and expansions < cap:
+        while candidates and expansions < self.cap:
             y_star = max(candidates, key=lambda y: candidates[y] + fused(y))
             best_candidate = candidates[y_star] + fused(y_star)
             better = sum(1 for y, v in finished.items() if v + fused(y) > best_candidate)
@@ -380,16 +463,19 @@ def _transducer_beam_one(
                     continue  # already counted through prefix merging
                 seen.add(new)
                 candidates[new] = p_star + float(logp[k])
-        kept = dict(sorted(finished.items(), key=lambda item: item[1] + fused(item[0]),
+        return dict(sorted(finished.items(), key=lambda item: item[1] + fused(item[0]),
                            reverse=True)[:beam])
 
-    def rank(item: tuple[tuple[int, ...], float]) -> float:
-        labels, logp = item
-        score = float(logp) + fusion.final(labels)
-        return score / max(len(labels), 1) if length_norm else score
+    def results(self, *, length_norm: bool = False) -> list[BeamHypothesis]:
+        """The kept hypotheses, best first (fusion included; divided by length if asked)."""
 
-    ordered = sorted(kept.items(), key=rank, reverse=True)
-    return [BeamHypothesis(labels, rank((labels, lp)), float(lp)) for labels, lp in ordered]
+        def rank(item: tuple[tuple[int, ...], float]) -> float:
+            labels, logp = item
+            score = float(logp) + self.fusion.final(labels)
+            return score / max(len(labels), 1) if length_norm else score
+
+        ordered = sorted(self.kept.items(), key=rank, reverse=True)
+        return [BeamHypothesis(labels, rank((labels, lp)), float(lp)) for labels, lp in ordered]
 
 
 @dataclass

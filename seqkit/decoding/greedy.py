@@ -111,22 +111,67 @@ def transducer_greedy(
         raise ConfigError(
             f"expected max_symbols_per_frame >= 1, found {max_symbols_per_frame}: use 1 or more"
         )
-    batch = f.shape[0]
     out: list[list[int]] = []
     with torch.no_grad():
-        for b in range(batch):
-            start = torch.full((1, 1), blank, dtype=torch.long, device=f.device)
-            g, state = model.predict(start, None)  # g: (1, 1, H)
-            hyp: list[int] = []
-            for t in range(valid[b]):
-                ft = f[b : b + 1, t : t + 1]  # (1, 1, H)
-                for _ in range(max_symbols_per_frame):
-                    logits = model.joint(ft.unsqueeze(2), g.unsqueeze(1))  # (1, 1, 1, V)
-                    k = int(logits.reshape(-1).argmax())
-                    if k == blank:
-                        break
-                    hyp.append(k)
-                    label = torch.full((1, 1), k, dtype=torch.long, device=f.device)
-                    g, state = model.predict(label, state)
-            out.append(hyp)
+        for b in range(f.shape[0]):
+            search = TransducerGreedySearch(
+                model, blank=blank, max_symbols_per_frame=max_symbols_per_frame, device=f.device
+            )
+            search.step(f[b, : valid[b]])
+            out.append(search.labels)
     return out
+
+
+class CTCGreedySearch:
+    """:func:`ctc_greedy` over one stream of frames, a chunk at a time (same labels)."""
+
+    def __init__(self, blank: int = 0) -> None:
+        self.blank = blank
+        self.previous: int | None = None  # the last frame's best symbol
+        self.labels: list[int] = []
+
+    def step(self, log_probs: torch.Tensor) -> list[int]:
+        """(T, V) log-probs of the next frames -> the labels they decide (final at once)."""
+        new: list[int] = []
+        for k in log_probs.argmax(dim=-1).tolist():
+            if k != self.previous and k != self.blank:
+                new.append(k)
+            self.previous = k
+        self.labels.extend(new)
+        return new
+
+
+class TransducerGreedySearch:
+    """Greedy transducer search over one utterance, frame by frame (see :func:`transducer_greedy`).
+
+    The prediction network's output and state after the labels so far are carried between
+    calls, so feeding the encoder output in chunks gives the labels of one call on all of it.
+    """
+
+    def __init__(
+        self, model: TransducerLike, *, blank: int = 0, max_symbols_per_frame: int = 5,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.model = model
+        self.blank = blank
+        self.max_symbols = max_symbols_per_frame
+        self.device = device
+        start = torch.full((1, 1), blank, dtype=torch.long, device=device)
+        self.g, self.state = model.predict(start, None)  # g: (1, 1, H)
+        self.labels: list[int] = []
+
+    def step(self, f: torch.Tensor) -> list[int]:
+        """(T, H) encoder output of the next frames -> the labels emitted on them."""
+        new: list[int] = []
+        for t in range(f.shape[0]):
+            ft = f[t].reshape(1, 1, -1)  # (1, 1, H)
+            for _ in range(self.max_symbols):
+                logits = self.model.joint(ft.unsqueeze(2), self.g.unsqueeze(1))  # (1, 1, 1, V)
+                k = int(logits.reshape(-1).argmax())
+                if k == self.blank:
+                    break
+                new.append(k)
+                label = torch.full((1, 1), k, dtype=torch.long, device=self.device)
+                self.g, self.state = self.model.predict(label, self.state)
+        self.labels.extend(new)
+        return new

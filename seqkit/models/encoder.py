@@ -10,11 +10,12 @@ utterance alone, without ``PackedSequence``, whose backward pass is about 10x sl
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from seqkit.errors import LossInputError
+from seqkit.errors import ConfigError, LossInputError
 from seqkit.models.config import EncoderConfig
 
 
@@ -64,11 +65,28 @@ class PeepholeLSTM(nn.Module):
         Returns:
             (B, T, H) float outputs (H = ``projection`` or ``hidden``), zero initial state.
         """
+        return self.step(x, None)[0]
+
+    def step(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the cell over frames from a given state (streaming carries it between chunks).
+
+        Args:
+            x: (B, T, F) float.
+            state: (h (B, H), c (B, hidden)) after the previous frames; None = zero state.
+
+        Returns:
+            (B, T, H) float outputs and the state after the last frame.
+        """
         batch, frames, _ = x.shape
         # input contribution of all four gates for all frames at once: (B, T, 4H)
         gates_x = torch.nn.functional.linear(x, self.weight_ih, self.bias)
-        h = x.new_zeros(batch, self.output_size)
-        c = x.new_zeros(batch, self.hidden)
+        if state is None:
+            h = x.new_zeros(batch, self.output_size)
+            c = x.new_zeros(batch, self.hidden)
+        else:
+            h, c = state
         w_ci, w_cf, w_co = self.peephole[0], self.peephole[1], self.peephole[2]
         outputs = []
         for t in range(frames):
@@ -83,8 +101,8 @@ class PeepholeLSTM(nn.Module):
                 h = h @ self.weight_hr.t()  # (B, P)
             outputs.append(h)
         if not outputs:
-            return x.new_zeros(batch, 0, self.output_size)
-        return torch.stack(outputs, dim=1)  # (B, T, H)
+            return x.new_zeros(batch, 0, self.output_size), (h, c)
+        return torch.stack(outputs, dim=1), (h, c)  # (B, T, H)
 
 
 class _LSTM(nn.Module):
@@ -97,6 +115,11 @@ class _LSTM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, F) -> (B, T, H)."""
         return self.rnn(x)[0]
+
+    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(B, T, F) from ``state`` ((1, B, H), (1, B, hidden); None = zero) -> outputs, state."""
+        return self.rnn(x, state)
 
 
 def _make_direction(cell: str, input_size: int, hidden: int, projection: int) -> nn.Module:
@@ -266,3 +289,37 @@ class Encoder(nn.Module):
             x = layer(x, reverse)  # (B, T', H)
         mask = sequence_mask(lengths, x.shape[1]).unsqueeze(-1)  # (B, T', 1)
         return x * mask.to(x.dtype), lengths
+
+    def forward_chunk(
+        self, stacked: torch.Tensor, states: list[Any] | None
+    ) -> tuple[torch.Tensor, list[Any]]:
+        """Continue a unidirectional encoder over the next frames of one stream.
+
+        Running the chunks of an utterance one after another, each from the state the previous
+        one left, gives the outputs of :meth:`forward` on the whole utterance (eval mode).
+
+        Args:
+            stacked: (B, T', stack * F) float, normalized frames already stacked ``stack`` to a
+                step (zero-padded at the end of the stream, as :func:`stack_frames` pads).
+            states: per layer, the state returned by the previous call; None to start.
+
+        Returns:
+            (B, T', H) float outputs and the per-layer states to pass to the next call.
+
+        Raises:
+            ConfigError: the encoder is bidirectional (its outputs need the whole utterance).
+        """
+        if self.config.bidirectional:
+            raise ConfigError(
+                "a bidirectional encoder needs the whole utterance before its first output: "
+                "stream with a unidirectional model (e.g. recipes/synth/ctc_lstm_stream.toml)"
+            )
+        states = states if states is not None else [None] * len(self.layers)
+        x = stacked
+        new_states = []
+        for k, (layer, state) in enumerate(zip(self.layers, states, strict=True)):
+            if k > 0:
+                x = self.dropout(x)
+            x, state = layer.forward_rnn.step(x, state)  # (B, T', H)
+            new_states.append(state)
+        return x, new_states

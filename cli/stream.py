@@ -1,0 +1,168 @@
+"""``seqkit decode --stream``: feed audio in chunks, print phones as they are decided.
+
+Files are read whole and fed chunk by chunk (what a live source would deliver); ``-`` reads raw
+16 kHz 16-bit mono little-endian PCM from stdin, chunk by chunk, as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from rich.markup import escape
+
+from seqkit.audio import load_audio
+from seqkit.cli.progress import err_console
+from seqkit.data.phones import fold_phones
+from seqkit.decoding.recognize import DecodeOptions, audio_files
+from seqkit.decoding.streaming import StreamingRecognizer, StreamResult, check_streamable
+from seqkit.errors import ConfigError, SeqkitError
+from seqkit.models.checkpoint import LoadedModel
+
+STDIN = "-"
+
+
+def _pcm_chunks(samples_per_chunk: int) -> Iterator[torch.Tensor]:
+    """Raw s16le mono PCM from stdin, ``samples_per_chunk`` samples at a time (the last shorter)."""
+    stream = click.get_binary_stream("stdin")
+    need = 2 * samples_per_chunk
+    buffer = b""
+    ended = False
+    while not ended:
+        while len(buffer) < need:  # a pipe may deliver less than asked: read until full or EOF
+            data = stream.read(need - len(buffer))
+            if not data:
+                ended = True
+                break
+            buffer += data
+        usable = len(buffer) - len(buffer) % 2
+        if usable:
+            pcm = np.frombuffer(buffer[:usable], dtype="<i2").astype(np.float32) / 32768.0
+            yield torch.from_numpy(pcm)
+        buffer = buffer[usable:]
+
+
+def _file_chunks(path: str, samples_per_chunk: int) -> Iterator[torch.Tensor]:
+    wave = load_audio(path)
+    for start in range(0, wave.shape[0], samples_per_chunk):
+        yield wave[start : start + samples_per_chunk]
+
+
+class _Folder:
+    """Fold phones one at a time as decode folds a sequence (q dropped, sil runs merged)."""
+
+    def __init__(self, fold: int | None) -> None:
+        self.fold = fold
+        self.last: str | None = None
+
+    def __call__(self, phones: list[str]) -> list[str]:
+        if self.fold is None:
+            return phones
+        out = []
+        for phone in phones:
+            for folded in fold_phones([phone], to=self.fold):
+                if not (folded == "sil" and self.last == "sil"):
+                    out.append(folded)
+                self.last = folded
+        return out
+
+
+def _stream_one(
+    loaded: LoadedModel, source: str, options: DecodeOptions, chunk_ms: int, fmt: str,
+    fold: int | None,
+) -> StreamResult:
+    """Decode one source, printing phones as they come in text mode."""
+    recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
+    per_chunk = int(16000 * chunk_ms / 1000)
+    chunks = _pcm_chunks(per_chunk) if source == STDIN else _file_chunks(source, per_chunk)
+    folder = _Folder(fold)
+    if fmt == "text":
+        click.echo(Path(source).name if source != STDIN else STDIN, nl=False)
+    for chunk in chunks:
+        phones = folder(recognizer.accept(chunk))
+        if fmt == "text" and phones:
+            click.echo(" " + " ".join(phones), nl=False)  # echo flushes: phones show at once
+    last, result = recognizer.finish()
+    if fmt == "text":
+        last = folder(last)
+        click.echo(" " + " ".join(last) if last else "")
+    return result
+
+
+def _stats_line(source: str, result: StreamResult) -> str:
+    s = result.stats
+    return (
+        f"{source}: {s.audio_seconds:.2f} s of audio; algorithmic latency {s.latency_ms:.0f} ms "
+        f"(chunk + front-end lookahead + frame stacking); compute per chunk median "
+        f"{s.chunk_ms(0.5):.2f} ms, p95 {s.chunk_ms(0.95):.2f} ms; RTF {s.rtf:.4f}"
+    )
+
+
+def _json_item(source: str, result: StreamResult) -> dict[str, Any]:
+    s = result.stats
+    return {
+        "file": source,
+        "duration": round(s.audio_seconds, 4),
+        "score": result.score if result.score == result.score else None,
+        "phones": [
+            {"phone": p, "decided_at": round(t, 4)}
+            for p, t in zip(result.phones, result.decided_at, strict=True)
+        ],
+        "latency_ms": round(s.latency_ms, 1),
+        "chunk_compute_ms_median": round(s.chunk_ms(0.5), 3),
+        "chunk_compute_ms_p95": round(s.chunk_ms(0.95), 3),
+        "rtf": round(s.rtf, 5),
+    }
+
+
+def _sources(audio: list[Path], recursive: bool) -> list[str]:
+    """``-`` as is, directories expanded into their audio files."""
+    if sum(str(a) == STDIN for a in audio) > 1:
+        raise ConfigError("'-' (stdin) can be given once")
+    out: list[str] = []
+    for a in audio:
+        found = [STDIN] if str(a) == STDIN else audio_files([a], recursive=recursive)
+        out.extend(str(p) for p in found)
+    return out
+
+
+def stream_sources(
+    loaded: LoadedModel, audio: list[Path], options: DecodeOptions, *, stream: bool,
+    chunk_ms: int, fmt: str, fold: int | None, align: bool, recursive: bool,
+) -> int:
+    """Stream every source; print results and stats; return how many failed."""
+    if not stream:
+        raise ConfigError("'-' (raw PCM on stdin) is decoded as a stream: add --stream")
+    if align:
+        raise ConfigError("--align needs the whole file's forced alignment: drop --stream")
+    if fmt not in ("text", "json"):
+        raise ConfigError(
+            f"--stream prints text or json, found --format {fmt}: ctm needs the forced "
+            "alignment of the whole file, so drop --stream for ctm"
+        )
+    if chunk_ms < 10:
+        raise ConfigError(f"expected --chunk-ms of at least 10 (one frame), found {chunk_ms}")
+    check_streamable(loaded, options)
+    sources = _sources(audio, recursive)
+    failures = 0
+    items = []
+    for source in sources:
+        try:
+            result = _stream_one(loaded, source, options, chunk_ms, fmt, fold)
+        except SeqkitError as err:
+            if fmt == "text":
+                click.echo("")
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False,
+                              soft_wrap=True)
+            failures += 1
+            continue
+        err_console.print(_stats_line(source, result), highlight=False, soft_wrap=True)
+        items.append(_json_item(source, result))
+    if fmt == "json":
+        click.echo(json.dumps(items, indent=2))
+    return failures

@@ -1,0 +1,238 @@
+"""Streaming recognition: audio in chunks, phones out as soon as they are decided.
+
+A unidirectional model's output at a frame depends on the past only, so a stream can be decoded
+while it arrives: the front end keeps the samples and frames it still needs
+(:class:`seqkit.audio.streaming.StreamingFeatures`), frames are stacked as the encoder stacks
+them, the encoder's LSTM state is carried from chunk to chunk (:meth:`Encoder.forward_chunk`)
+and the search advances a chunk at a time. Every piece computes what the whole-file decode
+computes, so the phones are the same; a greedy search decides a phone when it emits it, a beam
+search when every kept hypothesis agrees on it.
+
+Algorithmic latency (audio that must arrive before a frame's phone can be decided) = the chunk
++ the front end's lookahead (15 ms rest of window + 40 ms of Δ/ΔΔ context for fbank123) + up to
+``stack - 1`` frames waiting to complete a stacked step.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqkit.audio.streaming import StreamingFeatures
+from seqkit.decoding.beam import CTCPrefixBeamSearch, TransducerBeamSearch, fusion_scorer
+from seqkit.decoding.greedy import CTCGreedySearch, TransducerGreedySearch
+from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
+from seqkit.errors import ConfigError
+from seqkit.models.checkpoint import LoadedModel
+
+
+def check_streamable(loaded: LoadedModel, options: DecodeOptions) -> None:
+    """Raise ConfigError unless ``loaded`` can be streamed with ``options``."""
+    check_acoustic_model(loaded)
+    if loaded.config.encoder.bidirectional:
+        raise ConfigError(
+            f"{loaded.path} is a bidirectional model: its first output needs the whole "
+            "recording, so it cannot stream; train a unidirectional recipe "
+            "(recipes/synth/ctc_lstm_stream.toml or transducer_stream.toml) or drop --stream"
+        )
+    if loaded.kind == "transducer" and options.beam > 1 and options.transducer_search == "batched":
+        raise ConfigError(
+            "--stream runs Graves's transducer beam search: drop --transducer-search batched"
+        )
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """Timing of one stream.
+
+    Attributes:
+        audio_seconds: audio received.
+        chunk_seconds: compute time of each chunk (front end + model + search), in order.
+        finish_seconds: compute time of the end of stream (last frames, final search step).
+        latency_ms: algorithmic latency: chunk + front-end lookahead + frame-stacking wait.
+    """
+
+    audio_seconds: float
+    chunk_seconds: tuple[float, ...]
+    finish_seconds: float
+    latency_ms: float
+
+    @property
+    def rtf(self) -> float:
+        """Compute seconds per second of audio (0 if no audio)."""
+        total = sum(self.chunk_seconds) + self.finish_seconds
+        return total / self.audio_seconds if self.audio_seconds > 0 else 0.0
+
+    def chunk_ms(self, quantile: float) -> float:
+        """Compute time per chunk at ``quantile`` (0.5 = median, 0.95 = p95), in ms."""
+        if not self.chunk_seconds:
+            return 0.0
+        ordered = sorted(self.chunk_seconds)
+        if quantile == 0.5:
+            return 1000 * statistics.median(ordered)
+        return 1000 * ordered[min(len(ordered) - 1, round(quantile * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """The outcome of one stream.
+
+    Attributes:
+        labels: recognized label indices (blank excluded).
+        phones: the same as symbols of the model's phone set.
+        score: the search's log-probability (NaN for greedy).
+        decided_at: per phone, seconds of audio received when it was decided.
+        stats: timing.
+    """
+
+    labels: tuple[int, ...]
+    phones: tuple[str, ...]
+    score: float
+    decided_at: tuple[float, ...]
+    stats: StreamStats
+
+
+class StreamingRecognizer:
+    """Decode one audio stream chunk by chunk with a unidirectional CTC or transducer model.
+
+    Args:
+        loaded: the model (:func:`seqkit.models.checkpoint.load_model`).
+        options: search options; ``beam`` 1 = greedy, K > 1 = CTC prefix beam search (with the
+            LM if given) or Graves's transducer beam search.
+        chunk_ms: the chunk size callers feed, for the latency figure. Default 100.
+
+    Raises:
+        ConfigError: the model is bidirectional, or the options do not stream.
+        CheckpointError: the model is not an acoustic model.
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, options: DecodeOptions | None = None, *, chunk_ms: float = 100
+    ) -> None:
+        options = options or DecodeOptions()
+        check_streamable(loaded, options)
+        if chunk_ms <= 0:
+            raise ConfigError(f"expected a chunk of more than 0 ms, found {chunk_ms:g}")
+        assert loaded.features is not None  # check_acoustic_model
+        self.loaded = loaded
+        self.model = loaded.model
+        self.front = StreamingFeatures(loaded.features, loaded.stats)
+        self.stack = loaded.config.encoder.stack
+        self.pending = torch.zeros(0, loaded.input_dim)  # frames waiting to fill a stacked step
+        self.states: list[Any] | None = None
+        self.search = _make_search(loaded, options)
+        self.beam = options.beam
+        self.rate = loaded.features.sample_rate
+        self.samples_in = 0
+        self.emitted = 0
+        self.decided_at: list[float] = []
+        self.chunk_seconds: list[float] = []
+        self.finish_seconds = 0.0
+        shift = loaded.features.frame_shift_ms
+        self.latency_ms = chunk_ms + self.front.lookahead_ms + (self.stack - 1) * shift
+
+    def _advance(self, frames: torch.Tensor, final: bool) -> list[str]:
+        """Stack the new frames, run the encoder and the search; the newly decided phones."""
+        frames = torch.cat([self.pending, frames])  # (n, F)
+        steps = frames.shape[0] // self.stack
+        if final and frames.shape[0] % self.stack:  # zero-pad the last step, as stack_frames
+            steps += 1
+            pad = steps * self.stack - frames.shape[0]
+            frames = torch.cat([frames, frames.new_zeros(pad, frames.shape[1])])
+        self.pending = frames[steps * self.stack :]
+        if steps:
+            stacked = frames[: steps * self.stack].reshape(1, steps, -1)  # (1, T', stack * F)
+            with torch.no_grad():
+                h, self.states = self.model.encoder.forward_chunk(stacked, self.states)
+                _step(self.model, self.search, h[0])  # (T', H)
+        labels = list(_decided(self.search, final))
+        new = labels[self.emitted :]
+        self.emitted = len(labels)
+        self.decided_at.extend([self.samples_in / self.rate] * len(new))
+        return [self.loaded.vocab[k] for k in new]
+
+    def accept(self, samples: torch.Tensor) -> list[str]:
+        """Feed the next samples ((N,) float32 in [-1, 1]); return the phones now decided."""
+        started = time.perf_counter()
+        self.samples_in += int(samples.shape[0])
+        phones = self._advance(self.front.accept(samples), final=False)
+        self.chunk_seconds.append(time.perf_counter() - started)
+        return phones
+
+    def finish(self) -> tuple[list[str], StreamResult]:
+        """End of stream: the last decided phones and the whole result.
+
+        Raises:
+            AudioError: the stream was shorter than one analysis window.
+        """
+        started = time.perf_counter()
+        phones = self._advance(self.front.finish(), final=True)
+        self.finish_seconds = time.perf_counter() - started
+        labels, score = _final(self.search)
+        stats = StreamStats(
+            audio_seconds=self.samples_in / self.rate,
+            chunk_seconds=tuple(self.chunk_seconds),
+            finish_seconds=self.finish_seconds,
+            latency_ms=self.latency_ms,
+        )
+        result = StreamResult(
+            labels=tuple(labels),
+            phones=tuple(self.loaded.vocab[k] for k in labels),
+            score=score,
+            decided_at=tuple(self.decided_at),
+            stats=stats,
+        )
+        return phones, result
+
+
+def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
+    if loaded.kind == "ctc" and options.beam == 1:
+        return CTCGreedySearch()
+    vocab = len(loaded.vocab)
+    if loaded.kind == "ctc":
+        return CTCPrefixBeamSearch(
+            beam=options.beam,
+            lm=options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
+            lm_weight=options.lm_weight,
+            insertion_bonus=options.insertion_bonus,
+            top_k=min(vocab, options.beam + 1),  # as ctc_beam_search's default
+        )
+    if options.beam == 1:
+        return TransducerGreedySearch(
+            loaded.model, max_symbols_per_frame=options.max_symbols_per_frame
+        )
+    fusion = fusion_scorer(
+        options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
+        options.lm_weight, options.insertion_bonus, vocab,
+    )
+    return TransducerBeamSearch(loaded.model, beam=options.beam, fusion=fusion)
+
+
+def _step(model: Any, search: Any, h: torch.Tensor) -> None:
+    """Advance ``search`` over (T', H) encoder output."""
+    if isinstance(search, CTCGreedySearch | CTCPrefixBeamSearch):
+        log_probs = model.output(h).float().log_softmax(dim=-1)  # (T', V), as CTCModel.log_probs
+        if isinstance(search, CTCGreedySearch):
+            search.step(log_probs)
+        else:
+            search.step(np.ascontiguousarray(log_probs.numpy()))
+    else:
+        search.step(h)
+
+
+def _decided(search: Any, final: bool) -> tuple[int, ...] | list[int]:
+    if isinstance(search, CTCGreedySearch | TransducerGreedySearch):
+        return search.labels
+    return search.results()[0].labels if final else search.decided()
+
+
+def _final(search: Any) -> tuple[list[int], float]:
+    if isinstance(search, CTCGreedySearch | TransducerGreedySearch):
+        return list(search.labels), float("nan")
+    best = search.results()[0]
+    return list(best.labels), best.score

@@ -1,0 +1,145 @@
+"""Streaming decode and TorchScript export: briefly trained tiny models on espeak audio give the
+phones of the whole-file decode, chunk by chunk, and from a file loaded with torch alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqkit.audio import compute_features, load_audio, read_stats
+from seqkit.audio.features import FeatureConfig
+from seqkit.audio.streaming import StreamingFeatures
+from seqkit.data.batching import phone_targets
+from seqkit.data.manifest import read_manifest
+from seqkit.data.phones import vocabulary
+from seqkit.data.prepare import prepare_corpus
+from seqkit.data.synth import synthesize_corpus
+from seqkit.decoding.recognize import DecodeOptions, recognize_files
+from seqkit.decoding.streaming import StreamingRecognizer
+from seqkit.errors import AudioError, ConfigError
+from seqkit.models import build_model
+from seqkit.models.checkpoint import load_model, model_payload, save_checkpoint
+from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig
+
+KINDS = ("ctc", "transducer")
+
+
+def _build_runs(root: Path) -> dict[str, str]:
+    """Tiny espeak corpus; uni- and bidirectional CTC and transducer, 40 Adam steps each."""
+    torch.manual_seed(0)
+    corpus, prepared = root / "corpus", root / "prepared"
+    synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
+    prepare_corpus(corpus, prepared)
+    features, stats = read_stats(prepared / "stats.json")
+    vocab = list(vocabulary(39))
+    utterances = read_manifest(prepared / "test.jsonl") + read_manifest(prepared / "dev.jsonl")
+    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
+    targets = [phone_targets(u, 39, vocab) for u in utterances]
+    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
+    feat_lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
+    target_lengths = torch.tensor([t.shape[0] for t in targets])
+    out = {"prepared": str(prepared), "audio": json.dumps([u.audio for u in utterances])}
+    for kind in KINDS:
+        for bidirectional in (False, True):
+            encoder = EncoderConfig(layers=2, hidden=32, stack=3, bidirectional=bidirectional)
+            config = ModelConfig(kind=kind, encoder=encoder,
+                                 predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32)
+            model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
+            optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+            for _ in range(40):
+                optimizer.zero_grad()
+                model(batch, feat_lengths, padded, target_lengths).mean().backward()
+                optimizer.step()
+            model.eval()
+            payload = model_payload(model, vocab=vocab, phone_set=39, features=features,
+                                    stats=stats)
+            name = f"{kind}_{'bi' if bidirectional else 'uni'}"
+            save_checkpoint(root / f"{name}.pt", payload)
+            out[name] = str(root / f"{name}.pt")
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.getbasetemp() / "stream-runs"
+    done = root / "paths.json"
+    if not done.exists():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
+        try:
+            paths = _build_runs(root)
+        finally:
+            torch.set_num_threads(threads)
+        done.write_text(json.dumps(paths))
+    return json.loads(done.read_text())
+
+
+def _audio(runs: dict[str, str]) -> list[str]:
+    return json.loads(runs["audio"])
+
+
+def _stream(loaded, path: str, options: DecodeOptions, chunk_ms: float):
+    recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
+    wave = load_audio(path)
+    step = int(16000 * chunk_ms / 1000)
+    printed = []
+    for start in range(0, wave.shape[0], step):
+        printed.extend(recognizer.accept(wave[start : start + step]))
+    last, result = recognizer.finish()
+    return printed + last, result
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("beam", [1, 4])
+def test_stream_phones_equal_whole_file_phones_for_every_chunk_size(runs, kind, beam) -> None:
+    loaded = load_model(runs[f"{kind}_uni"])
+    options = DecodeOptions(beam=beam, transducer_search="graves")
+    audio = _audio(runs)
+    whole = recognize_files(loaded, audio, options=options).hypotheses
+    assert any(len(h.phones) > 3 for h in whole)  # the model emits phones, not just blanks
+    for chunk_ms in (10, 37, 160, 1000):
+        for path, hyp in zip(audio, whole, strict=True):
+            printed, result = _stream(loaded, path, options, chunk_ms)
+            assert result.phones == hyp.phones, (path, chunk_ms)
+            assert tuple(printed) == hyp.phones  # incremental output adds up to the result
+            assert len(result.decided_at) == len(hyp.phones)
+            assert list(result.decided_at) == sorted(result.decided_at)
+
+
+def test_stream_decides_greedy_phones_before_the_end(runs) -> None:
+    loaded = load_model(runs["ctc_uni"])
+    path = max(_audio(runs), key=lambda p: load_audio(p).shape[0])
+    printed, result = _stream(loaded, path, DecodeOptions(), 100)
+    duration = result.stats.audio_seconds
+    assert result.decided_at and min(result.decided_at) < duration - 0.5
+    stats = result.stats
+    assert stats.latency_ms == pytest.approx(100 + 15 + 40 + 20)
+    assert 0 < stats.chunk_ms(0.5) <= stats.chunk_ms(0.95)
+    assert stats.rtf > 0
+
+
+def test_streaming_front_end_equals_whole_file_features() -> None:
+    torch.manual_seed(0)
+    wave = torch.randn(16000 + 77) * 0.1
+    for kind in ("fbank123", "fbank80"):
+        config = FeatureConfig(kind=kind)
+        whole = compute_features(wave, config)
+        for chunk in (1, 160, 999, 40000):
+            front = StreamingFeatures(config)
+            parts = [front.accept(wave[i : i + chunk]) for i in range(0, wave.numel(), chunk)]
+            got = torch.cat([*parts, front.finish()])
+            assert got.shape == whole.shape
+            torch.testing.assert_close(got, whole, atol=1e-4, rtol=0)
+
+
+def test_stream_rejects_bidirectional_models_and_too_short_audio(runs) -> None:
+    with pytest.raises(ConfigError, match="bidirectional"):
+        StreamingRecognizer(load_model(runs["ctc_bi"]))
+    recognizer = StreamingRecognizer(load_model(runs["ctc_uni"]))
+    recognizer.accept(torch.zeros(100))
+    with pytest.raises(AudioError, match="fewer than one"):
+        recognizer.finish()
