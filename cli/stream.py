@@ -7,11 +7,11 @@ Files are read whole and fed chunk by chunk (what a live source would deliver); 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import torch
 from rich.markup import escape
@@ -29,7 +29,7 @@ STDIN = "-"
 
 def _pcm_chunks(samples_per_chunk: int) -> Iterator[torch.Tensor]:
     """Raw s16le mono PCM from stdin, ``samples_per_chunk`` samples at a time (the last shorter)."""
-    stream = click.get_binary_stream("stdin")
+    stream = sys.stdin.buffer
     need = 2 * samples_per_chunk
     buffer = b""
     ended = False
@@ -51,6 +51,12 @@ def _file_chunks(path: str, samples_per_chunk: int) -> Iterator[torch.Tensor]:
     wave = load_audio(path)
     for start in range(0, wave.shape[0], samples_per_chunk):
         yield wave[start : start + samples_per_chunk]
+
+
+def _echo(text: str) -> None:
+    """Write to stdout at once (phones must show while the audio is still arriving)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 class _Folder:
@@ -82,15 +88,15 @@ def _stream_one(
     chunks = _pcm_chunks(per_chunk) if source == STDIN else _file_chunks(source, per_chunk)
     folder = _Folder(fold)
     if fmt == "text":
-        click.echo(Path(source).name if source != STDIN else STDIN, nl=False)
+        _echo(Path(source).name if source != STDIN else STDIN)
     for chunk in chunks:
         phones = folder(recognizer.accept(chunk))
         if fmt == "text" and phones:
-            click.echo(" " + " ".join(phones), nl=False)  # echo flushes: phones show at once
+            _echo(" " + " ".join(phones))
     last, result = recognizer.finish()
     if fmt == "text":
         last = folder(last)
-        click.echo(" " + " ".join(last) if last else "")
+        _echo((" " + " ".join(last) if last else "") + "\n")
     return result
 
 
@@ -156,7 +162,7 @@ def stream_sources(
             result = _stream_one(loaded, source, options, chunk_ms, fmt, fold)
         except SeqkitError as err:
             if fmt == "text":
-                click.echo("")
+                _echo("\n")
             err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False,
                               soft_wrap=True)
             failures += 1
@@ -164,5 +170,5 @@ def stream_sources(
         err_console.print(_stats_line(source, result), highlight=False, soft_wrap=True)
         items.append(_json_item(source, result))
     if fmt == "json":
-        click.echo(json.dumps(items, indent=2))
+        _echo(json.dumps(items, indent=2) + "\n")
     return failures
