@@ -18,6 +18,7 @@ from rich.table import Table
 from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
 from seqkit.bench import prepare as prepare_bench
+from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
@@ -129,3 +130,25 @@ def prepare(
         rows = prepare_bench.run(utterances=utterances, distinct_audio=distinct_audio,
                                  jobs=tuple(jobs or (1, 2)), progress=progress)
     _render("LibriSpeech prepare: wall time on this machine", rows, fmt)
+
+
+@app.command(
+    epilog="Example: seqkit bench stream --ctc runs/ctc_stream --transducer runs/trans_stream"
+)
+def stream(
+    repeats: _Repeats = 3,
+    ctc: Annotated[
+        Path | None,
+        typer.Option("--ctc", help="Trained unidirectional CTC run (default: random weights)."),
+    ] = None,
+    transducer: Annotated[
+        Path | None,
+        typer.Option("--transducer", help="Trained unidirectional transducer run (default: "
+                     "random weights)."),
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """Streaming greedy decoding: latency, compute per chunk (median, p95) and RTF per chunk
+    size, against the whole-file decode of the same model (ratio = streaming / whole-file RTF)."""
+    rows = stream_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
+    _render("Streaming: latency and real-time factor per chunk on this CPU", rows, fmt)

@@ -14,7 +14,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import seqkit
-from seqkit.cli import bench, data, decode, demo, evaluate, recipes, train
+from seqkit.cli import bench, data, decode, demo, evaluate, export, recipes, train
 from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.progress import err_console
 from seqkit.errors import SeqkitError
@@ -72,6 +72,7 @@ train.register(app)
 recipes.register(app)
 decode.register(app)
 evaluate.register(app)
+export.register(app)
 app.add_typer(bench.app, name="bench")
 demo.register(app)
 

@@ -8,6 +8,7 @@ tiny synthesized corpus for training tests) and ``tiny_runs`` (briefly trained m
 kind for decoding and evaluation tests).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -89,4 +90,57 @@ def _build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
         target = root / "runs" / kind / "best.pt" if kind == "ctc" else root / f"{kind}.pt"
         save_checkpoint(target, payload)
         out[kind] = target.parent if kind == "ctc" else target
+    return out
+
+
+@pytest.fixture(scope="session")
+def stream_runs(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> dict[str, str]:
+    """Unidirectional models on ``tiny_runs``' corpus, for the streaming and export tests.
+
+    Paths by name: ``ctc_uni`` (one layer, 40 Adam steps: it emits the test utterances' phones),
+    ``transducer_uni`` (40 steps: barely trained, emits few labels), ``transducer_random`` (two
+    layers, untrained: its random joint emits several labels per frame, which exercises the
+    multi-label paths of the searches), ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM
+    models); ``audio``: the test utterances' files as a JSON list.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
+    try:
+        return _build_stream_runs(tiny_runs, tmp_path_factory.mktemp("stream_runs"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]:
+    torch.manual_seed(0)
+    prepared = tiny_runs["prepared"]
+    features, stats = read_stats(prepared / "stats.json")
+    vocab = list(vocabulary(39))
+    utterances = read_manifest(prepared / "test.jsonl")
+    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
+    targets = [phone_targets(u, 39, vocab) for u in utterances]
+    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
+    feat_lengths = torch.tensor([f.shape[0] for f in feats])
+    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
+    target_lengths = torch.tensor([t.shape[0] for t in targets])
+    out = {"audio": json.dumps([u.audio for u in utterances]),
+           "ctc_bi": str(tiny_runs["ctc"]), "transducer_bi": str(tiny_runs["transducer"])}
+    for name, kind, layers, steps in (
+        ("ctc_uni", "ctc", 1, 40), ("transducer_uni", "transducer", 1, 40),
+        ("transducer_random", "transducer", 2, 0),
+    ):
+        encoder = EncoderConfig(layers=layers, hidden=32, stack=3, bidirectional=False)
+        config = ModelConfig(kind=kind, encoder=encoder,
+                             predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32)
+        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            model(batch, feat_lengths, padded, target_lengths).mean().backward()
+            optimizer.step()
+        model.eval()
+        payload = model_payload(model, vocab=vocab, phone_set=39, features=features, stats=stats)
+        save_checkpoint(root / f"{name}.pt", payload)
+        out[name] = str(root / f"{name}.pt")
     return out

@@ -1,90 +1,27 @@
-"""Streaming decode and TorchScript export: briefly trained tiny models on espeak audio give the
-phones of the whole-file decode, chunk by chunk, and from a file loaded with torch alone."""
+"""Streaming decode: briefly trained tiny unidirectional models (``stream_runs`` in conftest) on
+espeak audio give the phones of the whole-file decode, chunk by chunk, for every chunk size."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from seqkit.audio import compute_features, load_audio, read_stats
+from seqkit.audio import compute_features, load_audio
 from seqkit.audio.features import FeatureConfig
 from seqkit.audio.streaming import StreamingFeatures
 from seqkit.cli.main import app
-from seqkit.data.batching import phone_targets
-from seqkit.data.manifest import read_manifest
-from seqkit.data.phones import vocabulary
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.synth import synthesize_corpus
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.decoding.streaming import StreamingRecognizer
 from seqkit.errors import AudioError, ConfigError
-from seqkit.models import build_model
-from seqkit.models.checkpoint import load_model, model_payload, save_checkpoint
-from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig
-
-KINDS = ("ctc", "transducer")
+from seqkit.models.checkpoint import load_model
 
 
-def _build_runs(root: Path) -> dict[str, str]:
-    """Tiny espeak corpus; uni- and bidirectional CTC and transducer, a few Adam steps each.
-
-    The unidirectional CTC model learns to emit phones in 40 steps; the transducers are barely
-    trained in that time, so an untrained unidirectional transducer (random joint: it emits
-    several labels per frame) is kept too, to exercise the multi-label path of its searches.
-    """
-    torch.manual_seed(0)
-    corpus, prepared = root / "corpus", root / "prepared"
-    synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
-    prepare_corpus(corpus, prepared)
-    features, stats = read_stats(prepared / "stats.json")
-    vocab = list(vocabulary(39))
-    utterances = read_manifest(prepared / "test.jsonl")
-    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
-    targets = [phone_targets(u, 39, vocab) for u in utterances]
-    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
-    feat_lengths = torch.tensor([f.shape[0] for f in feats])
-    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
-    target_lengths = torch.tensor([t.shape[0] for t in targets])
-    out = {"prepared": str(prepared), "audio": json.dumps([u.audio for u in utterances])}
-    for name, kind, bidirectional, layers, steps in (
-        ("ctc_uni", "ctc", False, 1, 40), ("transducer_uni", "transducer", False, 1, 40),
-        ("ctc_bi", "ctc", True, 1, 10), ("transducer_bi", "transducer", True, 1, 10),
-        ("transducer_random", "transducer", False, 2, 0),  # two layers: both states carried
-    ):
-        encoder = EncoderConfig(layers=layers, hidden=32, stack=3, bidirectional=bidirectional)
-        config = ModelConfig(kind=kind, encoder=encoder,
-                             predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32)
-        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            model(batch, feat_lengths, padded, target_lengths).mean().backward()
-            optimizer.step()
-        model.eval()
-        payload = model_payload(model, vocab=vocab, phone_set=39, features=features,
-                                stats=stats)
-        save_checkpoint(root / f"{name}.pt", payload)
-        out[name] = str(root / f"{name}.pt")
-    return out
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.getbasetemp() / "stream-runs"
-    done = root / "paths.json"
-    if not done.exists():
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
-        try:
-            paths = _build_runs(root)
-        finally:
-            torch.set_num_threads(threads)
-        done.write_text(json.dumps(paths))
-    return json.loads(done.read_text())
+@pytest.fixture
+def runs(stream_runs: dict[str, str]) -> dict[str, str]:
+    return stream_runs
 
 
 def _audio(runs: dict[str, str]) -> list[str]:

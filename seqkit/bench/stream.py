@@ -1,0 +1,91 @@
+"""Streaming speed: latency and real-time factor per chunk size, CTC and transducer.
+
+About 10 s of espeak speech is fed to :class:`~seqkit.decoding.streaming.StreamingRecognizer`
+chunk by chunk, as a live source would deliver it, with models of the ``synth/*_stream`` recipes'
+shapes (random weights unless trained runs are given). The peer is the whole-file decode of the
+same model on the same audio (``seqkit decode`` without ``--stream``): ``ratio`` = streaming RTF
+/ whole-file RTF, the price of deciding phones while the audio arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from seqkit.audio import load_audio
+from seqkit.bench.decode import _random_model, _speech
+from seqkit.decoding.recognize import DecodeOptions, recognize_files
+from seqkit.decoding.streaming import StreamingRecognizer, StreamResult
+from seqkit.models.checkpoint import LoadedModel, load_model
+
+CHUNKS_MS = (10, 40, 100, 320)
+
+
+def _stream_once(loaded: LoadedModel, audio: Path, options: DecodeOptions,
+                 chunk_ms: int) -> StreamResult:
+    wave = load_audio(audio)
+    step = int(16000 * chunk_ms / 1000)
+    recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
+    for start in range(0, wave.shape[0], step):
+        recognizer.accept(wave[start : start + step])
+    return recognizer.finish()[1]
+
+
+def _whole_rtf(loaded: LoadedModel, audio: Path, options: DecodeOptions, repeats: int) -> float:
+    recognize_files(loaded, [audio], options=options)  # warm-up
+    rtfs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = recognize_files(loaded, [audio], options=options)
+        rtfs.append((time.perf_counter() - started) / result.audio_seconds)
+    return statistics.median(rtfs)
+
+
+def run(
+    repeats: int = 3,
+    *,
+    ctc_checkpoint: str | os.PathLike[str] | None = None,
+    transducer_checkpoint: str | os.PathLike[str] | None = None,
+    chunks_ms: tuple[int, ...] = CHUNKS_MS,
+    seed: int = 0,
+) -> list[dict]:
+    """Latency, per-chunk compute time and RTF of streaming greedy decoding, per chunk size.
+
+    Args:
+        repeats: timed repeats per row; the median run (by RTF) is kept. Default 3.
+        ctc_checkpoint: a trained unidirectional CTC run; default a random synth-recipe model.
+        transducer_checkpoint: a trained unidirectional transducer; default random weights.
+        chunks_ms: chunk sizes in ms. Default (10, 40, 100, 320).
+        seed: seed for the random models.
+
+    Returns:
+        One row per (model, chunk): ``model``, ``weights``, ``chunk_ms``, ``latency_ms``
+        (algorithmic), ``chunk_median_ms`` and ``chunk_p95_ms`` (compute per chunk), ``rtf``,
+        ``whole_file_rtf`` and ``ratio`` (streaming / whole file).
+    """
+    rows: list[dict] = []
+    options = DecodeOptions()
+    with tempfile.TemporaryDirectory(prefix="seqkit-bench-stream-") as tmp:
+        audio = _speech(Path(tmp))
+        given = {"ctc": ctc_checkpoint, "transducer": transducer_checkpoint}
+        for kind, recipe in (("ctc", "synth/ctc_lstm_stream"),
+                             ("transducer", "synth/transducer_stream")):
+            checkpoint = given[kind]
+            loaded = load_model(checkpoint) if checkpoint else _random_model(
+                kind, recipe, audio, seed)
+            whole = _whole_rtf(loaded, audio, options, repeats)
+            for chunk_ms in chunks_ms:
+                _stream_once(loaded, audio, options, chunk_ms)  # warm-up
+                runs = sorted((_stream_once(loaded, audio, options, chunk_ms)
+                               for _ in range(repeats)), key=lambda r: r.stats.rtf)
+                stats = runs[len(runs) // 2].stats
+                rows.append({
+                    "model": kind, "weights": "trained" if checkpoint else "random",
+                    "chunk_ms": chunk_ms, "latency_ms": stats.latency_ms,
+                    "chunk_median_ms": stats.chunk_ms(0.5), "chunk_p95_ms": stats.chunk_ms(0.95),
+                    "rtf": stats.rtf, "whole_file_rtf": whole, "ratio": stats.rtf / whole,
+                })
+    return rows

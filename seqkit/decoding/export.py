@@ -1,0 +1,190 @@
+"""A recognizer in one TorchScript file: waveform in, phones out, with torch as the only need.
+
+:func:`export_model` scripts a module holding the whole pipeline of ``seqkit decode`` with
+greedy search: Kaldi's filterbank (the same arithmetic as
+:func:`torchaudio.compliance.kaldi.fbank` with seqkit's settings, its mel matrix and window
+stored as buffers), Δ and ΔΔ, global CMVN, the encoder, the CTC head or the transducer's
+prediction and joint networks, and the greedy search. Scripting compiles every function it calls
+into the file, so loading it needs neither seqkit nor torchaudio::
+
+    recognizer = torch.jit.load("model.ts")
+    phones = recognizer(wave)  # wave: (N,) float32, 16 kHz mono in [-1, 1] -> list[str]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+import torchaudio.functional as AF
+from torch import nn
+
+from seqkit.atomic import write_atomic
+from seqkit.decoding.recognize import check_acoustic_model
+from seqkit.models.checkpoint import LoadedModel
+
+_PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
+
+
+class _Frontend(nn.Module):
+    """Waveform (N,) -> normalized features (T, F), as compute_features + stats.normalize."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        config, stats = loaded.features, loaded.stats
+        assert config is not None and stats is not None  # check_acoustic_model
+        self.window_size = int(config.sample_rate * config.frame_length_ms / 1000)
+        self.shift = config.frame_shift_samples
+        self.padded = 1 << (self.window_size - 1).bit_length()  # Kaldi's round_to_power_of_two
+        self.use_energy = config.kind == "fbank123"
+        self.delta_length = 2 * config.delta_window + 1
+        self.preemphasis = _PREEMPHASIS
+        self.eps = float(torch.finfo(torch.float32).eps)  # Kaldi's floor before a log
+        window = torch.hann_window(self.window_size, periodic=False).pow(0.85)  # Kaldi's povey
+        self.register_buffer("window", window.unsqueeze(0))  # (1, window)
+        mel, _ = kaldi.get_mel_banks(
+            config.n_mels, self.padded, float(config.sample_rate), config.low_freq,
+            config.high_freq, 100.0, -500.0, 1.0,
+        )  # (n_mels, padded / 2), Kaldi's defaults for the unused VTLN arguments
+        mel = nn.functional.pad(mel, (0, 1))  # (n_mels, padded / 2 + 1)
+        self.register_buffer("mel_t", mel.T.contiguous())
+        self.register_buffer("mean", stats.mean.clone())
+        self.register_buffer("std", stats.std.clone())
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() != 1 or wave.shape[0] < self.window_size:
+            raise ValueError("expected a 1-D waveform of at least one 25 ms window (16 kHz)")
+        eps = torch.tensor(self.eps)
+        frames = wave.to(torch.float32).unfold(0, self.window_size, self.shift)  # (T, window)
+        frames = frames - torch.mean(frames, dim=1).unsqueeze(1)  # remove_dc_offset
+        energy = torch.max(frames.pow(2).sum(1), eps).log()  # raw energy, floored at log 1 = 0
+        energy = torch.max(energy, torch.tensor(0.0))
+        previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)  # replicate at the edge
+        frames = (frames - self.preemphasis * previous) * self.window
+        frames = nn.functional.pad(frames, (0, self.padded - self.window_size))
+        spectrum = torch.fft.rfft(frames).abs().pow(2.0)  # (T, padded / 2 + 1)
+        fbank = torch.max(torch.mm(spectrum, self.mel_t), eps).log()  # (T, n_mels)
+        if self.use_energy:
+            static = torch.cat([energy.unsqueeze(1), fbank], dim=1).T  # (F0, T)
+            delta = AF.compute_deltas(static, win_length=self.delta_length)
+            delta2 = AF.compute_deltas(delta, win_length=self.delta_length)
+            fbank = torch.cat([static, delta, delta2], dim=0).T.contiguous()  # (T, 3 * F0)
+        return ((fbank - self.mean) / self.std).to(torch.float32)
+
+
+class _Layer(nn.Module):
+    """One encoder layer of one utterance: forward direction, and backward if bidirectional."""
+
+    def __init__(self, forward_rnn: nn.Module, backward_rnn: nn.Module | None) -> None:
+        super().__init__()
+        self.forward_rnn = forward_rnn
+        self.bidirectional = backward_rnn is not None
+        self.backward_rnn = backward_rnn if backward_rnn is not None else forward_rnn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.forward_rnn(x)  # (1, T, H)
+        if self.bidirectional:
+            back = self.backward_rnn(x.flip(1)).flip(1)  # (1, T, H), the utterance reversed
+            out = torch.cat([out, back], dim=-1)  # (1, T, 2H)
+        return out
+
+
+class _Encoder(nn.Module):
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        encoder = loaded.model.encoder
+        self.stack = loaded.config.encoder.stack
+        self.layers = nn.ModuleList(
+            _Layer(layer.forward_rnn, layer.backward_rnn) for layer in encoder.layers
+        )
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """(T, F) -> (T', H), frames stacked and zero-padded as the encoder does."""
+        frames, dim = feats.shape[0], feats.shape[1]
+        groups = (frames + self.stack - 1) // self.stack
+        x = nn.functional.pad(feats, (0, 0, 0, groups * self.stack - frames))
+        x = x.reshape(1, groups, self.stack * dim)  # (1, T', stack * F)
+        for layer in self.layers:
+            x = layer(x)
+        return x[0]
+
+
+class CTCRecognizer(nn.Module):
+    """Front end + encoder + CTC head + best-path search."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        super().__init__()
+        self.front = _Frontend(loaded)
+        self.encoder = _Encoder(loaded)
+        self.output = loaded.model.output
+        self.vocab: list[str] = list(loaded.vocab)
+        self.blank = 0
+
+    def forward(self, wave: torch.Tensor) -> list[str]:
+        h = self.encoder(self.front(wave))  # (T', H)
+        best: list[int] = self.output(h).float().log_softmax(dim=-1).argmax(dim=-1).tolist()
+        phones: list[str] = []
+        previous = -1
+        for k in best:
+            if k != previous and k != self.blank:
+                phones.append(self.vocab[k])
+            previous = k
+        return phones
+
+
+class TransducerRecognizer(nn.Module):
+    """Front end + transcription network + prediction and joint networks + greedy search."""
+
+    def __init__(self, loaded: LoadedModel, max_symbols_per_frame: int = 5) -> None:
+        super().__init__()
+        model = loaded.model
+        self.front = _Frontend(loaded)
+        self.encoder = _Encoder(loaded)
+        self.embedding = model.predictor.embedding
+        self.lstm = model.predictor.lstm
+        self.joint_f, self.joint_g, self.joint_out = model.joint_f, model.joint_g, model.joint_out
+        self.vocab: list[str] = list(loaded.vocab)
+        self.blank = 0
+        self.max_symbols = max_symbols_per_frame
+
+    def forward(self, wave: torch.Tensor) -> list[str]:
+        f = self.joint_f(self.encoder(self.front(wave)))  # (T', J): W_f f + b once per frame
+        layers, hidden = self.lstm.num_layers, self.lstm.hidden_size
+        state = (torch.zeros(layers, 1, hidden), torch.zeros(layers, 1, hidden))
+        label = torch.full((1, 1), self.blank, dtype=torch.long)
+        g, state = self.lstm(self.embedding(label), state)  # (1, 1, H_g)
+        phones: list[str] = []
+        for t in range(f.shape[0]):
+            for _ in range(self.max_symbols):
+                logits = self.joint_out(torch.tanh(f[t] + self.joint_g(g[0, 0])))  # (V,)
+                k = int(logits.argmax())
+                if k == self.blank:
+                    break
+                phones.append(self.vocab[k])
+                label = torch.full((1, 1), k, dtype=torch.long)
+                g, state = self.lstm(self.embedding(label), state)
+        return phones
+
+
+def export_model(loaded: LoadedModel, out: str | os.PathLike[str]) -> Path:
+    """Write ``loaded`` as one TorchScript file: waveform (N,) float32 -> list of phones.
+
+    Args:
+        loaded: a CTC or transducer model (bi- or unidirectional) from
+            :func:`seqkit.models.checkpoint.load_model`.
+        out: the file to write (atomically).
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: the model is not an acoustic model with a front end.
+    """
+    check_acoustic_model(loaded)
+    module = CTCRecognizer(loaded) if loaded.kind == "ctc" else TransducerRecognizer(loaded)
+    scripted = torch.jit.script(module.eval())
+    path = Path(out)
+    write_atomic(path, lambda tmp: scripted.save(str(tmp)))
+    return path
