@@ -17,6 +17,7 @@ import torch
 from rich.markup import escape
 
 from seqkit.audio import load_audio
+from seqkit.audio.features import one_torch_thread
 from seqkit.cli.progress import err_console
 from seqkit.data.phones import fold_phones
 from seqkit.decoding.recognize import DecodeOptions, audio_files
@@ -159,7 +160,8 @@ def stream_sources(
     items = []
     for source in sources:
         try:
-            result = _stream_one(loaded, source, options, chunk_ms, fmt, fold)
+            with one_torch_thread():  # many tiny per-chunk ops: one thread is fastest
+                result = _stream_one(loaded, source, options, chunk_ms, fmt, fold)
         except SeqkitError as err:
             if fmt == "text":
                 _echo("\n")

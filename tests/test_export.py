@@ -33,9 +33,9 @@ class Hide(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Hide())
 import torch
-waves = torch.load(sys.argv[2])
-recognizer = torch.jit.load(sys.argv[1])
-print(json.dumps([recognizer(w) for w in waves]))
+waves = torch.load(sys.argv[1])
+recognizers = [torch.jit.load(path) for path in sys.argv[2:]]
+print(json.dumps([[recognizer(w) for w in waves] for recognizer in recognizers]))
 assert not any(m.split(".")[0] in ("seqkit", "torchaudio") for m in sys.modules)
 """
 
@@ -48,18 +48,21 @@ def test_exported_file_runs_with_torch_only_and_matches_decode(stream_runs, tmp_
     audio = json.loads(stream_runs["audio"])
     waves = tmp_path / "waves.pt"
     torch.save([load_audio(a) for a in audio], waves)
-    for name in ("ctc_bi", "transducer_random"):  # CTC + BLSTM, transducer + 2-layer LSTM
+    names = ("ctc_bi", "transducer_random")  # CTC + BLSTM, transducer + 2-layer LSTM
+    for name in names:
         out = runner.invoke(app, ["export", stream_runs[name], str(tmp_path / f"{name}.ts"),
                                   "--format", "json"])
         assert out.exit_code == 0, out.output
         assert json.loads(out.stdout)["bytes"] > 0
-        done = subprocess.run(
-            [sys.executable, "-c", _LOAD_WITHOUT_SEQKIT, str(tmp_path / f"{name}.ts"), str(waves)],
-            capture_output=True, text=True, cwd=tmp_path, timeout=300,
-        )
-        assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_WITHOUT_SEQKIT, str(waves),
+         *(str(tmp_path / f"{name}.ts") for name in names)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    for name, phones in zip(names, json.loads(done.stdout), strict=True):
         expected = _whole_file_phones(stream_runs[name], audio)
-        assert json.loads(done.stdout) == expected
+        assert phones == expected, name
         assert sum(len(p) for p in expected) > 10  # a decode with phones, not an empty one
 
 
