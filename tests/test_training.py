@@ -219,9 +219,12 @@ def test_pretrained_transducer_starts_from_the_ctc_encoder_and_the_phone_lm(
         assert names
         for name in names:
             torch.testing.assert_close(model[name], pretrained[name], rtol=0, atol=1e-6)
-    # finished stages are reused on resume; a finished job is not trained again
-    with pytest.raises(OutputExistsError, match="finished"):
-        train_pretrained_transducer(recipes, prepared, run, max_minutes=5, resume=True)
+    # on resume the pretraining stages are reused and the transducer continues (here: its
+    # max_epochs are done, so it stops at once with the same weights)
+    stamp = (run / "pretrain" / "ctc" / "best.pt").stat().st_mtime_ns
+    again = train_pretrained_transducer(recipes, prepared, run, max_minutes=5, resume=True)
+    assert again.stopped == "max_epochs" and len(again.epochs) == 1
+    assert (run / "pretrain" / "ctc" / "best.pt").stat().st_mtime_ns == stamp
     with pytest.raises(OutputExistsError, match="not empty"):
         train_pretrained_transducer(recipes, prepared, run, max_minutes=5)
 
