@@ -38,7 +38,7 @@ TEXT = (
 TARGETS = {("ctc", "greedy"): 0.02, ("ctc", "beam 8"): 0.2}
 
 
-def _speech(folder: Path) -> Path:
+def speech(folder: Path) -> Path:
     """About 10 s of espeak speech as a 22.05 kHz WAV (the loader resamples it)."""
     engine = Espeak()
     engine.set_voice("en-us")
@@ -48,7 +48,7 @@ def _speech(folder: Path) -> Path:
     return path
 
 
-def _random_model(kind: str, recipe: str, audio: Path, seed: int) -> LoadedModel:
+def random_model(kind: str, recipe: str, audio: Path, seed: int) -> LoadedModel:
     """A randomly initialized model with a synth recipe's shape, wrapped as a LoadedModel."""
     torch.manual_seed(seed)
     resolved = load_recipe(recipe)
@@ -65,7 +65,8 @@ def _random_model(kind: str, recipe: str, audio: Path, seed: int) -> LoadedModel
     )
 
 
-def _time(loaded: LoadedModel, audio: Path, options: DecodeOptions, repeats: int) -> dict:
+def time_decode(loaded: LoadedModel, audio: Path, options: DecodeOptions, repeats: int) -> dict:
+    """Median wall time of decoding ``audio`` whole (after a warm-up), as ms and RTF."""
     recognize_files(loaded, [audio], options=options)  # warm-up
     runs = []
     for _ in range(repeats):
@@ -111,12 +112,12 @@ def run(
         )
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="seqkit-bench-decode-") as tmp:
-        audio = _speech(Path(tmp))
+        audio = speech(Path(tmp))
         models = {
-            "ctc": load_model(ctc_checkpoint) if ctc_checkpoint else _random_model(
+            "ctc": load_model(ctc_checkpoint) if ctc_checkpoint else random_model(
                 "ctc", "synth/ctc_blstm", audio, seed),
             "transducer": load_model(transducer_checkpoint) if transducer_checkpoint
-            else _random_model("transducer", "synth/transducer", audio, seed),
+            else random_model("transducer", "synth/transducer", audio, seed),
         }
         for kind, loaded in models.items():
             searches = [("greedy", DecodeOptions(beam=1))]
@@ -133,7 +134,7 @@ def run(
                 given = ctc_checkpoint if kind == "ctc" else transducer_checkpoint
                 row = {"model": kind, "search": name,
                        "weights": "trained" if given else "random"}
-                row.update(_time(loaded, audio, options, repeats))
+                row.update(time_decode(loaded, audio, options, repeats))
                 row["target_rtf"] = TARGETS.get((kind, name))
                 rows.append(row)
     return rows

@@ -10,14 +10,12 @@ same model on the same audio (``seqkit decode`` without ``--stream``): ``ratio``
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from seqkit.audio import load_audio
-from seqkit.bench.decode import _random_model, _speech
-from seqkit.decoding.recognize import DecodeOptions, recognize_files
+from seqkit.bench.decode import random_model, speech, time_decode
+from seqkit.decoding.recognize import DecodeOptions
 from seqkit.decoding.streaming import StreamingRecognizer, StreamResult
 from seqkit.models.checkpoint import LoadedModel, load_model
 
@@ -32,16 +30,6 @@ def _stream_once(loaded: LoadedModel, audio: Path, options: DecodeOptions,
     for start in range(0, wave.shape[0], step):
         recognizer.accept(wave[start : start + step])
     return recognizer.finish()[1]
-
-
-def _whole_rtf(loaded: LoadedModel, audio: Path, options: DecodeOptions, repeats: int) -> float:
-    recognize_files(loaded, [audio], options=options)  # warm-up
-    rtfs = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = recognize_files(loaded, [audio], options=options)
-        rtfs.append((time.perf_counter() - started) / result.audio_seconds)
-    return statistics.median(rtfs)
 
 
 def run(
@@ -69,14 +57,14 @@ def run(
     rows: list[dict] = []
     options = DecodeOptions()
     with tempfile.TemporaryDirectory(prefix="seqkit-bench-stream-") as tmp:
-        audio = _speech(Path(tmp))
+        audio = speech(Path(tmp))
         given = {"ctc": ctc_checkpoint, "transducer": transducer_checkpoint}
         for kind, recipe in (("ctc", "synth/ctc_lstm_stream"),
                              ("transducer", "synth/transducer_stream")):
             checkpoint = given[kind]
-            loaded = load_model(checkpoint) if checkpoint else _random_model(
+            loaded = load_model(checkpoint) if checkpoint else random_model(
                 kind, recipe, audio, seed)
-            whole = _whole_rtf(loaded, audio, options, repeats)
+            whole = time_decode(loaded, audio, options, repeats)["rtf"]
             for chunk_ms in chunks_ms:
                 _stream_once(loaded, audio, options, chunk_ms)  # warm-up
                 runs = sorted((_stream_once(loaded, audio, options, chunk_ms)
