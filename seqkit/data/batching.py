@@ -1,12 +1,13 @@
-"""Training data in memory: normalized features, phone targets, length-bucketed batches.
+"""Training data: normalized features, phone targets, length-bucketed batches.
 
 A prepared split (``PREPARED/train.jsonl``) becomes a :class:`FeatureDataset`: features are
-computed once per utterance (and cached in ``PREPARED/cache/`` keyed by the feature config and
-the manifest), normalized with the global statistics, and the 61-phone labels are folded to the
-training phone set (``q`` dropped). :class:`BucketBatchSampler` then groups utterances of similar
-length into padded batches under a frame budget, in a seeded order that is the same on every
-worker, so that each of N distributed workers takes its share of every global batch and a run
-can resume at any batch.
+computed once per utterance into a disk store (:mod:`seqkit.data.feature_store`, cached in
+``PREPARED/cache/`` keyed by the feature config and the manifest) that is memory-mapped and
+normalized with the global statistics as each batch is built, so memory does not grow with the
+corpus; the 61-phone labels are folded to the training phone set (``q`` dropped).
+:class:`BucketBatchSampler` then groups utterances of similar length into padded batches under a
+frame budget, in a seeded order that is the same on every worker, so that each of N distributed
+workers takes its share of every global batch and a run can resume at any batch.
 """
 
 from __future__ import annotations
@@ -22,20 +23,14 @@ from typing import Any
 
 import torch
 
-from seqkit.atomic import write_atomic
-from seqkit.audio.features import (
-    FeatureConfig,
-    FeatureStats,
-    compute_features,
-    one_torch_thread,
-)
-from seqkit.audio.load import load_audio
+from seqkit.audio.features import FeatureConfig, FeatureStats
+from seqkit.data.feature_store import FeatureStore, build_store
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_phones, vocabulary
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: memory-mapped stores (.npy + .json); 1 was one .pt per split
 
 
 @dataclass(frozen=True)
@@ -70,18 +65,20 @@ class Batch:
 
 @dataclass(frozen=True)
 class FeatureDataset:
-    """Utterances ready for training, held in memory.
+    """Utterances ready for training.
 
     Attributes:
         ids: utterance ids.
-        feats: per utterance (T, F) float32 normalized features (empty list when text-only).
+        feats: per utterance (T, F) float32 normalized features (empty when text-only): a
+            :class:`~seqkit.data.feature_store.FeatureStore` that reads each from a memory map
+            when indexed (from :func:`load_split`), or any sequence of tensors.
         targets: per utterance (U,) int64 label indices into :attr:`vocab`.
         vocab: output symbols; index 0 is the blank.
         phone_set: 61, 48 or 39.
     """
 
     ids: list[str]
-    feats: list[torch.Tensor]
+    feats: Sequence[torch.Tensor]
     targets: list[torch.Tensor]
     vocab: tuple[str, ...]
     phone_set: int
@@ -97,6 +94,8 @@ class FeatureDataset:
         rebuilding the list each time made an epoch quadratic in the dataset size (on the demo
         corpus, as much CPU time per phone-LM epoch as the forward and backward passes).
         """
+        if isinstance(self.feats, FeatureStore):
+            return list(self.feats.lengths)  # from the index: no frame is read
         if self.feats:
             return [int(f.shape[0]) for f in self.feats]
         return [int(t.numel()) + 1 for t in self.targets]
@@ -146,59 +145,12 @@ def phone_targets(utterance: Utterance, phone_set: int, vocab: Sequence[str]) ->
 
 
 def _cache_path(data_dir: Path, split: str, features: FeatureConfig) -> Path:
+    """The feature store of ``split`` (a name without suffix: the store adds .npy and .json)."""
     key = hashlib.sha1()
     key.update(json.dumps(features.to_dict(), sort_keys=True).encode())
     key.update((data_dir / f"{split}.jsonl").read_bytes())
     key.update(str(_CACHE_VERSION).encode())
-    return data_dir / "cache" / f"{split}-{features.kind}-{key.hexdigest()[:16]}.pt"
-
-
-def compute_split_features(
-    utterances: Sequence[Utterance],
-    features: FeatureConfig,
-    *,
-    cache: Path | None = None,
-    progress: ProgressFn | None = None,
-    description: str = "features",
-) -> list[torch.Tensor]:
-    """Raw (unnormalized) features of every utterance, read from or written to a cache file.
-
-    Args:
-        utterances: manifest entries.
-        features: the front end.
-        cache: a ``.pt`` file holding the features of exactly these utterances; read when it
-            exists, written (atomically) after computing otherwise. None = no cache.
-        progress: called as ``progress(description, done, total)`` while computing.
-        description: the progress description.
-
-    Returns:
-        One (T, F) float32 tensor per utterance.
-
-    Raises:
-        AudioError: an audio file cannot be read.
-    """
-    if cache is not None and cache.exists():
-        try:
-            stored = torch.load(cache, weights_only=True)
-            if stored.get("ids") == [u.id for u in utterances]:
-                return list(stored["feats"])
-        except (OSError, RuntimeError, EOFError, AttributeError):
-            pass  # a damaged or foreign cache is recomputed below
-    out: list[torch.Tensor] = []
-    total = len(utterances)
-    with one_torch_thread():
-        for n, utt in enumerate(utterances):
-            wave = load_audio(utt.audio, sample_rate=features.sample_rate)
-            out.append(compute_features(wave, features))
-            if progress is not None:
-                progress(description, n + 1, total)
-    if cache is not None:
-        stored = {"ids": [u.id for u in utterances], "feats": out}
-        try:
-            write_atomic(cache, lambda tmp: torch.save(stored, tmp))
-        except OSError:
-            pass  # a read-only prepared dir just means no cache
-    return out
+    return data_dir / "cache" / f"{split}-{features.kind}-{key.hexdigest()[:16]}"
 
 
 def load_split(
@@ -219,7 +171,8 @@ def load_split(
         phone_set: training phone set (61, 48, 39).
         features: the front end, or None for a text-only dataset (phone language model).
         stats: normalization statistics for ``features``; None = raw features.
-        cache: cache computed features under ``data_dir/cache/``.
+        cache: keep the feature store under ``data_dir/cache/`` for later runs (False, or a
+            read-only ``data_dir``: a store in the temp directory, deleted once mapped).
         progress: called as ``progress("features <split>", done, total)``.
 
     Returns:
@@ -240,12 +193,12 @@ def load_split(
         raise CorpusError(f"manifest {manifest} has no utterances: prepare the corpus again")
     vocab = vocabulary(phone_set)
     targets = [phone_targets(u, phone_set, vocab) for u in utterances]
-    feats: list[torch.Tensor] = []
+    feats: Sequence[torch.Tensor] = []
     if features is not None:
-        cache_file = _cache_path(data_dir, split, features) if cache else None
-        raw = compute_split_features(utterances, features, cache=cache_file, progress=progress,
-                                     description=f"features {split}")
-        feats = [stats.normalize(f) if stats is not None else f for f in raw]
+        store = build_store(utterances, features,
+                            _cache_path(data_dir, split, features) if cache else None,
+                            progress=progress, description=f"features {split}")
+        feats = store.normalized(stats)
     return FeatureDataset([u.id for u in utterances], feats, targets, vocab, phone_set)
 
 

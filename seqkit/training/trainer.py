@@ -25,7 +25,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from seqkit.audio.augment import spec_augment
 from seqkit.audio.features import FeatureStats, add_deltas, compute_stats, read_stats
 from seqkit.audio.perturb import mel_band_centers, perturb_static
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
+from seqkit.data.feature_store import FeatureStore
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from seqkit.models import build_model
 from seqkit.models.checkpoint import (
@@ -542,9 +543,10 @@ def _load_data(
         train_raw = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=None, cache=data.cache,
                                progress=report)
-        stats = compute_stats(train_raw.feats)
-        train_set = FeatureDataset(train_raw.ids, [stats.normalize(f) for f in train_raw.feats],
-                                   train_raw.targets, train_raw.vocab, train_raw.phone_set)
+        raw = train_raw.feats
+        assert isinstance(raw, FeatureStore)  # load_split's features: a memory-mapped store
+        stats = compute_stats(raw)  # one utterance at a time
+        train_set = replace(train_raw, feats=raw.normalized(stats))
     else:
         train_set = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=stats, cache=data.cache,

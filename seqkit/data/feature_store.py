@@ -1,0 +1,231 @@
+"""A split's features on disk, read through a memory map: memory independent of corpus size.
+
+A store is a file pair: ``NAME.npy``, every utterance's raw (unnormalized) float32 frames
+concatenated into one (N, F) array, and ``NAME.json``, the index (utterance ids and frame
+counts, in manifest order). Readers open the array with ``numpy.load(mmap_mode="r")`` and slice
+one utterance at a time, so a training process holds only the batch it is building, and the N
+workers of a distributed run share the file's pages in the OS page cache instead of each holding
+a copy (train-clean-100 is about 18 GB of float32 frames, 960 h about 170 GB).
+
+Writing streams too: frames are appended as each utterance is computed; the ``.npy`` header,
+whose shape is known only at the end, is reserved first and filled in last. The array is written
+before the index, each atomically, and a store is used only when the index, the array's header
+and the file size all agree; anything else (a truncated or foreign file, another manifest) is
+recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+import torch
+
+from seqkit.atomic import write_atomic
+from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features, one_torch_thread
+from seqkit.audio.load import load_audio
+from seqkit.data.manifest import Utterance
+from seqkit.errors import CorpusError
+from seqkit.progress import ProgressFn
+
+# float32, as computed: normalized batches are bit-identical to features computed directly.
+STORE_DTYPE = np.dtype(np.float32)
+_FORMAT_VERSION = 1
+# Bytes reserved for the .npy header (magic, length, dict): room for any (N, F), 64-aligned.
+_HEADER_BYTES = 128
+
+
+class FeatureStore(Sequence[torch.Tensor]):
+    """Per-utterance features sliced from a memory-mapped (N, F) array.
+
+    ``store[i]`` is utterance ``i``'s (T, F) float32 features, copied out of the map and
+    normalized with ``stats`` when given; nothing per utterance is kept in memory.
+
+    Args:
+        frames: (N, F) the concatenated frames (a read-only ``numpy.memmap``).
+        lengths: frames per utterance, summing to N.
+        stats: normalization applied on access; None = raw features.
+    """
+
+    def __init__(self, frames: np.ndarray, lengths: Sequence[int],
+                 stats: FeatureStats | None = None) -> None:
+        self.frames = frames
+        self.lengths = [int(n) for n in lengths]
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+        self.stats = stats
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension F."""
+        return int(self.frames.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | Sequence[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"utterance {index} of a store of {len(self)}")
+        index %= len(self)
+        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+        raw = torch.from_numpy(np.array(self.frames[start:end], dtype=np.float32))  # (T, F)
+        return self.stats.normalize(raw) if self.stats is not None else raw
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self[i] for i in range(len(self)))
+
+    def normalized(self, stats: FeatureStats | None) -> FeatureStore:
+        """The same frames, normalized on access with ``stats`` (None = raw)."""
+        return FeatureStore(self.frames, self.lengths, stats)
+
+
+def store_files(base: Path) -> tuple[Path, Path]:
+    """The array and index files of the store named ``base`` (a path without suffix)."""
+    return base.with_name(base.name + ".npy"), base.with_name(base.name + ".json")
+
+
+def open_store(base: Path, ids: Sequence[str]) -> FeatureStore | None:
+    """The store at ``base`` if it is complete and holds exactly ``ids``, in order; else None."""
+    array, index_file = store_files(base)
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        if index.get("version") != _FORMAT_VERSION or index.get("ids") != list(ids):
+            return None
+        lengths = [int(n) for n in index["lengths"]]
+        frames = np.load(array, mmap_mode="r")
+        size = array.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # absent, truncated, damaged or foreign: recomputed by the caller
+    expected = (sum(lengths), int(index.get("dim", -1)))
+    if (
+        not isinstance(frames, np.memmap) or frames.dtype != STORE_DTYPE
+        or frames.shape != expected or len(lengths) != len(ids) or min(lengths, default=0) < 0
+        or size != frames.offset + frames.nbytes
+    ):
+        return None
+    return FeatureStore(frames, lengths)
+
+
+def write_store(base: Path, ids: Sequence[str], feature_stream: Iterable[torch.Tensor]) -> None:
+    """Write a store from features computed one utterance at a time (never all in memory).
+
+    Raises:
+        OSError: the files cannot be written (no partial file is left).
+        CorpusError: the stream yields another number of utterances than ``ids``, or features
+            that are not (T, F) with one F.
+    """
+    array, index_file = store_files(base)
+    lengths: list[int] = []
+    dims: set[int] = set()
+    shape: list[int] = []
+
+    def write_array(tmp: Path) -> None:
+        with tmp.open("wb") as out:
+            out.write(b"\0" * _HEADER_BYTES)  # the header, once the shape is known
+            for feats in feature_stream:
+                if feats.dim() != 2:
+                    raise CorpusError(f"expected features (T, F), found {tuple(feats.shape)}")
+                block = np.ascontiguousarray(feats.detach().cpu().numpy(), dtype=STORE_DTYPE)
+                out.write(block.tobytes())
+                lengths.append(block.shape[0])
+                dims.add(block.shape[1])
+            if len(dims) > 1 or len(lengths) != len(ids):
+                raise CorpusError(
+                    f"feature store {array}: expected {len(ids)} utterances of one dimension, "
+                    f"found {len(lengths)} with dimensions {sorted(dims)}"
+                )
+            shape[:] = [sum(lengths), dims.pop() if dims else 0]
+            out.seek(0)
+            out.write(_npy_header((shape[0], shape[1])))
+
+    write_atomic(array, write_array)
+    index = {"version": _FORMAT_VERSION, "dtype": STORE_DTYPE.name, "dim": shape[1],
+             "frames": shape[0], "ids": list(ids), "lengths": lengths}
+    write_atomic(index_file, lambda tmp: tmp.write_text(json.dumps(index), encoding="utf-8"))
+
+
+def _npy_header(shape: tuple[int, int]) -> bytes:
+    """A version 1.0 ``.npy`` header for a C-order (N, F) array of STORE_DTYPE, _HEADER_BYTES
+    long (the format allows any space padding before the closing newline)."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(STORE_DTYPE), "fortran_order": False,
+                 "shape": (int(shape[0]), int(shape[1]))})
+    magic = np.lib.format.magic(1, 0)
+    body = text.encode("latin1").ljust(_HEADER_BYTES - len(magic) - 2 - 1) + b"\n"
+    return magic + struct.pack("<H", len(body)) + body
+
+
+def build_store(
+    utterances: Sequence[Utterance],
+    features: FeatureConfig,
+    base: Path | None,
+    *,
+    progress: ProgressFn | None = None,
+    description: str = "features",
+) -> FeatureStore:
+    """The raw features of ``utterances``: the store at ``base`` if valid, else computed.
+
+    Computed features are streamed into ``base`` (the cache). When ``base`` is None or cannot
+    be written (a read-only prepared directory), they go to a store in the temp directory
+    (``$TMPDIR``) that is deleted once mapped: the map keeps it readable until released.
+
+    Raises:
+        AudioError: an audio file cannot be read.
+        CorpusError: neither the cache nor the temp directory can hold the store.
+    """
+    ids = [u.id for u in utterances]
+    if base is not None:
+        found = open_store(base, ids)
+        if found is not None:
+            return found
+        try:
+            with one_torch_thread():
+                write_store(base, ids, _compute(utterances, features, progress, description))
+        except OSError:
+            pass  # no cache here: a temporary store below
+        else:
+            stored = open_store(base, ids)
+            if stored is not None:
+                return stored
+    scratch = Path(tempfile.mkdtemp(prefix="seqkit-features-"))
+    try:
+        temp = scratch / "split"
+        with one_torch_thread():
+            write_store(temp, ids, _compute(utterances, features, progress, description))
+        stored = open_store(temp, ids)
+    except OSError as err:
+        raise CorpusError(
+            f"cannot write the feature store in {scratch.parent} ({err}): free disk space "
+            "there or point TMPDIR at a disk with room for the split's features"
+        ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the map (if any) keeps the data alive
+    if stored is None:
+        raise CorpusError(f"the feature store written in {scratch.parent} did not read back")
+    return stored
+
+
+def _compute(
+    utterances: Sequence[Utterance], features: FeatureConfig, progress: ProgressFn | None,
+    description: str,
+) -> Iterator[torch.Tensor]:
+    """Features of each utterance in turn, from its audio (run under ``one_torch_thread``)."""
+    total = len(utterances)
+    for n, utt in enumerate(utterances):
+        yield compute_features(load_audio(utt.audio, sample_rate=features.sample_rate), features)
+        if progress is not None:
+            progress(description, n + 1, total)
+
+

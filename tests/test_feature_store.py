@@ -1,0 +1,138 @@
+"""The memory-mapped feature store: exact round trip, damaged stores recomputed, atomic writes,
+and a loaded split that holds no per-utterance tensors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from seqkit.audio import FeatureConfig, compute_features, load_audio
+from seqkit.audio.features import read_stats
+from seqkit.data import feature_store
+from seqkit.data.batching import load_split
+from seqkit.data.feature_store import (
+    FeatureStore,
+    build_store,
+    open_store,
+    store_files,
+    write_store,
+)
+from seqkit.data.manifest import Utterance, read_manifest
+
+
+@pytest.fixture
+def utterances(prepared: Path) -> list[Utterance]:
+    return read_manifest(prepared / "dev.jsonl")
+
+
+def _direct(utterances: list[Utterance], config: FeatureConfig) -> list[torch.Tensor]:
+    return [compute_features(load_audio(u.audio, sample_rate=config.sample_rate), config)
+            for u in utterances]
+
+
+def test_store_round_trips_ids_shapes_and_values_exactly(tmp_path, utterances) -> None:
+    config = FeatureConfig()
+    base = tmp_path / "cache" / "dev"
+    store = build_store(utterances, config, base)
+    direct = _direct(utterances, config)
+    assert len(store) == len(direct) > 1
+    assert store.lengths == [f.shape[0] for f in direct]
+    for got, want in zip(store, direct, strict=True):
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+    index = json.loads(store_files(base)[1].read_text())
+    assert index["ids"] == [u.id for u in utterances]
+    assert np.load(store_files(base)[0]).shape == (sum(store.lengths), config.dim)
+    assert torch.equal(store[-1], direct[-1])
+    with pytest.raises(IndexError):
+        store[len(store)]
+
+
+def test_a_valid_store_is_reused_and_one_for_other_ids_is_not(tmp_path, utterances) -> None:
+    base = tmp_path / "dev"
+    build_store(utterances, FeatureConfig(), base)
+    assert open_store(base, [u.id for u in utterances]) is not None
+    assert open_store(base, [u.id for u in utterances[1:]]) is None
+    assert open_store(base, [u.id for u in reversed(utterances)]) is None
+
+
+@pytest.mark.parametrize("damage", ["truncated array", "header only", "garbage index",
+                                    "index of fewer frames", "no index"])
+def test_a_damaged_store_is_recomputed_not_trusted(tmp_path, utterances, damage) -> None:
+    config = FeatureConfig()
+    base = tmp_path / "dev"
+    build_store(utterances, config, base)
+    array, index = store_files(base)
+    if damage == "truncated array":
+        array.write_bytes(array.read_bytes()[:-4 * config.dim])
+    elif damage == "header only":
+        array.write_bytes(array.read_bytes()[:128])
+    elif damage == "garbage index":
+        index.write_text("{not json")
+    elif damage == "index of fewer frames":
+        data = json.loads(index.read_text())
+        data["lengths"][0] -= 1
+        index.write_text(json.dumps(data))
+    else:
+        index.unlink()
+    assert open_store(base, [u.id for u in utterances]) is None
+    rebuilt = build_store(utterances, config, base)
+    for got, want in zip(rebuilt, _direct(utterances, config), strict=True):
+        assert torch.equal(got, want)
+    assert open_store(base, [u.id for u in utterances]) is not None  # repaired on disk
+
+
+def test_a_failed_store_write_leaves_no_file(tmp_path, utterances) -> None:
+    feats = _direct(utterances[:1], FeatureConfig())
+
+    def full_disk():  # one utterance written, then the disk fills
+        yield feats[0]
+        raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space"):
+        write_store(tmp_path / "cache" / "dev", ["a", "b"], full_disk())
+    assert list((tmp_path / "cache").iterdir()) == []  # neither a store nor a temp file
+
+
+def test_an_unwritable_cache_falls_back_to_a_deleted_temp_store(tmp_path, utterances,
+                                                                 monkeypatch) -> None:
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    store = build_store(utterances, FeatureConfig(), tmp_path / "cache" / "dev")
+    for got, want in zip(store, _direct(utterances, FeatureConfig()), strict=True):
+        assert torch.equal(got, want)  # still readable through the map
+    assert list(scratch.iterdir()) == []  # the temp store's files are already gone
+
+
+def test_a_loaded_split_holds_no_per_utterance_tensors(tmp_path, prepared) -> None:
+    data = tmp_path / "prepared"
+    data.mkdir()
+    for name in ("train.jsonl", "dev.jsonl", "stats.json"):
+        shutil.copy(prepared / name, data / name)
+    features, stats = read_stats(data / "stats.json")
+    dataset = load_split(data, "train", phone_set=39, features=features, stats=stats)
+    feats = dataset.feats
+    assert isinstance(feats, FeatureStore) and feats.stats is stats
+    assert isinstance(feats.frames, np.memmap) and feats.frames.mode == "r"
+    assert Path(feats.frames.filename).parent == data / "cache"
+    for value in vars(feats).values():  # nothing per utterance but the index
+        assert not isinstance(value, torch.Tensor)
+        assert not (isinstance(value, list) and any(isinstance(x, torch.Tensor) for x in value))
+    assert dataset.lengths == feats.lengths
+    utterances = read_manifest(data / "train.jsonl")
+    for got, want in zip(feats, _direct(utterances, features), strict=True):
+        assert torch.equal(got, stats.normalize(want))  # normalized on access, exactly
+    batch = dataset.collate([1, 0])
+    assert torch.equal(batch.feats[1, : feats.lengths[0]], feats[0])
+
+
+def test_the_npy_header_reserves_room_for_any_corpus() -> None:
+    header = feature_store._npy_header((10**15, 123))
+    assert len(header) == 128 and len(header) % 64 == 0
