@@ -169,7 +169,8 @@ class DataConfig:
             folds to 39.
         bucket_width: utterances whose lengths fall in the same ``bucket_width``-frame bucket
             are batched together (less padding; 0 = sort strictly by length).
-        cache: keep computed features in ``PREPARED/cache/`` so later runs skip extraction.
+        cache: keep the computed feature store in ``PREPARED/cache/`` so later runs skip
+            extraction (False: a store in ``$TMPDIR``, removed once memory-mapped).
         features: the front end; when it differs from the one ``stats.json`` was computed
             with, normalization statistics are recomputed on the training set.
     """
