@@ -53,6 +53,20 @@ def test_store_round_trips_ids_shapes_and_values_exactly(tmp_path, utterances) -
         store[len(store)]
 
 
+def test_a_store_built_by_two_processes_equals_one_built_here(tmp_path, utterances,
+                                                              monkeypatch) -> None:
+    monkeypatch.setattr(feature_store, "_CHUNK", 2)  # several chunks from a tiny split
+    assert len(utterances) > 2
+    seen: list[int] = []
+    parallel = build_store(utterances, FeatureConfig(), tmp_path / "two", jobs=2,
+                           progress=lambda _d, done, _t: seen.append(done))
+    serial = build_store(utterances, FeatureConfig(), tmp_path / "one", jobs=1)
+    assert seen == list(range(1, len(utterances) + 1))
+    two, one = store_files(tmp_path / "two")[0], store_files(tmp_path / "one")[0]
+    assert two.read_bytes() == one.read_bytes()
+    assert parallel.lengths == serial.lengths
+
+
 def test_a_valid_store_is_reused_and_one_for_other_ids_is_not(tmp_path, utterances) -> None:
     base = tmp_path / "dev"
     build_store(utterances, FeatureConfig(), base)

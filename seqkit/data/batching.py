@@ -161,6 +161,7 @@ def load_split(
     features: FeatureConfig | None,
     stats: FeatureStats | None,
     cache: bool = True,
+    jobs: int = 1,
     progress: ProgressFn | None = None,
 ) -> FeatureDataset:
     """Load one split of a prepared directory as a :class:`FeatureDataset`.
@@ -173,6 +174,7 @@ def load_split(
         stats: normalization statistics for ``features``; None = raw features.
         cache: keep the feature store under ``data_dir/cache/`` for later runs (False, or a
             read-only ``data_dir``: a store in the temp directory, deleted once mapped).
+        jobs: processes computing features when the store is built (1 = this process).
         progress: called as ``progress("features <split>", done, total)``.
 
     Returns:
@@ -197,7 +199,7 @@ def load_split(
     if features is not None:
         store = build_store(utterances, features,
                             _cache_path(data_dir, split, features) if cache else None,
-                            progress=progress, description=f"features {split}")
+                            jobs=jobs, progress=progress, description=f"features {split}")
         feats = store.normalized(stats)
     return FeatureDataset([u.id for u in utterances], feats, targets, vocab, phone_set)
 

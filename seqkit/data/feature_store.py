@@ -16,7 +16,9 @@ recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import shutil
 import struct
 import tempfile
@@ -39,6 +41,7 @@ STORE_DTYPE = np.dtype(np.float32)
 _FORMAT_VERSION = 1
 # Bytes reserved for the .npy header (magic, length, dict): room for any (N, F), 64-aligned.
 _HEADER_BYTES = 128
+_CHUNK = 64  # utterances per worker task: progress granularity vs. pickling overhead
 
 
 class FeatureStore(Sequence[torch.Tensor]):
@@ -172,6 +175,7 @@ def build_store(
     features: FeatureConfig,
     base: Path | None,
     *,
+    jobs: int = 1,
     progress: ProgressFn | None = None,
     description: str = "features",
 ) -> FeatureStore:
@@ -180,6 +184,15 @@ def build_store(
     Computed features are streamed into ``base`` (the cache). When ``base`` is None or cannot
     be written (a read-only prepared directory), they go to a store in the temp directory
     (``$TMPDIR``) that is deleted once mapped: the map keeps it readable until released.
+
+    Args:
+        utterances: manifest entries, in store order.
+        features: the front end.
+        base: the cache store's path without suffix, or None.
+        jobs: processes computing features (chunks of ``_CHUNK`` utterances, written in
+            order as they arrive); 1 = in this process.
+        progress: called as ``progress(description, done, total)`` while computing.
+        description: the progress description.
 
     Raises:
         AudioError: an audio file cannot be read.
@@ -191,8 +204,7 @@ def build_store(
         if found is not None:
             return found
         try:
-            with one_torch_thread():
-                write_store(base, ids, _compute(utterances, features, progress, description))
+            _write_computed(base, utterances, features, jobs, progress, description)
         except OSError:
             pass  # no cache here: a temporary store below
         else:
@@ -202,8 +214,7 @@ def build_store(
     scratch = Path(tempfile.mkdtemp(prefix="seqkit-features-"))
     try:
         temp = scratch / "split"
-        with one_torch_thread():
-            write_store(temp, ids, _compute(utterances, features, progress, description))
+        _write_computed(temp, utterances, features, jobs, progress, description)
         stored = open_store(temp, ids)
     except OSError as err:
         raise CorpusError(
@@ -217,15 +228,45 @@ def build_store(
     return stored
 
 
+def _write_computed(
+    base: Path, utterances: Sequence[Utterance], features: FeatureConfig, jobs: int,
+    progress: ProgressFn | None, description: str,
+) -> None:
+    """Compute the features of ``utterances`` over ``jobs`` processes into the store ``base``."""
+    chunks = [[u.audio for u in utterances[i:i + _CHUNK]]
+              for i in range(0, len(utterances), _CHUNK)]
+    stream = _compute(chunks, features, min(jobs, len(chunks)))
+    total, done = len(utterances), 0
+
+    def reported() -> Iterator[torch.Tensor]:
+        nonlocal done
+        for feats in stream:
+            yield feats
+            done += 1
+            if progress is not None:
+                progress(description, done, total)
+
+    with one_torch_thread(), contextlib.closing(stream):  # closing: a failed write ends the pool
+        write_store(base, [u.id for u in utterances], reported())
+
+
 def _compute(
-    utterances: Sequence[Utterance], features: FeatureConfig, progress: ProgressFn | None,
-    description: str,
+    chunks: list[list[str]], features: FeatureConfig, jobs: int
 ) -> Iterator[torch.Tensor]:
-    """Features of each utterance in turn, from its audio (run under ``one_torch_thread``)."""
-    total = len(utterances)
-    for n, utt in enumerate(utterances):
-        yield compute_features(load_audio(utt.audio, sample_rate=features.sample_rate), features)
-        if progress is not None:
-            progress(description, n + 1, total)
+    """Features of each utterance of ``chunks`` in order, in this process or a pool."""
+    tasks = [(paths, features) for paths in chunks]
+    if jobs <= 1:
+        for task in tasks:
+            yield from (torch.from_numpy(f) for f in _compute_chunk(task))
+        return
+    with multiprocessing.get_context("forkserver").Pool(jobs) as pool:
+        for result in pool.imap(_compute_chunk, tasks):  # in order, as they complete
+            yield from (torch.from_numpy(f) for f in result)
 
 
+def _compute_chunk(task: tuple[list[str], FeatureConfig]) -> list[np.ndarray]:
+    """Worker: (T, F) float32 features of a chunk's audio files (numpy: pickled by value)."""
+    paths, config = task
+    with one_torch_thread():
+        return [compute_features(load_audio(path, sample_rate=config.sample_rate), config).numpy()
+                for path in paths]

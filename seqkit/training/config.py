@@ -171,6 +171,8 @@ class DataConfig:
             are batched together (less padding; 0 = sort strictly by length).
         cache: keep the computed feature store in ``PREPARED/cache/`` so later runs skip
             extraction (False: a store in ``$TMPDIR``, removed once memory-mapped).
+        feature_jobs: processes extracting features when a store is built (first run):
+            0 = every core (shared by the local workers when each builds its own store).
         features: the front end; when it differs from the one ``stats.json`` was computed
             with, normalization statistics are recomputed on the training set.
     """
@@ -178,6 +180,7 @@ class DataConfig:
     phone_set: int = 61
     bucket_width: int = 20
     cache: bool = True
+    feature_jobs: int = 0  # 0: all cores; rank 0 builds the cached store while the rest wait
     features: FeatureConfig = field(default_factory=FeatureConfig)
 
     def __post_init__(self) -> None:
@@ -185,6 +188,8 @@ class DataConfig:
                  f"data.phone_set must be one of 61, 48, 39, found {self.phone_set}")
         _require(self.bucket_width >= 0,
                  f"data.bucket_width must be >= 0, found {self.bucket_width}")
+        _require(self.feature_jobs >= 0,
+                 f"data.feature_jobs must be >= 0 (0 = every core), found {self.feature_jobs}")
 
 
 @dataclass(frozen=True)

@@ -538,11 +538,14 @@ def _load_data(
     if ctx.distributed and not ctx.is_main and data.cache:
         distributed.barrier(ctx)  # rank 0 computes and caches the features first
     report = progress if ctx.is_main else None
+    # with the cache, rank 0 builds each store while the others wait: all cores are its own
+    sharing = 1 if data.cache else ctx.local_world_size
+    jobs = data.feature_jobs or max(1, (os.cpu_count() or 1) // sharing)
     if prepared_features != data.features:
         # Another front end than `seqkit data prepare` used: statistics of the training set.
         train_raw = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=None, cache=data.cache,
-                               progress=report)
+                               jobs=jobs, progress=report)
         raw = train_raw.feats
         assert isinstance(raw, FeatureStore)  # load_split's features: a memory-mapped store
         stats = compute_stats(raw)  # one utterance at a time
@@ -550,9 +553,9 @@ def _load_data(
     else:
         train_set = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=stats, cache=data.cache,
-                               progress=report)
+                               jobs=jobs, progress=report)
     dev_set = load_split(data_dir, "dev", phone_set=data.phone_set, features=data.features,
-                         stats=stats, cache=data.cache, progress=report)
+                         stats=stats, cache=data.cache, jobs=jobs, progress=report)
     if ctx.distributed and ctx.is_main and data.cache:
         distributed.barrier(ctx)
     return train_set, dev_set, stats
