@@ -1,5 +1,5 @@
 """The memory-mapped feature store: exact round trip, damaged stores recomputed, atomic writes,
-and a loaded split that holds no per-utterance tensors."""
+parallel builds, and a loaded split that holds no per-utterance tensors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from seqkit.audio import FeatureConfig, compute_features, load_audio
 from seqkit.audio.features import read_stats
 from seqkit.data import feature_store
-from seqkit.data.batching import load_split
+from seqkit.data.batching import PackedTargets, load_split, phone_targets
 from seqkit.data.feature_store import (
     FeatureStore,
     build_store,
@@ -24,11 +24,18 @@ from seqkit.data.feature_store import (
     write_store,
 )
 from seqkit.data.manifest import Utterance, read_manifest
+from seqkit.data.phones import vocabulary
 
 
 @pytest.fixture
 def utterances(prepared: Path) -> list[Utterance]:
     return read_manifest(prepared / "dev.jsonl")
+
+
+def _build(utterances: list[Utterance], config: FeatureConfig, base: Path | None,
+           **options) -> FeatureStore:
+    return build_store([u.id for u in utterances], [u.audio for u in utterances], config, base,
+                       **options)
 
 
 def _direct(utterances: list[Utterance], config: FeatureConfig) -> list[torch.Tensor]:
@@ -39,7 +46,7 @@ def _direct(utterances: list[Utterance], config: FeatureConfig) -> list[torch.Te
 def test_store_round_trips_ids_shapes_and_values_exactly(tmp_path, utterances) -> None:
     config = FeatureConfig()
     base = tmp_path / "cache" / "dev"
-    store = build_store(utterances, config, base)
+    store = _build(utterances, config, base)
     direct = _direct(utterances, config)
     assert len(store) == len(direct) > 1
     assert store.lengths == [f.shape[0] for f in direct]
@@ -58,9 +65,9 @@ def test_a_store_built_by_two_processes_equals_one_built_here(tmp_path, utteranc
     monkeypatch.setattr(feature_store, "_CHUNK", 2)  # several chunks from a tiny split
     assert len(utterances) > 2
     seen: list[int] = []
-    parallel = build_store(utterances, FeatureConfig(), tmp_path / "two", jobs=2,
+    parallel = _build(utterances, FeatureConfig(), tmp_path / "two", jobs=2,
                            progress=lambda _d, done, _t: seen.append(done))
-    serial = build_store(utterances, FeatureConfig(), tmp_path / "one", jobs=1)
+    serial = _build(utterances, FeatureConfig(), tmp_path / "one", jobs=1)
     assert seen == list(range(1, len(utterances) + 1))
     two, one = store_files(tmp_path / "two")[0], store_files(tmp_path / "one")[0]
     assert two.read_bytes() == one.read_bytes()
@@ -69,7 +76,7 @@ def test_a_store_built_by_two_processes_equals_one_built_here(tmp_path, utteranc
 
 def test_a_valid_store_is_reused_and_one_for_other_ids_is_not(tmp_path, utterances) -> None:
     base = tmp_path / "dev"
-    build_store(utterances, FeatureConfig(), base)
+    _build(utterances, FeatureConfig(), base)
     assert open_store(base, [u.id for u in utterances]) is not None
     assert open_store(base, [u.id for u in utterances[1:]]) is None
     assert open_store(base, [u.id for u in reversed(utterances)]) is None
@@ -80,7 +87,7 @@ def test_a_valid_store_is_reused_and_one_for_other_ids_is_not(tmp_path, utteranc
 def test_a_damaged_store_is_recomputed_not_trusted(tmp_path, utterances, damage) -> None:
     config = FeatureConfig()
     base = tmp_path / "dev"
-    build_store(utterances, config, base)
+    _build(utterances, config, base)
     array, index = store_files(base)
     if damage == "truncated array":
         array.write_bytes(array.read_bytes()[:-4 * config.dim])
@@ -95,7 +102,7 @@ def test_a_damaged_store_is_recomputed_not_trusted(tmp_path, utterances, damage)
     else:
         index.unlink()
     assert open_store(base, [u.id for u in utterances]) is None
-    rebuilt = build_store(utterances, config, base)
+    rebuilt = _build(utterances, config, base)
     for got, want in zip(rebuilt, _direct(utterances, config), strict=True):
         assert torch.equal(got, want)
     assert open_store(base, [u.id for u in utterances]) is not None  # repaired on disk
@@ -119,7 +126,7 @@ def test_an_unwritable_cache_falls_back_to_a_deleted_temp_store(tmp_path, uttera
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    store = build_store(utterances, FeatureConfig(), tmp_path / "cache" / "dev")
+    store = _build(utterances, FeatureConfig(), tmp_path / "cache" / "dev")
     for got, want in zip(store, _direct(utterances, FeatureConfig()), strict=True):
         assert torch.equal(got, want)  # still readable through the map
     assert list(scratch.iterdir()) == []  # the temp store's files are already gone
@@ -145,6 +152,10 @@ def test_a_loaded_split_holds_no_per_utterance_tensors(tmp_path, prepared) -> No
         assert torch.equal(got, stats.normalize(want))  # normalized on access, exactly
     batch = dataset.collate([1, 0])
     assert torch.equal(batch.feats[1, : feats.lengths[0]], feats[0])
+    assert isinstance(dataset.targets, PackedTargets)  # labels packed too, not a tensor each
+    vocab = vocabulary(39)
+    for got, utterance in zip(dataset.targets, utterances, strict=True):
+        assert torch.equal(got, phone_targets(utterance, 39, vocab))
 
 
 def test_the_npy_header_reserves_room_for_any_corpus() -> None:

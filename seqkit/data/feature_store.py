@@ -32,7 +32,6 @@ import torch
 from seqkit.atomic import write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features, one_torch_thread
 from seqkit.audio.load import load_audio
-from seqkit.data.manifest import Utterance
 from seqkit.errors import CorpusError
 from seqkit.progress import ProgressFn
 
@@ -171,7 +170,8 @@ def _npy_header(shape: tuple[int, int]) -> bytes:
 
 
 def build_store(
-    utterances: Sequence[Utterance],
+    ids: Sequence[str],
+    audio: Sequence[str],
     features: FeatureConfig,
     base: Path | None,
     *,
@@ -179,14 +179,15 @@ def build_store(
     progress: ProgressFn | None = None,
     description: str = "features",
 ) -> FeatureStore:
-    """The raw features of ``utterances``: the store at ``base`` if valid, else computed.
+    """The raw features of the utterances ``ids``: the store at ``base`` if valid, else computed.
 
     Computed features are streamed into ``base`` (the cache). When ``base`` is None or cannot
     be written (a read-only prepared directory), they go to a store in the temp directory
     (``$TMPDIR``) that is deleted once mapped: the map keeps it readable until released.
 
     Args:
-        utterances: manifest entries, in store order.
+        ids: utterance ids, in store order.
+        audio: their audio files.
         features: the front end.
         base: the cache store's path without suffix, or None.
         jobs: processes computing features (chunks of ``_CHUNK`` utterances, written in
@@ -198,13 +199,12 @@ def build_store(
         AudioError: an audio file cannot be read.
         CorpusError: neither the cache nor the temp directory can hold the store.
     """
-    ids = [u.id for u in utterances]
     if base is not None:
         found = open_store(base, ids)
         if found is not None:
             return found
         try:
-            _write_computed(base, utterances, features, jobs, progress, description)
+            _write_computed(base, ids, audio, features, jobs, progress, description)
         except OSError:
             pass  # no cache here: a temporary store below
         else:
@@ -214,7 +214,7 @@ def build_store(
     scratch = Path(tempfile.mkdtemp(prefix="seqkit-features-"))
     try:
         temp = scratch / "split"
-        _write_computed(temp, utterances, features, jobs, progress, description)
+        _write_computed(temp, ids, audio, features, jobs, progress, description)
         stored = open_store(temp, ids)
     except OSError as err:
         raise CorpusError(
@@ -229,14 +229,13 @@ def build_store(
 
 
 def _write_computed(
-    base: Path, utterances: Sequence[Utterance], features: FeatureConfig, jobs: int,
+    base: Path, ids: Sequence[str], audio: Sequence[str], features: FeatureConfig, jobs: int,
     progress: ProgressFn | None, description: str,
 ) -> None:
-    """Compute the features of ``utterances`` over ``jobs`` processes into the store ``base``."""
-    chunks = [[u.audio for u in utterances[i:i + _CHUNK]]
-              for i in range(0, len(utterances), _CHUNK)]
+    """Compute the features of ``audio`` over ``jobs`` processes into the store ``base``."""
+    chunks = [list(audio[i:i + _CHUNK]) for i in range(0, len(audio), _CHUNK)]
     stream = _compute(chunks, features, min(jobs, len(chunks)))
-    total, done = len(utterances), 0
+    total, done = len(audio), 0
 
     def reported() -> Iterator[torch.Tensor]:
         nonlocal done
@@ -247,7 +246,7 @@ def _write_computed(
                 progress(description, done, total)
 
     with one_torch_thread(), contextlib.closing(stream):  # closing: a failed write ends the pool
-        write_store(base, [u.id for u in utterances], reported())
+        write_store(base, ids, reported())
 
 
 def _compute(
