@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
 from seqkit.errors import ConfigError
 from seqkit.training import load_recipe, read_run_log, train
-from seqkit.training.distributed import TrainLaunch, launch_local, setup
+from seqkit.training.distributed import (
+    DistributedContext,
+    TrainLaunch,
+    barrier,
+    launch_local,
+    long_wait_group,
+    release_group,
+    setup,
+)
 
 RECIPE = """
 [model]
@@ -51,6 +64,27 @@ def test_two_gloo_workers_match_one_process_on_the_same_global_batches(
     dev_one = [e.dev_loss for e in single.epochs]
     dev_two = [e.dev_loss for e in read_run_log(tmp_path / "two").epochs]
     assert dev_one and dev_two == pytest.approx(dev_one, rel=1e-4)
+
+
+def _wait_for_slow_rank0(rank: int, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=2))
+    ctx = DistributedContext(rank, 2, rank, 2, torch.device("cpu"))
+    group = long_wait_group(ctx)
+    if rank == 0:
+        time.sleep(5)  # "building the feature stores" for longer than the default group allows
+    barrier(ctx, group)
+    release_group(group)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~10 s: two spawned workers import torch
+def test_workers_wait_for_rank0_past_the_default_collective_timeout() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # raises if either worker fails, e.g. a barrier that gave up after the 2 s default
+    torch.multiprocessing.spawn(_wait_for_slow_rank0, args=(port,), nprocs=2)
 
 
 def test_setup_without_launcher_is_a_single_worker(monkeypatch: pytest.MonkeyPatch) -> None:

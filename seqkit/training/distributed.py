@@ -10,6 +10,7 @@ GPU, gloo on CPU.
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 import uuid
@@ -21,6 +22,9 @@ import torch
 import torch.distributed as dist
 
 from seqkit.errors import ConfigError, TrainingError
+
+# How long workers wait for rank 0 to build feature stores (see long_wait_group).
+LONG_WAIT = datetime.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,28 @@ def gather_objects(ctx: DistributedContext, obj: Any) -> list[Any]:
     return out
 
 
-def barrier(ctx: DistributedContext) -> None:
-    """Wait for every worker."""
+def barrier(ctx: DistributedContext, group: Any = None) -> None:
+    """Wait for every worker (of ``group``, by default all of them)."""
     if ctx.distributed:
-        dist.barrier()
+        dist.barrier(group=group)
+
+
+def long_wait_group(ctx: DistributedContext) -> Any:
+    """A gloo group of every worker whose barrier waits up to :data:`LONG_WAIT`, or None alone.
+
+    For waiting while rank 0 builds the feature stores: an hour or more for 960 h on a few cores,
+    where NCCL's collectives give up after 10 minutes (the right limit for a training step).
+    Every worker must create it at the same point; destroy it with :func:`release_group`.
+    """
+    if not ctx.distributed:
+        return None
+    return dist.new_group(backend="gloo", timeout=LONG_WAIT)
+
+
+def release_group(group: Any) -> None:
+    """Destroy a group made by :func:`long_wait_group` (None: nothing to do)."""
+    if group is not None:
+        dist.destroy_process_group(group)
 
 
 @dataclass(frozen=True)

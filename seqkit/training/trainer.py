@@ -535,8 +535,10 @@ def _load_data(
         kw: dict[str, Any] = {"phone_set": data.phone_set, "features": None, "stats": None}
         return load_split(data_dir, "train", **kw), load_split(data_dir, "dev", **kw), None
     prepared_features, stats = read_stats(data_dir / "stats.json")
-    if ctx.distributed and not ctx.is_main and data.cache:
-        distributed.barrier(ctx)  # rank 0 computes and caches the features first
+    # rank 0 builds and caches the feature stores first, for as long as that takes
+    wait = distributed.long_wait_group(ctx) if data.cache else None  # None: one worker
+    if wait is not None and not ctx.is_main:
+        distributed.barrier(ctx, wait)
     report = progress if ctx.is_main else None
     # with the cache, rank 0 builds each store while the others wait: all cores are its own
     sharing = 1 if data.cache else ctx.local_world_size
@@ -556,8 +558,9 @@ def _load_data(
                                jobs=jobs, progress=report)
     dev_set = load_split(data_dir, "dev", phone_set=data.phone_set, features=data.features,
                          stats=stats, cache=data.cache, jobs=jobs, progress=report)
-    if ctx.distributed and ctx.is_main and data.cache:
-        distributed.barrier(ctx)
+    if wait is not None and ctx.is_main:
+        distributed.barrier(ctx, wait)
+    distributed.release_group(wait)
     return train_set, dev_set, stats
 
 
