@@ -3,9 +3,10 @@
 The one validator behind :class:`seqkit.models.config.ModelConfig` and
 :class:`seqkit.training.config.RecipeConfig`: nested dataclass fields are built from nested
 tables, every key is checked against the fields (an unknown key names the valid ones and the
-closest), every value against its annotation (``int`` is accepted for ``float``), and errors
-say where the value came from (a file, an override, a checkpoint). Range and conflict checks
-stay in each dataclass's ``__post_init__``.
+closest), every value against its annotation (``int`` is accepted for ``float``; a string for a
+``StrEnum``, which stores as its plain value), and errors say where the value came from (a
+file, an override, a checkpoint). Range and conflict checks stay in each dataclass's
+``__post_init__``; closed sets of choices are ``StrEnum`` fields checked by :func:`choice`.
 """
 
 from __future__ import annotations
@@ -16,16 +17,40 @@ import tomllib
 import types
 import typing
 from dataclasses import fields
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, TypeVar
 
 from seqkit.errors import ConfigError
 
+_E = TypeVar("_E", bound=StrEnum)
+
 
 def to_plain(obj: Any) -> Any:
-    """A (nested) dataclass as nested plain dicts; other values as they are."""
+    """A (nested) dataclass as nested plain dicts, Enums as their values; others as they are.
+
+    Plain values matter: checkpoints are read with ``torch.load(weights_only=True)``, which
+    refuses to rebuild Enum members.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, Enum):
+        return obj.value
     return obj
+
+
+def choice(enum: type[_E], value: Any, key: str) -> _E:
+    """``value`` (a member or its string) as a member of ``enum``.
+
+    Dataclasses call this in ``__post_init__`` so that ``TrainConfig(optimizer="sgd")`` works
+    like a recipe does.
+
+    Raises:
+        ConfigError: ``value`` is none of the choices; the message names ``key`` and them all.
+    """
+    try:
+        return enum(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be one of {', '.join(enum)}, found {value!r}") from None
 
 
 def build(
@@ -121,7 +146,7 @@ def apply_overrides(
                 continue
             if not last:
                 raise ConfigError(f"--set {text}: {dotted} is a value, not a table")
-            if tp is str or tp == (str | None):
+            if tp is str or tp == (str | None) or _is_str_enum(tp):
                 value = text.partition("=")[2].strip()
                 if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                     value = value[1:-1]
@@ -155,9 +180,15 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(cls)}
 
 
+def _is_str_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, StrEnum)
+
+
 def _type_name(tp: Any) -> str:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    if _is_str_enum(tp):
+        return f"string ({', '.join(tp)})"
     return {int: "integer", float: "number", str: "string", bool: "true/false",
             type(None): "none"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -180,5 +211,7 @@ def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if tp is str:
+        return isinstance(value, str), value
+    if _is_str_enum(tp):  # which string is checked by the dataclass (see choice)
         return isinstance(value, str), value
     return False, value

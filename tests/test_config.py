@@ -6,9 +6,19 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from seqkit.cli.main import app
 from seqkit.errors import ConfigError
-from seqkit.training.config import RecipeConfig, TrainConfig, load_recipe, recipe_to_toml
+from seqkit.models.config import Cell, ModelConfig, ModelKind
+from seqkit.training.config import (
+    Amp,
+    Optimizer,
+    RecipeConfig,
+    TrainConfig,
+    load_recipe,
+    recipe_to_toml,
+)
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*/*.toml"))
 
@@ -88,3 +98,54 @@ def test_resolved_toml_round_trips(tmp_path: Path) -> None:
 def test_defaults_are_adam_with_clipping() -> None:
     t = TrainConfig()
     assert (t.optimizer, t.amp, t.grad_clip > 0, t.weight_noise) == ("adam", "off", True, 0.0)
+
+
+CHOICES = [
+    ("train.optimizer", "rmsprop", "adam, sgd"),
+    ("train.amp", "fp32", "off, bf16, fp16"),
+    ("model.kind", "hmm", "ctc, transducer, lm"),
+    ("model.encoder.cell", "gru", "lstm, peephole"),
+]
+
+
+@pytest.mark.parametrize(("key", "bad", "allowed"), CHOICES, ids=[c[0] for c in CHOICES])
+def test_a_bad_choice_names_the_allowed_values_from_toml_and_set(
+    tmp_path: Path, key: str, bad: str, allowed: str
+) -> None:
+    table, _, name = key.rpartition(".")
+    message = rf"{key.replace('model.encoder', 'encoder')} must be one of {allowed}, found '{bad}'"
+    with pytest.raises(ConfigError, match=rf"recipe.toml: {message}"):
+        load_recipe(_write(tmp_path, f'[{table}]\n{name} = "{bad}"\n'))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(_write(tmp_path, ""), [f"{key}={bad}"])
+
+
+def test_a_non_string_choice_is_a_type_error_listing_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train\.amp must be a string \(off, bf16, fp16\), "
+                                          r"found 16 \(int\)"):
+        load_recipe(_write(tmp_path, "[train]\namp = 16\n"))
+
+
+def test_choices_load_as_enums_and_store_as_plain_strings(tmp_path: Path) -> None:
+    recipe = load_recipe(_write(tmp_path, '[model]\nkind = "transducer"\n'),
+                         ["train.amp=bf16", "train.optimizer=sgd", "model.encoder.cell=peephole"])
+    assert recipe.model.kind is ModelKind.TRANSDUCER and recipe.train.amp is Amp.BF16
+    assert recipe.train.optimizer is Optimizer.SGD and recipe.model.encoder.cell is Cell.PEEPHOLE
+    plain = recipe.to_dict()  # what checkpoints and config.toml hold: torch.load(weights_only)
+    values = [plain["model"]["kind"], plain["train"]["amp"], plain["train"]["optimizer"],
+              plain["model"]["encoder"]["cell"]]
+    assert values == ["transducer", "bf16", "sgd", "peephole"]
+    assert all(type(v) is str for v in values)
+    # a config dict stored before the Enums (plain strings) builds the same config
+    assert ModelConfig.from_dict(plain["model"]) == recipe.model
+    assert TrainConfig(optimizer="sgd", amp="bf16") == TrainConfig(optimizer=Optimizer.SGD,
+                                                                   amp=Amp.BF16)
+
+
+def test_cli_refuses_a_bad_choice_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "synth/ctc_blstm", "--data", str(tmp_path / "d"),
+                                      "--out", str(tmp_path / "run"), "--set", "train.amp=fp32"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "train.amp must be one of off, bf16, fp16, found 'fp32'" in lines[0]
+    assert not (tmp_path / "run").exists()

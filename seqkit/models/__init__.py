@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from seqkit.errors import ConfigError
-from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig
+from seqkit.models.config import Cell, EncoderConfig, ModelConfig, ModelKind, PredictorConfig
 from seqkit.models.ctc import CTCModel
 from seqkit.models.encoder import Encoder, PeepholeLSTM
 from seqkit.models.lm import PhoneLM
@@ -43,20 +43,22 @@ def build_model(
         raise ConfigError(f"expected vocab_size >= 2 (blank + phones), found {vocab_size}")
     if not 0 <= blank < vocab_size:
         raise ConfigError(f"expected blank in [0, {vocab_size}), found {blank}")
-    if config.kind == "lm":
+    if config.kind == ModelKind.LM:
         return PhoneLM(config, vocab_size=vocab_size, blank=blank)
     if input_dim < 1:
         raise ConfigError(f"expected input_dim >= 1 (features per frame), found {input_dim}")
-    if config.kind == "ctc":
+    if config.kind == ModelKind.CTC:
         return CTCModel(config, input_dim=input_dim, vocab_size=vocab_size, blank=blank)
     return TransducerModel(config, input_dim=input_dim, vocab_size=vocab_size, blank=blank)
 
 
 __all__ = [
     "CTCModel",
+    "Cell",
     "Encoder",
     "EncoderConfig",
     "ModelConfig",
+    "ModelKind",
     "PeepholeLSTM",
     "PhoneLM",
     "PredictorConfig",

@@ -8,13 +8,26 @@ Trans-3l-250h), a one-layer 250-unit prediction network and a 250-unit joint lay
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from seqkit.config_schema import build, to_plain
+from seqkit.config_schema import build, choice, to_plain
 from seqkit.errors import ConfigError
 
-MODEL_KINDS = ("ctc", "transducer", "lm")
-CELLS = ("lstm", "peephole")
+
+class ModelKind(StrEnum):
+    """``model.kind``: which model :func:`seqkit.models.build_model` builds."""
+
+    CTC = "ctc"  # encoder + linear to phones and blank
+    TRANSDUCER = "transducer"  # encoder + prediction network + joint (Graves 2012)
+    LM = "lm"  # phone language model shaped like the prediction network, to pretrain it
+
+
+class Cell(StrEnum):
+    """``model.encoder.cell``: which LSTM cell the encoder stacks."""
+
+    LSTM = "lstm"  # torch.nn.LSTM (cuDNN / oneDNN, fast)
+    PEEPHOLE = "peephole"  # Graves's LSTM with peepholes, a Python loop over frames
 
 
 def _check_int(owner: str, name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -63,7 +76,7 @@ class EncoderConfig:
     bidirectional: bool = True
     dropout: float = 0.0
     projection: int = 0
-    cell: str = "lstm"
+    cell: Cell = Cell.LSTM
     stack: int = 1
 
     def __post_init__(self) -> None:
@@ -80,10 +93,7 @@ class EncoderConfig:
                 f"encoder.projection must be smaller than encoder.hidden ({self.hidden}), found "
                 f"{self.projection}: use 0 for no projection"
             )
-        if self.cell not in CELLS:
-            raise ConfigError(
-                f"encoder.cell must be one of {', '.join(CELLS)}, found {self.cell!r}"
-            )
+        object.__setattr__(self, "cell", choice(Cell, self.cell, "encoder.cell"))
         _check_int("encoder", "stack", self.stack, 1, 64)
 
     @property
@@ -155,16 +165,13 @@ class ModelConfig:
         joint_dim: width of the transducer's joint hidden layer ``tanh(W_f f + W_g g)``.
     """
 
-    kind: str = "ctc"
+    kind: ModelKind = ModelKind.CTC
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     joint_dim: int = 250
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ConfigError(
-                f"model.kind must be one of {', '.join(MODEL_KINDS)}, found {self.kind!r}"
-            )
+        object.__setattr__(self, "kind", choice(ModelKind, self.kind, "model.kind"))
         if not isinstance(self.encoder, EncoderConfig):
             raise ConfigError(
                 f"model.encoder must be an EncoderConfig, found {type(self.encoder).__name__}: "

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from seqkit.errors import ConfigError, LossInputError
-from seqkit.models.config import EncoderConfig
+from seqkit.models.config import Cell, EncoderConfig
 
 
 class PeepholeLSTM(nn.Module):
@@ -122,9 +122,9 @@ class _LSTM(nn.Module):
         return self.rnn(x, state)
 
 
-def _make_direction(cell: str, input_size: int, hidden: int, projection: int) -> nn.Module:
+def _make_direction(cell: Cell, input_size: int, hidden: int, projection: int) -> nn.Module:
     """One layer in one direction of the given cell type."""
-    if cell == "peephole":
+    if cell == Cell.PEEPHOLE:
         return PeepholeLSTM(input_size, hidden, projection)
     return _LSTM(input_size, hidden, projection)
 
@@ -149,7 +149,7 @@ class EncoderLayer(nn.Module):
     """One (B)LSTM layer: forward direction, and backward direction if bidirectional."""
 
     def __init__(
-        self, input_size: int, hidden: int, *, bidirectional: bool, projection: int, cell: str
+        self, input_size: int, hidden: int, *, bidirectional: bool, projection: int, cell: Cell
     ) -> None:
         super().__init__()
         self.forward_rnn = _make_direction(cell, input_size, hidden, projection)

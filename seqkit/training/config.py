@@ -17,18 +17,31 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from seqkit.audio.features import FeatureConfig
 from seqkit.audio.perturb import Perturbation
-from seqkit.config_schema import apply_overrides, build, to_plain
+from seqkit.config_schema import apply_overrides, build, choice, to_plain
 from seqkit.data.phones import PHONE_SETS
 from seqkit.errors import ConfigError
-from seqkit.models.config import ModelConfig
+from seqkit.models.config import ModelConfig, ModelKind
 from seqkit.training.catalog import resolve_recipe
 
-OPTIMIZERS = ("adam", "sgd")
-AMP_MODES = ("off", "bf16", "fp16")
+
+class Optimizer(StrEnum):
+    """``train.optimizer``."""
+
+    ADAM = "adam"  # robust default
+    SGD = "sgd"  # SGD with Nesterov momentum, as Graves et al. 2013
+
+
+class Amp(StrEnum):
+    """``train.amp``: mixed precision on CUDA."""
+
+    OFF = "off"
+    BF16 = "bf16"
+    FP16 = "fp16"  # with loss scaling
 
 
 def _require(ok: bool, message: str) -> None:
@@ -91,7 +104,7 @@ class TrainConfig:
             transducer's prediction network; "" = random init.
     """
 
-    optimizer: str = "adam"
+    optimizer: Optimizer = Optimizer.ADAM
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -108,7 +121,7 @@ class TrainConfig:
     patience: int = 6
     max_frames: int = 16000
     seed: int = 0
-    amp: str = "off"
+    amp: Amp = Amp.OFF
     spec_augment: bool = False
     freq_masks: int = 2
     freq_width: int = 15
@@ -125,12 +138,8 @@ class TrainConfig:
     init_predictor: str = ""
 
     def __post_init__(self) -> None:
-        _require(
-            self.optimizer in OPTIMIZERS,
-            f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, found {self.optimizer!r}",
-        )
-        _require(self.amp in AMP_MODES,
-                 f"train.amp must be one of {', '.join(AMP_MODES)}, found {self.amp!r}")
+        object.__setattr__(self, "optimizer", choice(Optimizer, self.optimizer, "train.optimizer"))
+        object.__setattr__(self, "amp", choice(Amp, self.amp, "train.amp"))
         _require(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be > 0, found {self.lr}")
         _require(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), found {self.momentum}")
         _require(0 < self.lr_factor <= 1,
@@ -201,11 +210,11 @@ class RecipeConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        if self.model.kind != "transducer" and (self.train.init_encoder or
-                                                 self.train.init_predictor):
+        if self.model.kind != ModelKind.TRANSDUCER and (self.train.init_encoder or
+                                                        self.train.init_predictor):
             raise ConfigError(
                 f"train.init_encoder / train.init_predictor initialize a transducer, but "
-                f"model.kind is {self.model.kind!r}: remove them or set model.kind = 'transducer'"
+                f"model.kind is '{self.model.kind}': remove them or set model.kind = 'transducer'"
             )
 
     def to_dict(self) -> dict[str, Any]:

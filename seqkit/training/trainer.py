@@ -50,7 +50,7 @@ from seqkit.models.checkpoint import (
 )
 from seqkit.progress import ProgressFn
 from seqkit.training import distributed
-from seqkit.training.config import RecipeConfig, recipe_to_toml
+from seqkit.training.config import Amp, Optimizer, RecipeConfig, recipe_to_toml
 from seqkit.training.dev_scores import forward_nll, label_count, measure_dev
 from seqkit.training.plots import plot_curves
 from seqkit.training.runlog import (
@@ -566,14 +566,14 @@ def _load_data(
 
 def _make_optimizer(recipe: RecipeConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     t = recipe.train
-    if t.optimizer == "sgd":
+    if t.optimizer == Optimizer.SGD:
         return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, nesterov=True,
                                weight_decay=t.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
 def _amp_dtype(recipe: RecipeConfig, device: torch.device) -> torch.dtype | None:
-    if recipe.train.amp == "off":
+    if recipe.train.amp == Amp.OFF:
         return None
     if device.type != "cuda":
         warnings.warn(
@@ -581,7 +581,7 @@ def _amp_dtype(recipe: RecipeConfig, device: torch.device) -> torch.dtype | None
             stacklevel=3,
         )
         return None
-    return torch.bfloat16 if recipe.train.amp == "bf16" else torch.float16
+    return torch.bfloat16 if recipe.train.amp == Amp.BF16 else torch.float16
 
 
 # ---------------------------------------------------------------------------------------------
