@@ -37,7 +37,6 @@ from seqkit.audio.features import (
     compute_features,
     compute_stats,
     one_torch_thread,
-    write_stats,
 )
 from seqkit.audio.load import load_audio
 from seqkit.data.lexicon import Pronunciations, normalize_word, pronounce_words
@@ -49,13 +48,8 @@ from seqkit.data.librispeech import (
     find_layout,
     read_folder,
 )
-from seqkit.data.manifest import Utterance, write_manifest
-from seqkit.data.prepare import (
-    PrepareSummary,
-    SkippedUtterance,
-    _summarize,
-    _write_json,
-)
+from seqkit.data.manifest import Utterance
+from seqkit.data.prepare import PrepareSummary, SkippedUtterance, write_prepared
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
 from seqkit.progress import ProgressFn
 
@@ -213,20 +207,17 @@ def _prepare_into(
             manifests[split].append(_utterance(utt, result, pronunciations))
         if split == "train":
             stats = _merge_stats(parts, corpus)
-    for split, utts in manifests.items():
-        write_manifest(tmp / f"{split}.jsonl", utts)
     assert stats is not None  # choose_subsets always yields a train split
-    write_stats(tmp / "stats.json", features, stats)
+    summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
+                               skip_bad=skip_bad)
     _write_oov(tmp / "oov.tsv", pronunciations)
-    if skip_bad:
-        _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
     tokens = [word for utts in splits.values() for u in utts for word in u.words]
     oov_tokens = sum(1 for w in tokens if normalize_word(w) in pronunciations.oov)
     return {
         "corpus_dir": corpus.resolve(),
         "out_dir": out.resolve(),
         "features": features,
-        "splits": tuple(_summarize(name, manifests[name]) for name in ("train", "dev", "test")),
+        "splits": summaries,
         "skipped": tuple(skipped),
         "stats_frames": stats.frames,
         "words": len(pronunciations.phones),

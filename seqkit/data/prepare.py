@@ -134,6 +134,41 @@ class PrepareSummary:
         }
 
 
+def write_prepared(
+    out: Path,
+    manifests: dict[str, list[Utterance]],
+    *,
+    features: FeatureConfig,
+    stats: FeatureStats | None,
+    skipped: list[SkippedUtterance],
+    skip_bad: bool,
+) -> tuple[SplitSummary, ...]:
+    """Write what every prepared directory holds, from utterances already read and checked.
+
+    The corpus readers (TIMIT here, LibriSpeech in :mod:`seqkit.data.librispeech_prepare`)
+    differ in how they read and label utterances, not in these files, which training and
+    evaluation read the same way for every corpus.
+
+    Args:
+        out: the (staged) prepared directory.
+        manifests: the utterances of each of train, dev and test.
+        features: the front end ``stats`` were computed with.
+        stats: train normalization statistics; None writes no ``stats.json`` (evaluation only).
+        skipped: utterances left out and why, written to ``skipped.json`` with ``skip_bad``.
+        skip_bad: whether bad utterances were skipped (else there is no ``skipped.json``).
+
+    Returns:
+        Counts for train, dev and test, in that order.
+    """
+    for name in SPLITS:
+        write_manifest(out / f"{name}.jsonl", manifests[name])
+    if stats is not None:
+        write_stats(out / "stats.json", features, stats)
+    if skip_bad:
+        _write_json(out / "skipped.json", [s.to_dict() for s in skipped])
+    return tuple(_summarize(name, manifests[name]) for name in SPLITS)
+
+
 def _summarize(name: str, utterances: list[Utterance]) -> SplitSummary:
     return SplitSummary(
         name=name,
@@ -240,14 +275,8 @@ def _prepare_into(
     stats = None if evaluation_only else _train_stats(corpus, train_features(), skipped, manifests)
     for name in ("dev", "test"):
         manifests[name] = [utterance for utterance, _ in read_split(name)]
-    summaries = []
-    for name in SPLITS:
-        write_manifest(tmp / f"{name}.jsonl", manifests[name])
-        summaries.append(_summarize(name, manifests[name]))
-    if stats is not None:
-        write_stats(tmp / "stats.json", features, stats)
-    if skip_bad:
-        _write_json(tmp / "skipped.json", [s.to_dict() for s in skipped])
+    summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
+                               skip_bad=skip_bad)
     note = (
         "NLTK TIMIT sample: every utterance is in test (its speakers are TIMIT training "
         "speakers): an evaluation set for models not trained on TIMIT; no stats.json"
@@ -257,7 +286,7 @@ def _prepare_into(
         corpus_dir=corpus.resolve(),
         out_dir=out.resolve(),
         features=features,
-        splits=tuple(summaries),
+        splits=summaries,
         skipped=tuple(skipped),
         stats_frames=stats.frames if stats is not None else 0,
         clamped=clamped,
