@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqkit.bench.timing import compare_forward_backward, cpu_threads, loss_device
+from seqkit.bench.timing import loss_device, time_loss_on_shapes
 from seqkit.losses.ctc import ctc_loss
 
 PEER = "torch.nn.functional.ctc_loss"
@@ -70,31 +70,8 @@ def run(
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
     """
     target, backend = loss_device(device)
-    rows: list[dict] = []
-    for index, (batch, frames, labels, classes) in enumerate(SHAPES):
-        if progress is not None:
-            progress("CTC loss", index, len(SHAPES))
-        log_probs, targets, input_lengths, target_lengths = _make_inputs(
-            batch, frames, labels, classes, target, seed=index
-        )
-        leaf = log_probs.clone().requires_grad_()
-        args = (leaf, targets, input_lengths, target_lengths)
-        ours_loss = functools.partial(ctc_loss, backend=backend)
-        ours_median, peer_median = compare_forward_backward(
-            ours_loss, torch.nn.functional.ctc_loss, args, device=target, repeats=repeats
-        )
-        rows.append(
-            {
-                "loss": "ctc",
-                "shape": f"B={batch} T={frames} S={labels} C={classes}",
-                "backend": backend,
-                "ours_ms": ours_median,
-                "peer": PEER,
-                "peer_ms": peer_median,
-                "ratio": ours_median / peer_median,
-                "threads": cpu_threads(target),
-            }
-        )
-    if progress is not None:
-        progress("CTC loss", len(SHAPES), len(SHAPES))
-    return rows
+    return time_loss_on_shapes(
+        functools.partial(ctc_loss, backend=backend), torch.nn.functional.ctc_loss, _make_inputs,
+        SHAPES, loss="ctc", axes="B T S C", peer_name=PEER, device=target, backend=backend,
+        repeats=repeats, progress=progress,
+    )

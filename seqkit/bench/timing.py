@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -74,3 +74,49 @@ def compare_forward_backward(
         ours_ms.append(_time_ms(ours_step, device))
         peer_ms.append(_time_ms(peer_step, device))
     return statistics.median(ours_ms), statistics.median(peer_ms)
+
+
+def time_loss_on_shapes(
+    ours: Callable[..., torch.Tensor],
+    peer: Callable[..., torch.Tensor],
+    make_inputs: Callable[..., tuple[torch.Tensor, ...]],
+    shapes: Sequence[tuple[int, ...]],
+    *,
+    loss: str,
+    axes: str,
+    peer_name: str,
+    device: torch.device,
+    backend: str,
+    repeats: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[dict]:
+    """One row per shape of :func:`compare_forward_backward` on ``make_inputs(*shape, device,
+    seed=index)``, whose first tensor gets the gradient.
+
+    Returns:
+        Rows {"loss", "shape": "B=.. T=.." (``axes`` letters), "backend", "ours_ms", "peer",
+        "peer_ms", "ratio": ours_ms / peer_ms, "threads": CPU threads each side may use}.
+    """
+    description = f"{loss} loss"
+    rows: list[dict] = []
+    for index, shape in enumerate(shapes):
+        if progress is not None:
+            progress(description, index, len(shapes))
+        args = make_inputs(*shape, device, seed=index)
+        args = (args[0].requires_grad_(), *args[1:])
+        ours_median, peer_median = compare_forward_backward(
+            ours, peer, args, device=device, repeats=repeats
+        )
+        rows.append({
+            "loss": loss,
+            "shape": " ".join(f"{a}={n}" for a, n in zip(axes.split(), shape, strict=True)),
+            "backend": backend,
+            "ours_ms": ours_median,
+            "peer": peer_name,
+            "peer_ms": peer_median,
+            "ratio": ours_median / peer_median,
+            "threads": cpu_threads(device),
+        })
+    if progress is not None:
+        progress(description, len(shapes), len(shapes))
+    return rows

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from seqkit.bench.timing import compare_forward_backward, cpu_threads, loss_device
+from seqkit.bench.timing import loss_device, time_loss_on_shapes
 from seqkit.errors import BackendUnavailableError
 from seqkit.losses.transducer import transducer_loss
 
@@ -75,32 +75,9 @@ def run(
             f"the transducer benchmark compares against torchaudio, which failed to import "
             f"({error}): pip install torchaudio"
         ) from error
-    ours_loss = functools.partial(transducer_loss, blank=0, backend=backend)
-    peer_loss = functools.partial(rnnt_loss, blank=0)
-    rows: list[dict] = []
-    for index, (batch, frames, labels, classes) in enumerate(SHAPES):
-        if progress is not None:
-            progress("transducer loss", index, len(SHAPES))
-        logits, targets, logit_lengths, target_lengths = _make_inputs(
-            batch, frames, labels, classes, target, seed=index
-        )
-        leaf = logits.requires_grad_()
-        args = (leaf, targets, logit_lengths, target_lengths)
-        ours_median, peer_median = compare_forward_backward(
-            ours_loss, peer_loss, args, device=target, repeats=repeats
-        )
-        rows.append(
-            {
-                "loss": "transducer",
-                "shape": f"B={batch} T={frames} U={labels} V={classes}",
-                "backend": backend,
-                "ours_ms": ours_median,
-                "peer": PEER,
-                "peer_ms": peer_median,
-                "ratio": ours_median / peer_median,
-                "threads": cpu_threads(target),
-            }
-        )
-    if progress is not None:
-        progress("transducer loss", len(SHAPES), len(SHAPES))
-    return rows
+    return time_loss_on_shapes(
+        functools.partial(transducer_loss, blank=0, backend=backend),
+        functools.partial(rnnt_loss, blank=0), _make_inputs, SHAPES, loss="transducer",
+        axes="B T U V", peer_name=PEER, device=target, backend=backend, repeats=repeats,
+        progress=progress,
+    )
