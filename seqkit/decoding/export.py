@@ -9,6 +9,13 @@ into the file, so loading it needs neither seqkit nor torchaudio::
 
     recognizer = torch.jit.load("model.ts")
     phones = recognizer(wave)  # wave: (N,) float32, 16 kHz mono in [-1, 1] -> list[str]
+
+Why TorchScript although torch >= 2.11 warns that ``torch.jit.script`` is deprecated in favour of
+``torch.export``: with torch 2.14, ``torch.export`` specializes ``nn.LSTM``'s time axis to the
+example's length (pytorch/pytorch#115092), an exported program returns tensors only (no phone
+strings), and the transducer's greedy loop (a data-dependent break per frame) would need the
+prototype ``torch.while_loop``. Moving means an LSTM written as a ``while_loop``, the greedy
+searches as loop state machines, and phone ids plus a vocabulary file instead of phones.
 """
 
 from __future__ import annotations
