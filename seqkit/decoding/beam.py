@@ -29,7 +29,10 @@ from seqkit.decoding.protocol import TransducerLike, scatter_state, select_state
 from seqkit.errors import ConfigError
 from seqkit.models.transducer import LSTMState
 
-# lm(context labels, next label or None for end of sequence) -> natural-log probability
+# lm(context labels, next label or None for end of sequence) -> natural-log probability. An LM
+# that reads only the last few labels says how many in an int attribute ``context`` (an n-gram:
+# n - 1, see PhoneNgram.label_scorer); the step-wise searches then drop older decided labels from
+# their hypotheses, so a stream's hypotheses and memo tables stay small however long it runs.
 LabelLM = Callable[[Sequence[int], int | None], float]
 
 _NEG_INF = float("-inf")
@@ -72,7 +75,8 @@ class _Fusion:
 
     The score depends on the labels only, not on the alignment, so a transducer search can keep
     each hypothesis's acoustic log-probability exact and rank by acoustic + fusion score. The
-    next-label scores are computed once per prefix.
+    next-label scores are computed once per prefix; a search calls :meth:`retain` after each
+    frame so that only its live prefixes keep theirs.
     """
 
     def __init__(self, lm: LabelLM | None, lm_weight: float, insertion_bonus: float,
@@ -104,7 +108,7 @@ class _Fusion:
         if not self.active:
             return 0.0
         known = len(labels)
-        while labels[:known] not in self._totals:
+        while known and labels[:known] not in self._totals:
             known -= 1
         score = self._totals[labels[:known]]
         for i in range(known, len(labels)):
@@ -116,6 +120,22 @@ class _Fusion:
         """Fusion score of a finished sequence: its prefix score plus the LM's end of sequence."""
         end = self.lm_weight * self.lm(labels, None) if self.lm is not None else 0.0
         return self.total(labels) + end
+
+    def fresh(self) -> _Fusion:
+        """The same scorer with empty memo tables (a search prunes and re-keys its own)."""
+        return _Fusion(self.lm, self.lm_weight, self.bonus, self.vocab, self.blank)
+
+    def retain(self, live: Callable[[tuple[int, ...]], bool], cut: int = 0) -> None:
+        """Keep the memo entries of the prefixes ``live`` accepts, their first ``cut`` labels off.
+
+        A prefix's total stays the sum from the first label, so scores do not change.
+        """
+        self._rows = {key[cut:]: row for key, row in self._rows.items() if live(key)}
+        self._totals = {key[cut:]: total for key, total in self._totals.items() if live(key)}
+
+    def memo_size(self) -> int:
+        """Prefixes with a memoized row or total."""
+        return len(self._rows) + len(self._totals)
 
 
 def fusion_scorer(
@@ -212,6 +232,48 @@ def common_prefix(prefixes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
     return first
 
 
+def _lm_context(lm: LabelLM | None) -> int | None:
+    """Labels of history ``lm`` reads (0 without an LM); None if it does not say."""
+    if lm is None:
+        return 0
+    context = getattr(lm, "context", None)
+    return context if isinstance(context, int) and context >= 0 else None
+
+
+class _Committed:
+    """Decided labels a step-wise search has dropped from the front of its hypotheses.
+
+    Hypotheses are keyed by their labels after these; a search drops the labels every kept
+    hypothesis starts with once more than ``keep`` of them are shared (``keep``: the history
+    the search's scores still read; None: never drop).
+    """
+
+    def __init__(self, keep: int | None) -> None:
+        self.keep = keep
+        self.labels: list[int] = []
+
+    def drop(self, keys: Sequence[tuple[int, ...]]) -> int:
+        """Move the shared labels of ``keys`` beyond ``keep`` here; how many to cut off keys."""
+        if self.keep is None:
+            return 0
+        shared = common_prefix(keys)
+        cut = len(shared) - self.keep
+        if cut <= 0:
+            return 0
+        self.labels.extend(shared[:cut])
+        return cut
+
+    def full(self, key: tuple[int, ...]) -> tuple[int, ...]:
+        """The whole label sequence of the hypothesis keyed ``key``."""
+        return (*self.labels, *key) if self.labels else key
+
+    def decided_since(self, start: int, keys: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+        """Decided labels from position ``start`` on (those of ``keys``'s common prefix too)."""
+        shared = common_prefix(keys)
+        done = len(self.labels)
+        return (*self.labels[start:], *shared[max(start - done, 0) :])
+
+
 class CTCPrefixBeamSearch:
     """CTC prefix beam search over one stream, a chunk of frames at a time.
 
@@ -227,22 +289,34 @@ class CTCPrefixBeamSearch:
         self.beam, self.blank, self.top_k = beam, blank, top_k
         self.lm = lm if lm is not None and lm_weight != 0.0 else None
         self.lm_weight, self.insertion_bonus = lm_weight, insertion_bonus
-        # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus]
+        # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus];
+        # prefixes are keyed after the labels in ``committed`` (a label repeat needs the last)
         self.beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG_INF, 0.0]}
-        self.lm_cache: dict[tuple[tuple[int, ...], int | None], float] = {}
+        context = _lm_context(self.lm)
+        self.committed = _Committed(max(context, 1) if context is not None else None)
+        # prefix -> {label or None: LM + bonus score of appending it}, kept prefixes only
+        self.lm_cache: dict[tuple[int, ...], dict[int | None, float]] = {}
 
     def _extension_score(self, prefix: tuple[int, ...], label: int | None) -> float:
         bonus = self.insertion_bonus if label is not None else 0.0
         if self.lm is None:
             return bonus
-        key = (prefix, label)
-        if key not in self.lm_cache:
-            self.lm_cache[key] = self.lm_weight * self.lm(prefix, label) + bonus
-        return self.lm_cache[key]
+        scores = self.lm_cache.setdefault(prefix, {})
+        if label not in scores:
+            scores[label] = self.lm_weight * self.lm(prefix, label) + bonus
+        return scores[label]
 
     def decided(self) -> tuple[int, ...]:
         """Labels every kept prefix starts with: final whatever the later frames hold."""
-        return common_prefix(list(self.beams))
+        return self.decided_since(0)
+
+    def decided_since(self, start: int) -> tuple[int, ...]:
+        """:meth:`decided` from label ``start`` on (cheap however long the stream)."""
+        return self.committed.decided_since(start, list(self.beams))
+
+    def memo_size(self) -> int:
+        """Entries in the LM memo table (bounded by ``beam`` x V)."""
+        return sum(len(scores) for scores in self.lm_cache.values())
 
     def step(self, lp: np.ndarray) -> None:
         """Advance over (T, V) log-probabilities of the next frames."""
@@ -253,7 +327,15 @@ class CTCPrefixBeamSearch:
                 candidates = [int(k) for k in np.argpartition(-row, self.top_k - 1)[: self.top_k]]
             else:
                 candidates = list(range(vocab))
-            self.beams = self._frame(row, [k for k in candidates if k != self.blank])
+            self._keep(self._frame(row, [k for k in candidates if k != self.blank]))
+
+    def _keep(self, beams: dict[tuple[int, ...], list[float]]) -> None:
+        """Keep ``beams`` and only the LM scores they can still use; drop decided labels."""
+        cut = self.committed.drop(list(beams))
+        self.beams = {prefix[cut:]: cell for prefix, cell in beams.items()} if cut else beams
+        self.lm_cache = {
+            prefix[cut:]: self.lm_cache[prefix] for prefix in beams if prefix in self.lm_cache
+        }
 
     def _frame(self, row: np.ndarray, candidates: list[int]) -> dict[tuple[int, ...], list[float]]:
         blank_lp = float(row[self.blank])
@@ -287,13 +369,18 @@ class CTCPrefixBeamSearch:
         for prefix, (p_b, p_nb, extra) in self.beams.items():
             acoustic = _logaddexp(p_b, p_nb)
             end = self._extension_score(prefix, None) if self.lm is not None else 0.0
-            results.append(BeamHypothesis(prefix, acoustic + extra + end, acoustic))
+            results.append(BeamHypothesis(self.committed.full(prefix), acoustic + extra + end,
+                                          acoustic))
         results.sort(key=lambda h: h.score, reverse=True)
         return results
 
 
 class _PredictorCache:
-    """Prediction-network outputs per label prefix, computed once each (batch of one)."""
+    """Prediction-network outputs per label prefix, computed once each (batch of one).
+
+    A prefix is computed from its longest cached prefix, so the search may forget any entry but
+    the live hypotheses' (:meth:`retain`).
+    """
 
     def __init__(self, model: TransducerLike, blank: int, device: torch.device) -> None:
         self.model = model
@@ -310,6 +397,10 @@ class _PredictorCache:
             label = torch.full((1, 1), prefix[-1], dtype=torch.long, device=self.device)
             self.cache[prefix] = self.model.predict(label, state)
         return self.cache[prefix][0]
+
+    def retain(self, live: Callable[[tuple[int, ...]], bool], cut: int = 0) -> None:
+        """Keep the entries of the prefixes ``live`` accepts, their first ``cut`` labels off."""
+        self.cache = {key[cut:]: out for key, out in self.cache.items() if live(key)}
 
 
 def transducer_beam_search(
@@ -400,20 +491,51 @@ class TransducerBeamSearch:
     ) -> None:
         _check_beam(beam)
         self.model, self.beam, self.blank = model, beam, blank
-        self.fusion = fusion if fusion is not None else _Fusion(None, 0.0, 0.0, 0, blank)
+        fusion = fusion if fusion is not None else _Fusion(None, 0.0, 0.0, 0, blank)
+        self.fusion = fusion.fresh()  # its memo tables are re-keyed with this search's
         self.cap = cap if cap is not None else 4 * beam + 16
         self.predictor = _PredictorCache(model, blank, torch.device(device))
-        # prefix -> log P(prefix emitted by the end of the previous frame)
+        # prefix -> log P(prefix emitted by the end of the previous frame); prefixes are keyed
+        # after the labels in ``committed`` (the prediction state carries their history)
         self.kept: dict[tuple[int, ...], float] = {(): 0.0}
+        self.committed = _Committed(_lm_context(self.fusion.lm))
 
     def decided(self) -> tuple[int, ...]:
         """Labels every kept hypothesis starts with: final whatever the later frames hold."""
-        return common_prefix(list(self.kept))
+        return self.decided_since(0)
+
+    def decided_since(self, start: int) -> tuple[int, ...]:
+        """:meth:`decided` from label ``start`` on (cheap however long the stream)."""
+        return self.committed.decided_since(start, list(self.kept))
+
+    def memo_size(self) -> int:
+        """Entries in the prediction-network and fusion memo tables."""
+        return len(self.predictor.cache) + self.fusion.memo_size()
 
     def step(self, f: torch.Tensor) -> None:
         """Advance over (T, H) encoder output of the next frames."""
         for t in range(f.shape[0]):
-            self.kept = self._frame(f[t].reshape(1, 1, 1, -1))  # (1, 1, 1, H)
+            self._keep(self._frame(f[t].reshape(1, 1, 1, -1)))  # (1, 1, 1, H)
+
+    def _keep(self, kept: dict[tuple[int, ...], float]) -> None:
+        """Keep ``kept`` and the memo entries the next frame can use; drop decided labels.
+
+        The next frame reads the kept prefixes, the prefixes between a kept hypothesis and a kept
+        proper prefix of it (prefix merging), and expands kept ones by one label.
+        """
+        between: set[tuple[int, ...]] = set()
+        shortest = min(map(len, kept))
+        for y in kept:
+            start = next((i for i in range(shortest, len(y)) if y[:i] in kept), len(y))
+            between.update(y[:i] for i in range(start, len(y) + 1))
+
+        def live(key: tuple[int, ...]) -> bool:
+            return key in between or key[:-1] in kept
+
+        cut = self.committed.drop(list(kept))
+        self.predictor.retain(live, cut)
+        self.fusion.retain(live, cut)
+        self.kept = {y[cut:]: logp for y, logp in kept.items()} if cut else kept
 
     def _frame(self, ft: torch.Tensor) -> dict[tuple[int, ...], float]:
         model, predictor, kept, beam, blank = (
@@ -469,13 +591,15 @@ class TransducerBeamSearch:
     def results(self, *, length_norm: bool = False) -> list[BeamHypothesis]:
         """The kept hypotheses, best first (fusion included; divided by length if asked)."""
 
+        full = self.committed.full
+
         def rank(item: tuple[tuple[int, ...], float]) -> float:
-            labels, logp = item
-            score = float(logp) + self.fusion.final(labels)
-            return score / max(len(labels), 1) if length_norm else score
+            key, logp = item
+            score = float(logp) + self.fusion.final(key)
+            return score / max(len(full(key)), 1) if length_norm else score
 
         ordered = sorted(self.kept.items(), key=rank, reverse=True)
-        return [BeamHypothesis(labels, rank((labels, lp)), float(lp)) for labels, lp in ordered]
+        return [BeamHypothesis(full(key), rank((key, lp)), float(lp)) for key, lp in ordered]
 
 
 @dataclass
@@ -581,6 +705,8 @@ def transducer_beam_search_batched(
                 fusion = _Fusion(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
             extensions = _extend(live, logp, active, beam, blank, fusion)
             live = _advance(model, live, extensions)
+            if fusion.active:  # forget the scores of prefixes no live hypothesis extends
+                fusion.retain(set(live.labels).__contains__)
     final = fusion.final if fusion is not None else (lambda _labels: 0.0)
     out: list[list[BeamHypothesis]] = []
     for u in range(batch):

@@ -95,7 +95,7 @@ class PhoneNgram:
             total
         )
 
-    def label_scorer(self, vocab: Sequence[str]) -> Any:
+    def label_scorer(self, vocab: Sequence[str]) -> LabelScorer:
         """A ``lm(context labels, label or None) -> log-prob`` function over model label indices.
 
         Symbols of the model the LM does not know score a hundredth of the uniform probability.
@@ -103,18 +103,7 @@ class PhoneNgram:
         Args:
             vocab: the model's output symbols, index 0 the blank.
         """
-
-        known = frozenset(self.symbols)
-        # a model symbol the LM never saw (e.g. ``q``): a hundredth of the uniform probability
-        unseen = math.log(0.01 / len(self.outcomes))
-
-        def score(context: Sequence[int], label: int | None) -> float:
-            history = [vocab[i] for i in context]
-            if label is not None and vocab[label] not in known:
-                return unseen
-            return self.log_prob(history, EOS if label is None else vocab[label])
-
-        return score
+        return LabelScorer(self, tuple(vocab))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -150,6 +139,30 @@ class PhoneNgram:
             raise ConfigError(
                 f"malformed {FORMAT} JSON ({err}): rebuild it with estimate_ngram"
             ) from None
+
+
+class LabelScorer:
+    """:meth:`PhoneNgram.label_scorer`: the LM over model label indices.
+
+    Attributes:
+        context: labels of history a score reads (n - 1): beam searches keep only that much of
+            the labels they have already decided.
+    """
+
+    def __init__(self, lm: PhoneNgram, vocab: tuple[str, ...]) -> None:
+        self.lm = lm
+        self.vocab = vocab
+        self.context = lm.order - 1
+        self.known = frozenset(lm.symbols)
+        # a model symbol the LM never saw (e.g. ``q``): a hundredth of the uniform probability
+        self.unseen = math.log(0.01 / len(lm.outcomes))
+
+    def __call__(self, context: Sequence[int], label: int | None) -> float:
+        if label is not None and self.vocab[label] not in self.known:
+            return self.unseen
+        recent = context[max(len(context) - self.context, 0) :]  # all the n-gram reads
+        history = [self.vocab[i] for i in recent]
+        return self.lm.log_prob(history, EOS if label is None else self.vocab[label])
 
 
 def estimate_ngram(

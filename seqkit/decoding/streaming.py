@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +151,8 @@ class StreamingRecognizer:
             with torch.no_grad():
                 h, self.states = self.model.encoder.forward_chunk(stacked, self.states)
                 _step(self.model, self.search, h[0])  # (T', H)
-        labels = list(_decided(self.search, final))
-        new = labels[self.emitted :]
-        self.emitted = len(labels)
+        new = _decided_since(self.search, self.emitted, final)
+        self.emitted += len(new)
         self.decided_at.extend([self.samples_in / self.rate] * len(new))
         return [self.loaded.vocab[k] for k in new]
 
@@ -225,10 +225,11 @@ def _step(model: Any, search: Any, h: torch.Tensor) -> None:
         search.step(h)
 
 
-def _decided(search: Any, final: bool) -> tuple[int, ...] | list[int]:
+def _decided_since(search: Any, start: int, final: bool) -> Sequence[int]:
+    """The labels ``search`` has decided from label ``start`` on (all of the best at the end)."""
     if isinstance(search, CTCGreedySearch | TransducerGreedySearch):
-        return search.labels
-    return search.results()[0].labels if final else search.decided()
+        return search.labels[start:]
+    return search.results()[0].labels[start:] if final else search.decided_since(start)
 
 
 def _final(search: Any) -> tuple[list[int], float]:
