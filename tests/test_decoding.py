@@ -5,11 +5,15 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from seqkit.decoding.beam import (
+    CTCPrefixBeamSearch,
+    TransducerBeamSearch,
     ctc_beam_search,
+    fusion_scorer,
     transducer_beam_search,
     transducer_beam_search_batched,
 )
@@ -295,3 +299,91 @@ def test_transducer_batched_beam_with_lm_finds_exhaustive_fused_best_on_T4_V3(
     assert hyps[0].labels == best
     assert hyps[0].score == pytest.approx(fused[best], abs=1e-6)
     assert hyps[0].acoustic == pytest.approx(acoustic[best], abs=1e-6)
+
+
+class _UnprunedCTC(CTCPrefixBeamSearch):
+    """The CTC search as it was before memo pruning: every LM score and label kept forever."""
+
+    def _keep(self, beams) -> None:
+        self.beams = beams
+
+
+class _UnprunedTransducer(TransducerBeamSearch):
+    """Graves's search as it was before memo pruning: every prefix's entries kept forever."""
+
+    def _keep(self, kept) -> None:
+        self.kept = kept
+
+
+def _long_stream_lm(vocab: int):
+    """A trigram over labels 1..vocab-1 from seeded random transcripts (context: 2 labels)."""
+    phones = [chr(ord("a") + i) for i in range(vocab - 1)]
+    rng = torch.Generator().manual_seed(3)
+    sentences = [[phones[int(k)] for k in torch.randint(len(phones), (12,), generator=rng)]
+                 for _ in range(40)]
+    return estimate_ngram(sentences, phones, order=3).label_scorer(["<blank>", *phones])
+
+
+def _chunks(total: int, size: int):
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _two_way_frames(frames: int, vocab: int, seed: int) -> np.ndarray:
+    """(T, V) CTC log-probs, every frame torn between two random symbols: fresh alternatives keep
+    replacing old ones in the beam, so hypotheses agree on all but the last labels (on frames
+    sure of one symbol, hypotheses that differ only long ago can stay in the beam for good)."""
+    g = torch.Generator().manual_seed(seed)
+    hot = torch.nn.functional.one_hot(torch.randint(vocab, (2, frames), generator=g), vocab)
+    logits = torch.randn(frames, vocab, generator=g) * 0.5 + 2 * hot.sum(0)
+    return torch.log_softmax(logits, dim=-1).numpy()
+
+
+def test_ctc_stream_memo_and_hypotheses_stay_bounded_with_unpruned_results() -> None:
+    beam, vocab, frames = 4, 6, 3000
+    lp = _two_way_frames(frames, vocab, seed=5)
+    options = dict(beam=beam, lm=_long_stream_lm(vocab), lm_weight=0.7, insertion_bonus=0.3,
+                   top_k=beam + 1)
+    reference = _UnprunedCTC(**options)
+    reference.step(lp)
+    search = CTCPrefixBeamSearch(**options)
+    printed: list[int] = []
+    for start, end in _chunks(frames, 37):
+        search.step(lp[start:end])
+        printed.extend(search.decided_since(len(printed)))
+        assert search.memo_size() <= beam * (vocab + 1)
+    want = reference.results()
+    assert len(want[0].labels) > 1000 and reference.memo_size() > 1000  # it grew before
+    got = search.results()
+    assert [(h.labels, h.score, h.acoustic) for h in got] == \
+        [(h.labels, h.score, h.acoustic) for h in want]
+    assert tuple(printed) == want[0].labels[: len(printed)]
+    assert len(search.committed.labels) > len(want[0].labels) - 100  # not kept in hypotheses
+
+
+@pytest.mark.parametrize(("lm_weight", "frames"), [(0.0, 100), (0.5, 400)])
+def test_transducer_stream_memo_and_hypotheses_stay_bounded_with_unpruned_results(
+    lm_weight: float, frames: int
+) -> None:
+    """Without an LM this untrained model emits about 11 labels per frame; with it, 1 in 3."""
+    beam, vocab = 3, 4
+    model = TinyTransducer(vocab=vocab, seed=2).eval()
+    f = torch.randn(frames, 8, generator=torch.Generator().manual_seed(6)) * 3
+    fusion = fusion_scorer(_long_stream_lm(vocab), lm_weight, 0.5, vocab)
+    with torch.no_grad():
+        reference = _UnprunedTransducer(model, beam=beam, fusion=fusion)
+        reference.step(f)
+        search = TransducerBeamSearch(model, beam=beam, fusion=fusion)
+        printed: list[int] = []
+        for start, end in _chunks(frames, 23):
+            search.step(f[start:end])
+            printed.extend(search.decided_since(len(printed)))
+            assert len(search.predictor.cache) <= beam * (vocab + 1)
+            assert search.fusion.memo_size() <= 2 * beam * (vocab + 1)
+            assert max(map(len, search.kept)) <= 40
+    want = reference.results(length_norm=True)
+    assert len(want[0].labels) > 100 and len(reference.predictor.cache) > 100
+    got = search.results(length_norm=True)
+    assert [(h.labels, h.score, h.acoustic) for h in got] == \
+        [(h.labels, h.score, h.acoustic) for h in want]
+    assert tuple(printed) == want[0].labels[: len(printed)]
+    assert len(printed) > len(want[0].labels) - 40
