@@ -704,9 +704,9 @@ def transducer_beam_search_batched(
             if fusion is None:
                 fusion = _Fusion(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
             extensions = _extend(live, logp, active, beam, blank, fusion)
-            live = _advance(model, live, extensions)
-            if fusion.active:  # forget the scores of prefixes no live hypothesis extends
+            if fusion.active:  # the next frame extends these by at most one label
                 fusion.retain(set(live.labels).__contains__)
+            live = _advance(model, live, extensions)
     final = fusion.final if fusion is not None else (lambda _labels: 0.0)
     out: list[list[BeamHypothesis]] = []
     for u in range(batch):
