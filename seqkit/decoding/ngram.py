@@ -1,4 +1,4 @@
-"""Phone n-gram language model for shallow fusion in CTC beam search.
+"""Phone n-gram language model for shallow fusion in CTC and transducer beam search.
 
 Estimated from training transcripts with interpolated absolute discounting (Ney, Essen & Kneser
 1994): every order keeps a fixed discount per seen n-gram and gives the freed mass to the next

@@ -30,7 +30,7 @@ from seqkit.atomic import write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats
 from seqkit.errors import CheckpointError, ConfigError, SeqkitError
 from seqkit.models import build_model
-from seqkit.models.config import ModelConfig
+from seqkit.models.config import ModelConfig, ModelKind
 
 FORMAT = "seqkit-checkpoint"
 # Bump when a change makes older readers misread new files; readers accept <= their version.
@@ -47,7 +47,7 @@ class LoadedModel:
 
     Attributes:
         model: the model, in eval mode, on the requested device.
-        kind: ``"ctc"``, ``"transducer"`` or ``"lm"``.
+        kind: ``"ctc"``, ``"transducer"`` or ``"lm"`` (a :class:`ModelKind`, equal to those).
         vocab: symbols by index, index 0 the blank.
         phone_set: 61, 48 or 39 (None if the checkpoint does not say).
         features: the front end the model was trained on (None for an LM).
@@ -60,7 +60,7 @@ class LoadedModel:
     """
 
     model: nn.Module
-    kind: str
+    kind: ModelKind
     vocab: list[str]
     phone_set: int | None
     features: FeatureConfig | None

@@ -29,11 +29,6 @@ class DevScores:
         """What the schedule, early stopping and ``best.pt`` minimize: PER, or loss for an LM."""
         return self.per_pct if self.per_pct is not None else self.loss
 
-    @property
-    def metric(self) -> str:
-        """The name of :attr:`score`: ``"dev_per_pct"`` or ``"dev_loss"``."""
-        return "dev_per_pct" if self.per_pct is not None else "dev_loss"
-
 
 def forward_nll(model: torch.nn.Module, kind: str, batch: Batch) -> torch.Tensor:
     """(B,) per-utterance NLL of a batch (an ``lm`` reads only the targets)."""
