@@ -187,7 +187,7 @@ def prepare(
     models not trained on TIMIT (`seqkit evaluate RUN --data OUT`).
 
     OUT gets train.jsonl, dev.jsonl, test.jsonl and stats.json (normalization statistics on
-    train), written in full or not at all.
+    train; none for the NLTK sample, which has no train split), written in full or not at all.
     """
     feature_config = FeatureConfig(kind=features.value)
     with rich_progress(transient=output_format is TableFormat.json) as progress:

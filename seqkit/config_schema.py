@@ -94,6 +94,11 @@ def build(
                 f"{origins.get(dotted, source)}: {dotted} must be a {_type_name(tp)}, found "
                 f"{value!r} ({type(value).__name__})"
             )
+        if _is_str_enum(tp):  # checked here, so that a bad --set names the override
+            try:
+                converted = choice(tp, converted, dotted)
+            except ConfigError as err:
+                raise ConfigError(f"{origins.get(dotted, source)}: {err}") from None
         kwargs[key] = converted
     try:
         return cls(**kwargs)
@@ -212,6 +217,6 @@ def _matches(value: Any, tp: Any) -> tuple[bool, Any]:
         return ok, float(value) if ok else value
     if tp is str:
         return isinstance(value, str), value
-    if _is_str_enum(tp):  # which string is checked by the dataclass (see choice)
+    if _is_str_enum(tp):  # which string: see build
         return isinstance(value, str), value
     return False, value
