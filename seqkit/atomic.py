@@ -10,12 +10,14 @@ make them private to their owner).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from seqkit.errors import OutputExistsError
 
@@ -57,6 +59,12 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 1) -> Path:
+    """Write ``data`` as UTF-8 JSON (and a final newline) with :func:`write_atomic`."""
+    text = json.dumps(data, indent=indent) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def check_output_dir(path: str | os.PathLike[str], *, force: bool) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import seqkit
-from seqkit.atomic import write_atomic
+from seqkit.atomic import write_json
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_for_scoring
 from seqkit.data.prepare import prepare_corpus
@@ -206,10 +206,6 @@ def _pct(fraction: float | None) -> float | None:
     return None if fraction is None else 100.0 * fraction
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
-
-
 def _read_state(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -285,7 +281,7 @@ def run_demo(
             alignment=str(picture), report_dir=str(report_dir), run_dir=str(run_dir),
             report=str(out / "report.json")),
     )
-    _write_json(out / "report.json", result.to_dict())
+    write_json(out / "report.json", result.to_dict(), indent=2)
     return result
 
 
@@ -304,14 +300,14 @@ def _ensure_data(
         synthesize_corpus(corpus, speakers=options.speakers, sentences=options.sentences,
                           seed=options.seed, jobs=options.jobs, force=True, progress=progress)
         state = {}  # a new corpus invalidates the prepared data and every run
-        _write_json(state_path, state)
+        write_json(state_path, state, indent=2)
     if state.get("prepared") and (prepared / "stats.json").exists():
         say(f"reusing prepared data {prepared}")
     else:
         say(f"preparing manifests and feature statistics → {prepared}")
         prepare_corpus(corpus, prepared, force=True, progress=progress)
         state["prepared"] = True
-        _write_json(state_path, state)
+        write_json(state_path, state, indent=2)
     return state
 
 
@@ -334,7 +330,7 @@ def _ensure_trained(
     started = run_dir / ("pretrain" if options.model == DemoModel.transducer else "last.pt")
     resume = options.model in state.get("started", []) and started.exists()
     state["started"] = sorted({*state.get("started", []), options.model})
-    _write_json(state_path, state)
+    write_json(state_path, state, indent=2)
     try:
         summary, train_seconds = _train(options, run_dir, resume, say, progress, log)
     except CheckpointError as err:  # e.g. a run left by an older seqkit: a demo starts over
@@ -355,7 +351,7 @@ def _ensure_trained(
         frames_per_s=sum(e.frames_per_s for e in epochs) / max(len(epochs), 1),
     )
     state.setdefault("trained", {})[options.model] = asdict(facts)
-    _write_json(state_path, state)
+    write_json(state_path, state, indent=2)
     return facts
 
 

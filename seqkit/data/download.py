@@ -23,7 +23,6 @@ which ``seqkit data prepare OUT PREPARED`` reads.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from seqkit.atomic import replace_dir, write_atomic
+from seqkit.atomic import replace_dir, write_json
 from seqkit.data.librispeech import LIBRILIGHT_DIR, LIBRISPEECH_DIR, LIBRISPEECH_SUBSETS
 from seqkit.errors import ConfigError, DownloadError
 from seqkit.progress import ProgressFn
@@ -283,8 +282,7 @@ def _unpack(path: Path, out: Path, archive: Archive, progress: ProgressFn | None
                 "delete it and run this again"
             )
         marker = {"archive": archive.file, "sha256": archive.sha256, "files": count}
-        write_atomic(unpacked / MARKER,
-                     lambda tmp: tmp.write_text(json.dumps(marker, indent=1) + "\n"))
+        write_json(unpacked / MARKER, marker)
         target = out / archive.folder
         target.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(unpacked, target)  # an unmarked folder there is a partial unpack or copy

@@ -16,7 +16,6 @@ end, so an error or an interrupt never leaves a partial output behind.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from seqkit.atomic import check_output_dir, staged_dir, write_atomic
+from seqkit.atomic import check_output_dir, staged_dir, write_json
 from seqkit.audio.features import (
     FeatureConfig,
     FeatureStats,
@@ -165,7 +164,7 @@ def write_prepared(
     if stats is not None:
         write_stats(out / "stats.json", features, stats)
     if skip_bad:
-        _write_json(out / "skipped.json", [s.to_dict() for s in skipped])
+        write_json(out / "skipped.json", [s.to_dict() for s in skipped])
     return tuple(_summarize(name, manifests[name]) for name in SPLITS)
 
 
@@ -320,6 +319,3 @@ def _features(utterance: Utterance, wave: torch.Tensor, config: FeatureConfig) -
         raise AudioError(f"{utterance.audio}: {err}") from None
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n",
-                                                  encoding="utf-8"))

@@ -7,7 +7,6 @@ split. The 61-phone PER is reported too when the model outputs 61 phones.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import write_atomic, write_json
 from seqkit.data.manifest import Utterance
 from seqkit.data.phones import PHONES_39, fold_for_scoring
 from seqkit.decoding.recognize import DecodeOptions, recognize_utterances
@@ -333,8 +332,7 @@ def write_report(report: EvalReport, directory: str | os.PathLike[str]) -> dict[
         "alignments": out / "alignments.txt",
         "confusion": out / "confusion.png",
     }
-    text = json.dumps(report.to_dict(), indent=2)
-    write_atomic(paths["json"], lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    write_json(paths["json"], report.to_dict(), indent=2)
     aligned = format_alignments(report)
     write_atomic(paths["alignments"], lambda p: p.write_text(aligned, encoding="utf-8"))
     write_atomic(paths["confusion"], lambda p: plot_confusion(report, p))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import write_json
 from seqkit.errors import ConfigError
 
 BOS = "<s>"
@@ -214,9 +214,7 @@ def estimate_ngram(
 
 def save_ngram(lm: PhoneNgram, path: str | os.PathLike[str]) -> Path:
     """Write the LM as JSON, atomically (temp file in the same folder + os.replace)."""
-    return write_atomic(
-        path, lambda tmp: tmp.write_text(json.dumps(lm.to_dict()), encoding="utf-8")
-    )
+    return write_json(path, lm.to_dict(), indent=None)
 
 
 def load_ngram(path: str | os.PathLike[str]) -> PhoneNgram:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import write_json
 from seqkit.errors import ConfigError, OutputExistsError
 from seqkit.progress import ProgressFn
 from seqkit.training.config import RecipeConfig
@@ -174,7 +174,6 @@ def train_pretrained_transducer(
         done[name] = {"seconds": spent_here + time.monotonic() - started,
                       "best_epoch": summary.best_epoch, "best_score": summary.best_score,
                       "stopped": summary.stopped}
-        write_atomic(stages_path,
-                     lambda tmp: tmp.write_text(json.dumps(done, indent=2) + "\n"))
+        write_json(stages_path, done, indent=2)
     assert summary is not None  # the transducer stage always runs
     return summary
