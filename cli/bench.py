@@ -133,7 +133,8 @@ def prepare(
 
 
 @app.command(
-    epilog="Example: seqkit bench stream --ctc runs/ctc_stream --transducer runs/trans_stream"
+    epilog="Example: seqkit bench stream --ctc runs/ctc_stream --transducer runs/trans_stream; "
+    "seqkit bench stream --long 6 --beam 4"
 )
 def stream(
     repeats: _Repeats = 3,
@@ -146,9 +147,20 @@ def stream(
         typer.Option("--transducer", help="Trained unidirectional transducer run (default: "
                      "random weights)."),
     ] = None,
+    long: Annotated[
+        int, typer.Option("--long", min=0, help="Instead: feed the speech this many times as one "
+                          "long stream to the beam searches (memo entries, held labels per pass).")
+    ] = 0,
+    beam: Annotated[int, typer.Option("--beam", min=2, help="Beam of the --long stream.")] = 4,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """Streaming greedy decoding: latency, compute per chunk (median, p95) and RTF per chunk
-    size, against the whole-file decode of the same model (ratio = streaming / whole-file RTF)."""
+    size, against the whole-file decode of the same model (ratio = streaming / whole-file RTF).
+    With --long N: one long stream through the beam searches, whose memory must stay flat."""
+    if long:
+        rows = stream_bench.run_long(long, beam=beam, ctc_checkpoint=ctc,
+                                     transducer_checkpoint=transducer)
+        _render("Streaming beam search: one long stream, per pass of the speech", rows, fmt)
+        return
     rows = stream_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
     _render("Streaming: latency and real-time factor per chunk on this CPU", rows, fmt)

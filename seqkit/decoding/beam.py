@@ -318,6 +318,10 @@ class CTCPrefixBeamSearch:
         """Entries in the LM memo table (bounded by ``beam`` x V)."""
         return sum(len(scores) for scores in self.lm_cache.values())
 
+    def held_labels(self) -> int:
+        """Labels the longest kept prefix holds (decided ones beyond the LM's context dropped)."""
+        return max(map(len, self.beams))
+
     def step(self, lp: np.ndarray) -> None:
         """Advance over (T, V) log-probabilities of the next frames."""
         vocab = lp.shape[1]
@@ -511,6 +515,10 @@ class TransducerBeamSearch:
     def memo_size(self) -> int:
         """Entries in the prediction-network and fusion memo tables."""
         return len(self.predictor.cache) + self.fusion.memo_size()
+
+    def held_labels(self) -> int:
+        """Labels the longest kept hypothesis holds (decided ones past the LM context dropped)."""
+        return max(map(len, self.kept))
 
     def step(self, f: torch.Tensor) -> None:
         """Advance over (T, H) encoder output of the next frames."""
