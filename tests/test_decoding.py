@@ -360,7 +360,7 @@ def test_ctc_stream_memo_and_hypotheses_stay_bounded_with_unpruned_results() -> 
     assert len(search.committed.labels) > len(want[0].labels) - 100  # not kept in hypotheses
 
 
-@pytest.mark.parametrize(("lm_weight", "frames"), [(0.0, 100), (0.5, 400)])
+@pytest.mark.parametrize(("lm_weight", "frames"), [(0.0, 60), (0.5, 250)])
 def test_transducer_stream_memo_and_hypotheses_stay_bounded_with_unpruned_results(
     lm_weight: float, frames: int
 ) -> None:
@@ -381,7 +381,7 @@ def test_transducer_stream_memo_and_hypotheses_stay_bounded_with_unpruned_result
             assert search.fusion.memo_size() <= 2 * beam * (vocab + 1)
             assert max(map(len, search.kept)) <= 40
     want = reference.results(length_norm=True)
-    assert len(want[0].labels) > 100 and len(reference.predictor.cache) > 100
+    assert len(want[0].labels) > 60 and len(reference.predictor.cache) > 60
     got = search.results(length_norm=True)
     assert [(h.labels, h.score, h.acoustic) for h in got] == \
         [(h.labels, h.score, h.acoustic) for h in want]

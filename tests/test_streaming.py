@@ -13,6 +13,7 @@ from seqkit.audio import compute_features, load_audio
 from seqkit.audio.features import FeatureConfig
 from seqkit.audio.streaming import StreamingFeatures
 from seqkit.cli.main import app
+from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.decoding.streaming import StreamingRecognizer
 from seqkit.errors import AudioError, ConfigError
@@ -79,6 +80,29 @@ def test_stream_phones_equal_whole_file_phones_for_every_chunk_size(
             assert tuple(printed) == hyp.phones  # incremental output adds up to the result
             assert len(result.decided_at) == len(hyp.phones)
             assert list(result.decided_at) == sorted(result.decided_at)
+
+
+@pytest.mark.parametrize("name", ["ctc_uni", "transducer_random"])
+def test_stream_beam_with_lm_equals_whole_file_while_hypotheses_drop_decided_phones(
+    runs, tiny_runs, name
+) -> None:
+    """With a trigram LM a stream's hypotheses keep only 2 decided phones of context: the
+    phones and score stay those of the whole-file search."""
+    loaded = load_model(runs[name])
+    options = DecodeOptions(beam=4, transducer_search="graves", lm_weight=0.5,
+                            lm=load_lm_source(tiny_runs["prepared"], 39), insertion_bonus=3.0)
+    path = _audio(runs)[0]
+    whole = recognize_files(loaded, [path], options=options).hypotheses[0]
+    recognizer = StreamingRecognizer(loaded, options, chunk_ms=37)
+    wave = load_audio(path)
+    held = []
+    for start in range(0, wave.shape[0], 592):  # 37 ms
+        recognizer.accept(wave[start : start + 592])
+        held.append(recognizer.search.held_labels())
+    result = recognizer.finish()[1]
+    assert len(whole.phones) > 20 and result.phones == whole.phones
+    assert result.score == pytest.approx(whole.score, abs=1e-3)
+    assert len(recognizer.search.committed.labels) > 10 and max(held) < len(whole.phones)
 
 
 def test_stream_decides_greedy_phones_before_the_end(runs) -> None:
