@@ -21,6 +21,7 @@ COMMANDS = [
     ["bench", "train"],
     ["bench", "decode"],
     ["bench", "prepare"],
+    ["bench", "stream"],
     ["demo"],
     ["recipes"],
 ]

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from seqkit.audio import compute_features, load_audio
 from seqkit.audio.features import FeatureConfig
 from seqkit.audio.streaming import StreamingFeatures
+from seqkit.bench import stream as stream_bench
 from seqkit.cli.main import app
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
@@ -103,6 +104,18 @@ def test_stream_beam_with_lm_equals_whole_file_while_hypotheses_drop_decided_pho
     assert len(whole.phones) > 20 and result.phones == whole.phones
     assert result.score == pytest.approx(whole.score, abs=1e-3)
     assert len(recognizer.search.committed.labels) > 10 and max(held) < len(whole.phones)
+
+
+@pytest.mark.slow
+def test_bench_long_stream_memo_and_held_labels_stay_flat_while_phones_grow() -> None:
+    rows = stream_bench.run_long(2, beam=4)
+    for kind in ("ctc", "transducer"):
+        first, second = (row for row in rows if row["model"] == kind)
+        assert second["stream_s"] == pytest.approx(2 * first["stream_s"], abs=0.1)
+        assert second["memo_entries"] <= 3 * 4 * 41  # three tables of beam x (V + 1), V = 40
+    ctc = [row for row in rows if row["model"] == "ctc"]
+    assert ctc[1]["phones"] > ctc[0]["phones"] > 20
+    assert ctc[1]["held_labels"] < 20
 
 
 def test_stream_decides_greedy_phones_before_the_end(runs) -> None:
