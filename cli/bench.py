@@ -22,6 +22,7 @@ from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
+from seqkit.training.config import Amp
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -77,17 +78,24 @@ def losses(
     _render("Losses: ours vs peers (ratio = ours / peer)", rows, fmt)
 
 
-@app.command(epilog="Example: seqkit bench train --data demo/prepared --steps 30")
+@app.command(epilog="Example: seqkit bench train --data demo/prepared --steps 30 (--amp off: "
+                  "time float32)")
 def train(
     data: Annotated[
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
     ] = Path("demo/prepared"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per side.")] = 30,
+    amp: Annotated[
+        Amp | None,
+        typer.Option("--amp", help="Precision for both sides instead of the recipes' train.amp "
+                     "(off = float32)."),
+    ] = None,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop."""
     with rich_progress(transient=True) as progress:
-        rows = train_bench.run(data_dir=data, steps=steps, progress=progress)
+        rows = train_bench.run(data_dir=data, steps=steps,
+                               amp=amp.value if amp is not None else None, progress=progress)
     _render(
         "Training: plain loop frames/s over seqkit's (ratio <= 1.10 = overhead <= 10%)", rows, fmt
     )

@@ -247,3 +247,20 @@ def test_pretrained_transducer_recipes_must_share_encoder_predictor_and_phones(
         PretrainedTransducerRecipes(lm, ctc, transducer)
     with pytest.raises(ConfigError, match="ctc_share"):
         PretrainedTransducerRecipes(ctc, lm, transducer, ctc_share=1.0)
+
+
+def test_bf16_trains_on_a_cpu_with_native_bfloat16_and_in_float32_on_other_cpus(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(name: str, amp: str):
+        recipe = _recipe(tmp_path, "ctc", f"train.amp={amp}", "train.max_steps=4")
+        return train(recipe, prepared, tmp_path / name, max_epochs=1)
+
+    fp32 = run("off", "off")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    fallback = run("fallback", "bf16")
+    assert fallback.epochs[0].train_loss == fp32.epochs[0].train_loss  # the same float32 run
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    bf16 = run("bf16", "bf16")
+    loss, reference = bf16.epochs[0].train_loss, fp32.epochs[0].train_loss
+    assert loss != reference and abs(loss - reference) < 0.05 * reference  # bf16, and close

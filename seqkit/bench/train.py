@@ -1,13 +1,14 @@
 """Training throughput: seqkit's trainer against a plain PyTorch loop on the same work.
 
-For each recipe, both sides train the same model (same seed) on the same global batches with
-the same loss, optimizer and clipping; ours is :func:`seqkit.training.train` (bookkeeping,
-logging, schedule, non-finite checks), the plain loop is written below. The ratio of plain
-frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
+For each recipe, both sides train the same model (same seed) on the same global batches with the
+same loss, optimizer, clipping and precision, augmentation off; ours is
+:func:`seqkit.training.train` (bookkeeping, logging, schedule, non-finite checks), the plain loop
+is written below. The ratio of plain frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -23,11 +24,16 @@ from seqkit.errors import CorpusError
 from seqkit.models import build_model
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe, read_run_log, train
+from seqkit.training.trainer import autocast_dtype
+
+_NO_AUGMENTATION = ("train.spec_augment=false", "train.speed_perturb=0", "train.vtlp=0",
+                    "train.channel_db=0", "train.lowpass_probability=0")
 
 
 def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
     """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step."""
     t = recipe.train
+    dtype = autocast_dtype(recipe, torch.device("cpu"))
     features, stats = read_stats(data_dir / "stats.json")
     data = load_split(data_dir, "train", phone_set=recipe.data.phone_set, features=features,
                       stats=stats)
@@ -43,7 +49,9 @@ def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[in
         if n == 1:  # the first step warms up allocators and kernels; time the rest
             frames, start = 0, time.perf_counter()
         batch = data.collate(indices)
-        nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+        with (torch.autocast("cpu", dtype=dtype) if dtype is not None
+              else contextlib.nullcontext()):
+            nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
         loss = nll.sum() / batch.target_lengths.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -53,11 +61,13 @@ def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[in
     return frames / (time.perf_counter() - start), batch_frames
 
 
-def _ours(recipe_path: str, data_dir: Path, steps: int, batch_frames: list[int]) -> float:
+def _ours(recipe_path: str, overrides: list[str], data_dir: Path, steps: int,
+          batch_frames: list[int]) -> float:
     """Frames/s of seqkit's trainer over the same steps, from its metrics log (after step 1)."""
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = load_recipe(recipe_path, [f"train.max_steps={steps + 1}", "train.log_every=1",
-                                           "train.max_epochs=100", "train.patience=0"])
+        recipe = load_recipe(recipe_path, [*overrides, f"train.max_steps={steps + 1}",
+                                           "train.log_every=1", "train.max_epochs=100",
+                                           "train.patience=0"])
         train(recipe, data_dir, Path(tmp) / "run")
         step_records = read_run_log(Path(tmp) / "run").steps[1:]
     frames = batch_frames[1 : len(step_records) + 1]
@@ -70,6 +80,7 @@ def run(
     *,
     recipes: tuple[str, ...] = ("synth/ctc_blstm", "synth/transducer"),
     steps: int = 10,
+    amp: str | None = None,
     progress: ProgressFn | None = None,
 ) -> list[dict[str, Any]]:
     """Time ``steps`` training steps of each recipe with seqkit and with a plain loop.
@@ -78,11 +89,13 @@ def run(
         data_dir: a prepared synthesized corpus (``seqkit data prepare``).
         recipes: recipes to time (files or built-in names).
         steps: timed steps per side (one more is run first to warm up).
+        amp: ``train.amp`` for both sides instead of the recipe's (``"off"`` = float32).
         progress: called as ``progress("bench train", done, total)``.
 
     Returns:
-        One row per recipe: ``recipe``, ``ours_frames_per_s``, ``plain_frames_per_s``,
-        ``ratio`` (plain / ours; <= 1.10 is the target), ``steps``.
+        One row per recipe: ``recipe``, ``precision`` (what both sides trained in),
+        ``ours_frames_per_s``, ``plain_frames_per_s``, ``ratio`` (plain / ours; <= 1.10 is the
+        target), ``steps``.
 
     Raises:
         CorpusError: ``data_dir`` holds no prepared corpus.
@@ -95,12 +108,16 @@ def run(
         )
     rows: list[dict[str, Any]] = []
     for n, path in enumerate(recipes):
-        recipe = load_recipe(path)
+        # the plain loop has no augmentation: time the same work on our side
+        overrides = [*_NO_AUGMENTATION, *([f"train.amp={amp}"] if amp is not None else [])]
+        recipe = load_recipe(path, overrides)
         if recipe.model.kind == "lm":
             continue
         plain, batch_frames = _plain_loop(recipe, data_dir, steps)
-        ours = _ours(path, data_dir, steps, batch_frames)
-        rows.append({"recipe": str(path), "ours_frames_per_s": ours,
+        ours = _ours(path, overrides, data_dir, steps, batch_frames)
+        dtype = autocast_dtype(recipe, torch.device("cpu"))
+        rows.append({"recipe": str(path), "precision": "bf16" if dtype else "float32",
+                     "ours_frames_per_s": ours,
                      "plain_frames_per_s": plain,
                      "ratio": plain / ours if ours > 0 else math.inf, "steps": steps})
         if progress is not None:

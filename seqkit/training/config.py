@@ -37,7 +37,7 @@ class Optimizer(StrEnum):
 
 
 class Amp(StrEnum):
-    """``train.amp``: mixed precision on CUDA."""
+    """``train.amp``: mixed precision on CUDA, and bf16 on CPUs that have it in hardware."""
 
     OFF = "off"
     BF16 = "bf16"
@@ -82,8 +82,9 @@ class TrainConfig:
         max_frames: padded input frames per global batch (summed over all workers); the
             batch size follows from it. Language models count phone tokens instead.
         seed: seeds model init, batch order, dropout, SpecAugment and weight noise.
-        amp: mixed precision on CUDA: ``"off"``, ``"bf16"`` or ``"fp16"`` (with loss
-            scaling); ignored with a warning on CPU.
+        amp: mixed precision: ``"off"``, ``"bf16"`` or ``"fp16"`` (with loss scaling) on
+            CUDA; ``"bf16"`` also on a CPU with bfloat16 in hardware (AVX512-BF16 or AMX) and
+            float32 on other CPUs; ``"fp16"`` off CUDA trains in float32 with a warning.
         spec_augment: apply SpecAugment (frequency and time masks) to training features.
         freq_masks: SpecAugment frequency masks per utterance.
         freq_width: SpecAugment maximum frequency mask width (feature dims).
