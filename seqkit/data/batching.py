@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from seqkit.audio.features import FeatureConfig, FeatureStats
 from seqkit.data.feature_store import FeatureStore, build_store
 from seqkit.data.manifest import Utterance, iter_manifest
 from seqkit.data.phones import fold_phones, vocabulary
+from seqkit.data.ragged import RaggedRows
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
 
@@ -64,7 +65,7 @@ class Batch:
         )
 
 
-class PackedTargets(Sequence[torch.Tensor]):
+class PackedTargets(RaggedRows):
     """Every utterance's label indices in one flat int16 array; ``targets[i]`` is (U,) int64.
 
     One small tensor per utterance costs several times its labels in object overhead (about
@@ -75,27 +76,12 @@ class PackedTargets(Sequence[torch.Tensor]):
     """
 
     def __init__(self, labels: Sequence[np.ndarray]) -> None:
-        self.lengths = [int(a.shape[0]) for a in labels]
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
+        super().__init__([int(a.shape[0]) for a in labels])
         self.flat = np.concatenate([np.asarray(a, dtype=np.int16) for a in labels]
                                    or [np.zeros(0, np.int16)])
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @overload
-    def __getitem__(self, index: int) -> torch.Tensor: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[torch.Tensor]: ...
-
-    def __getitem__(self, index: int | slice) -> torch.Tensor | Sequence[torch.Tensor]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"utterance {index} of {len(self)}")
-        index %= len(self)
-        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+    def row(self, start: int, end: int) -> torch.Tensor:
+        """(U,) int64 label indices ``[start, end)``."""
         return torch.from_numpy(self.flat[start:end].astype(np.int64))
 
 

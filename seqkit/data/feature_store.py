@@ -24,7 +24,6 @@ import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import overload
 
 import numpy as np
 import torch
@@ -32,6 +31,7 @@ import torch
 from seqkit.atomic import write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features, one_torch_thread
 from seqkit.audio.load import load_audio
+from seqkit.data.ragged import RaggedRows
 from seqkit.errors import CorpusError
 from seqkit.progress import ProgressFn
 
@@ -43,7 +43,7 @@ _HEADER_BYTES = 128
 _CHUNK = 64  # utterances per worker task: progress granularity vs. pickling overhead
 
 
-class FeatureStore(Sequence[torch.Tensor]):
+class FeatureStore(RaggedRows):
     """Per-utterance features sliced from a memory-mapped (N, F) array.
 
     ``store[i]`` is utterance ``i``'s (T, F) float32 features, copied out of the map and
@@ -57,9 +57,8 @@ class FeatureStore(Sequence[torch.Tensor]):
 
     def __init__(self, frames: np.ndarray, lengths: Sequence[int],
                  stats: FeatureStats | None = None) -> None:
+        super().__init__(lengths)
         self.frames = frames
-        self.lengths = [int(n) for n in lengths]
-        self.offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)])
         self.stats = stats
 
     @property
@@ -67,27 +66,10 @@ class FeatureStore(Sequence[torch.Tensor]):
         """Feature dimension F."""
         return int(self.frames.shape[1])
 
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    @overload
-    def __getitem__(self, index: int) -> torch.Tensor: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[torch.Tensor]: ...
-
-    def __getitem__(self, index: int | slice) -> torch.Tensor | Sequence[torch.Tensor]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"utterance {index} of a store of {len(self)}")
-        index %= len(self)
-        start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+    def row(self, start: int, end: int) -> torch.Tensor:
+        """(T, F) float32 frames ``[start, end)``, copied out of the map, normalized."""
         raw = torch.from_numpy(np.array(self.frames[start:end], dtype=np.float32))  # (T, F)
         return self.stats.normalize(raw) if self.stats is not None else raw
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        return (self[i] for i in range(len(self)))
 
     def normalized(self, stats: FeatureStats | None) -> FeatureStore:
         """The same frames, normalized on access with ``stats`` (None = raw)."""
