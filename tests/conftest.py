@@ -18,10 +18,10 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from seqkit.audio import compute_features, load_audio, read_stats  # noqa: E402
-from seqkit.data.batching import phone_targets  # noqa: E402
+from seqkit.audio import read_stats  # noqa: E402
+from seqkit.audio.features import FeatureConfig, FeatureStats  # noqa: E402
+from seqkit.data.batching import Batch, load_split  # noqa: E402
 from seqkit.data.manifest import read_manifest  # noqa: E402
-from seqkit.data.phones import vocabulary  # noqa: E402
 from seqkit.data.prepare import prepare_corpus  # noqa: E402
 from seqkit.data.synth import synthesize_corpus  # noqa: E402
 from seqkit.models import build_model  # noqa: E402
@@ -55,20 +55,22 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         torch.set_num_threads(threads)
 
 
+def _test_batch(prepared: Path, phone_set: int) -> tuple[FeatureConfig, FeatureStats, list[str],
+                                                         Batch]:
+    """The front end, statistics, vocabulary and the whole test split as one padded batch."""
+    features, stats = read_stats(prepared / "stats.json")
+    test = load_split(prepared, "test", phone_set=phone_set, features=features, stats=stats)
+    return features, stats, list(test.vocab), test.collate(range(len(test)))
+
+
 def _build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
     torch.manual_seed(0)
     corpus, prepared = root / "corpus", root / "prepared"
     synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
     prepare_corpus(corpus, prepared)
-    features, stats = read_stats(prepared / "stats.json")
-    vocab = list(vocabulary(61))
-    utterances = read_manifest(prepared / "test.jsonl")
-    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
-    targets = [phone_targets(u, 61, vocab) for u in utterances]
-    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
-    feat_lengths = torch.tensor([f.shape[0] for f in feats])
-    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
-    target_lengths = torch.tensor([t.shape[0] for t in targets])
+    features, stats, vocab, test = _test_batch(prepared, 61)
+    batch, feat_lengths, padded, target_lengths = (test.feats, test.feat_lengths, test.targets,
+                                                   test.target_lengths)
     out: dict[str, Path] = {"corpus": corpus, "prepared": prepared}
     encoder = EncoderConfig(layers=1, hidden=32, stack=3)
     for kind in ("ctc", "transducer", "lm"):
@@ -115,16 +117,10 @@ def stream_runs(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
 def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]:
     torch.manual_seed(0)
     prepared = tiny_runs["prepared"]
-    features, stats = read_stats(prepared / "stats.json")
-    vocab = list(vocabulary(39))
-    utterances = read_manifest(prepared / "test.jsonl")
-    feats = [stats.normalize(compute_features(load_audio(u.audio), features)) for u in utterances]
-    targets = [phone_targets(u, 39, vocab) for u in utterances]
-    batch = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)  # (B, T, F)
-    feat_lengths = torch.tensor([f.shape[0] for f in feats])
-    padded = torch.nn.utils.rnn.pad_sequence(targets, batch_first=True).long()  # (B, U)
-    target_lengths = torch.tensor([t.shape[0] for t in targets])
-    out = {"audio": json.dumps([u.audio for u in utterances]),
+    features, stats, vocab, test = _test_batch(prepared, 39)
+    batch, feat_lengths, padded, target_lengths = (test.feats, test.feat_lengths, test.targets,
+                                                   test.target_lengths)
+    out = {"audio": json.dumps([u.audio for u in read_manifest(prepared / "test.jsonl")]),
            "ctc_bi": str(tiny_runs["ctc"]), "transducer_bi": str(tiny_runs["transducer"])}
     for name, kind, layers, steps in (
         ("ctc_uni", "ctc", 1, 40), ("transducer_uni", "transducer", 1, 40),
