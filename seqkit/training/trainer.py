@@ -339,8 +339,11 @@ def _end_epoch(run: _Run) -> bool:
 
 def _perturbed_batch(run: _Run, indices: list[int], generator: torch.Generator) -> Batch:
     """The batch ``indices`` with each utterance's features perturbed (new speaker and channel,
-    :mod:`seqkit.audio.perturb`): denormalized, perturbed, deltas recomputed, normalized."""
+    :mod:`seqkit.audio.perturb`): raw frames from the store, perturbed, deltas recomputed,
+    normalized."""
     features, stats, dataset = run.recipe.data.features, run.stats, run.train_set
+    assert isinstance(dataset.feats, FeatureStore)  # load_split's features: a memory-mapped store
+    stored = dataset.feats.normalized(None)  # the frames as computed: no normalize, then undo
     energy = features.kind == "fbank123"
     assert features.n_mels is not None  # set by FeatureConfig
     n_static = features.n_mels + int(energy)
@@ -349,8 +352,7 @@ def _perturbed_batch(run: _Run, indices: list[int], generator: torch.Generator) 
     centers = mel_band_centers(features.n_mels, features.low_freq, high)
     feats = []
     for i in indices:
-        raw = dataset.feats[i] * stats.std + stats.mean if stats is not None else dataset.feats[i]
-        static = perturb_static(raw[:, :n_static], run.recipe.train.perturbation, centers,
+        static = perturb_static(stored[i][:, :n_static], run.recipe.train.perturbation, centers,
                                 energy=energy, generator=generator)
         full = add_deltas(static, features)
         feats.append(stats.normalize(full) if stats is not None else full)
