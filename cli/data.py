@@ -15,16 +15,17 @@ from rich.table import Table
 from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
-from seqkit.data.download import CORPORA, download_corpus
-from seqkit.data.librispeech_prepare import (
+from seqkit.corpora.librispeech.download import CORPORA, download_corpus
+from seqkit.corpora.librispeech.prepare import (
     LibriPrepareSummary,
     is_libri_corpus,
     prepare_librispeech,
 )
-from seqkit.data.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
-from seqkit.data.prepare import PrepareSummary, prepare_corpus
-from seqkit.data.synth import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
+from seqkit.corpora.prepared import PrepareSummary
+from seqkit.corpora.timit.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
+from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.errors import ConfigError
+from seqkit.synth.corpus import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
 
 app = typer.Typer(
     rich_markup_mode="markdown",

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import err_console, rich_progress
-from seqkit.data.synth import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
 from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
+from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
 
 console = Console()
 

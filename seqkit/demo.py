@@ -19,17 +19,9 @@ from typing import Any
 
 import seqkit
 from seqkit.atomic import write_json
+from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_for_scoring
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.sentences import SentenceGenerator
-from seqkit.data.synth import (
-    DEFAULT_SENTENCES,
-    DEFAULT_SPEAKERS,
-    read_speakers,
-    synthesize_corpus,
-    synthesize_utterance,
-)
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
@@ -37,6 +29,14 @@ from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import CheckpointError, ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.progress import ProgressFn
+from seqkit.synth.corpus import (
+    DEFAULT_SENTENCES,
+    DEFAULT_SPEAKERS,
+    read_speakers,
+    synthesize_corpus,
+    synthesize_utterance,
+)
+from seqkit.synth.sentences import SentenceGenerator
 from seqkit.training import TrainSummary, load_recipe, read_run_log, train
 from seqkit.training.pretrain import (
     PretrainedTransducerRecipes,

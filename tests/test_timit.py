@@ -12,10 +12,15 @@ import soundfile
 import torch
 
 from seqkit.audio import FeatureConfig, compute_features, compute_stats, load_audio, read_stats
+from seqkit.corpora.timit.layout import (
+    CLAMP_SAMPLES,
+    find_utterances,
+    read_utterance,
+    split_utterances,
+)
+from seqkit.corpora.timit.prepare import prepare_corpus
+from seqkit.corpora.timit.speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from seqkit.data.manifest import Utterance, read_manifest, write_manifest
-from seqkit.data.prepare import prepare_corpus
-from seqkit.data.timit import CLAMP_SAMPLES, find_utterances, read_utterance, split_utterances
-from seqkit.data.timit_speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from seqkit.errors import AudioError, CorpusError, OutputExistsError
 
 SR = 16000

@@ -1,6 +1,6 @@
 """Making clean speech sound recorded: reverberation, babble-like noise at an SNR, a random gain.
 
-The synthesized corpus (:mod:`seqkit.data.synth`) runs every non-clean utterance through
+The synthesized corpus (:mod:`seqkit.synth.corpus`) runs every non-clean utterance through
 :func:`corrupt`, so that a model trained on it meets something closer to real recordings than
 espeak-ng's dry output. Every random draw comes from the generator passed in, in a fixed order,
 so a seeded generator gives byte-identical audio.

@@ -21,13 +21,13 @@ import soundfile
 import torch
 
 from seqkit.audio import FeatureConfig, FeatureStats, compute_features, load_audio
-from seqkit.data.espeak import Espeak
 from seqkit.data.phones import vocabulary
 from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import ConfigError
 from seqkit.models import build_model
 from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.models.config import ModelConfig
+from seqkit.synth.espeak import Espeak
 from seqkit.training.config import load_recipe
 
 TEXT = (

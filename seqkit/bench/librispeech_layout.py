@@ -24,9 +24,9 @@ import torchaudio.transforms as AT
 
 from seqkit.audio.features import one_torch_thread
 from seqkit.audio.load import SAMPLE_RATE
-from seqkit.data.espeak import Espeak
-from seqkit.data.librispeech import LIBRISPEECH_DIR
+from seqkit.corpora.librispeech.layout import LIBRISPEECH_DIR
 from seqkit.progress import ProgressFn
+from seqkit.synth.espeak import Espeak
 
 _NOT_LIBRISPEECH = re.compile(r"[^A-Z' ]")  # LibriSpeech transcripts: letters, apostrophes
 # Shape of one subset: (speakers, chapters per speaker, utterances per chapter).

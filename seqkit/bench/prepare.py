@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from seqkit.bench.librispeech_layout import write_librispeech_layout
-from seqkit.data.lexicon import load_cmudict
-from seqkit.data.librispeech_prepare import prepare_librispeech
+from seqkit.corpora.lexicon import load_cmudict
+from seqkit.corpora.librispeech.prepare import prepare_librispeech
 from seqkit.progress import ProgressFn
 
 TRAIN_CLEAN_100 = 28_539  # utterances in LibriSpeech's train-clean-100

@@ -1,6 +1,5 @@
-"""Phone sets, corpora and what training reads from them.
+"""What training reads: phone sets, split names, manifests, feature stores and batches.
 
-Corpus readers (TIMIT, the NLTK TIMIT sample, LibriSpeech / Libri-Light with a lexicon, the
-synthesized corpus) and their downloads; ``prepare`` turns any of them into manifests and feature
-statistics; feature stores and batching feed training.
+Corpora (:mod:`seqkit.corpora`) and synthesis (:mod:`seqkit.synth`) write the files read here;
+nothing here knows which corpus they came from.
 """

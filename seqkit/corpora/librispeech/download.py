@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from seqkit.atomic import replace_dir, write_json
-from seqkit.data.librispeech import LIBRILIGHT_DIR, LIBRISPEECH_DIR, LIBRISPEECH_SUBSETS
+from seqkit.corpora.librispeech.layout import LIBRILIGHT_DIR, LIBRISPEECH_DIR, LIBRISPEECH_SUBSETS
 from seqkit.errors import ConfigError, DownloadError
 from seqkit.progress import ProgressFn
 

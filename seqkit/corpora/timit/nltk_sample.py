@@ -3,8 +3,8 @@ reads.
 
 NLTK distributes 160 utterances of 16 TIMIT speakers (``nltk.download('timit')``) under
 CC BY-NC-SA. Unpacked, ``OUT`` holds ``<dr>-<speaker>/<sentence>.wav|phn|wrd|txt`` and
-``spkrinfo.txt``, the layout :mod:`seqkit.data.timit` reads. Its speakers are TIMIT training
-speakers: it measures models that were not trained on TIMIT (all of it goes to the test split).
+``spkrinfo.txt``, the layout :mod:`seqkit.corpora.timit.layout` reads. Its speakers are TIMIT
+training speakers: it measures models that were not trained on TIMIT (all of it goes to test).
 
 Integrity: zipfile checks every member's CRC-32 as it is extracted, and the result must hold the
 sample's speaker folders. The zip is unpacked into a staged directory beside ``OUT`` and renamed
@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from seqkit.atomic import check_output_dir, staged_dir
-from seqkit.data.timit import NLTK_SAMPLE_PART, find_utterances
+from seqkit.corpora.timit.layout import NLTK_SAMPLE_PART, find_utterances
 from seqkit.errors import CorpusError
 from seqkit.progress import ProgressFn
 

@@ -10,7 +10,7 @@ is audio (NIST SPHERE in TIMIT; anything soundfile reads is accepted), ``.PHN`` 
 Splits: a ``splits.json`` at the root (``{"train": [speakers], "dev": [...], "test": [...]}``)
 when there is one, as the synthesized corpus has; otherwise TIMIT's standard split: train = every
 TRAIN/ speaker, dev = the 50-speaker dev set, test = the 24-speaker core test set
-(:mod:`seqkit.data.timit_speakers`). The SA dialect sentences are left out of every split.
+(:mod:`seqkit.corpora.timit.speakers`). The SA dialect sentences are left out of every split.
 
 The NLTK TIMIT sample (``nltk.download('timit')``, 16 speakers) is laid out flat instead:
 ``<root>/<dr>-<speaker>/<sentence>.{wav,phn,wrd,txt}`` with ``spkrinfo.txt`` beside the speaker
@@ -34,18 +34,17 @@ import soundfile
 import torch
 
 from seqkit.audio.load import SAMPLE_RATE, load_audio
-from seqkit.data.manifest import Segment, Utterance
-from seqkit.data.phones import PHONES_61
-from seqkit.data.timit_speakers import (
+from seqkit.corpora.timit.speakers import (
     CORE_TEST_SPEAKERS,
     DEV_SPEAKERS,
     DIALECT_SENTENCE_PREFIX,
     normalize_speaker,
 )
+from seqkit.data.manifest import Segment, Utterance
+from seqkit.data.phones import PHONES_61
+from seqkit.data.splits import SPLITS, SPLITS_FILE
 from seqkit.errors import AudioError, CorpusError
 
-SPLITS = ("train", "dev", "test")
-SPLITS_FILE = "splits.json"
 _PARTS = ("TRAIN", "TEST")
 # The part of every utterance of the NLTK sample (they all go to the test split).
 NLTK_SAMPLE_PART = "NLTK"

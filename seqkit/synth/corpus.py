@@ -9,10 +9,10 @@ synthesizes a corpus laid out exactly like TIMIT (LDC93S1)::
 ``.WAV`` is NIST SPHERE, 16 kHz, 16-bit mono; ``.PHN`` and ``.WRD`` hold ``start end label`` in
 16 kHz sample indices (``.PHN`` contiguous from 0 to the end of the audio, ``h#`` at both ends,
 labels from TIMIT's 61); ``.TXT`` holds ``start end text``. Labels come from espeak-ng's own
-phoneme and word events (see :mod:`seqkit.data.espeak_phones`), so they say what the audio says.
+phoneme and word events (see :mod:`seqkit.synth.espeak_phones`), so they say what the audio says.
 
 Speakers (accent + voice variant + rate and pitch, disjoint voice pools per split) are planned
-by :mod:`seqkit.data.speakers`. Each speaker reads a few ``SX`` sentences shared
+by :mod:`seqkit.synth.speakers`. Each speaker reads a few ``SX`` sentences shared
 with other speakers of its split and ``SI`` sentences of its own. Unless ``clean``, every
 utterance gets its own rate/pitch jitter, optional light reverberation, coloured babble-like
 noise at a random SNR and a random gain.
@@ -37,12 +37,13 @@ import numpy as np
 from seqkit.atomic import check_output_dir, staged_dir
 from seqkit.audio.corruption import Corruption, corrupt
 from seqkit.audio.load import SAMPLE_RATE
-from seqkit.data.espeak import Espeak
-from seqkit.data.espeak_phones import label_segments
-from seqkit.data.sentences import SentenceGenerator
-from seqkit.data.speakers import SPLITS, Speaker, plan_speakers, voice_text
+from seqkit.data.splits import SPLITS, SPLITS_FILE
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
+from seqkit.synth.espeak import Espeak
+from seqkit.synth.espeak_phones import label_segments
+from seqkit.synth.sentences import SentenceGenerator
+from seqkit.synth.speakers import Speaker, plan_speakers, voice_text
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
 DEFAULT_SPEAKERS = 144
@@ -152,7 +153,7 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
         pitch = int(np.clip(pitch + rng.integers(-realism.pitch_jitter,
                                                   realism.pitch_jitter + 1), 0, 99))
     engine.seed_random(int(rng.integers(2**31)))
-    voice = f"seqkit-{speaker.id}"  # the speaker's own variant (seqkit.data.speakers.voice_text)
+    voice = f"seqkit-{speaker.id}"  # the speaker's own variant (seqkit.synth.speakers.voice_text)
     engine.define_variant(voice, voice_text(speaker, engine.variant_text(speaker.variant)))
     engine.set_voice(f"{speaker.accent}+{voice}")
     engine.set_prosody(rate=rate, pitch=pitch, pitch_range=speaker.pitch_range)
@@ -298,7 +299,7 @@ def synthesize_corpus(
 
     with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
         counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
-        _write_splits(tmp / "splits.json", plan, seed, clean, sentences)
+        _write_splits(tmp / SPLITS_FILE, plan, seed, clean, sentences)
     return CorpusSummary(out, {
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
@@ -324,7 +325,7 @@ def _synthesize_speakers(
     # Workers fork from a server process that imported torch once (cheap starts, no OpenMP
     # state inherited from the caller); every speaker gets a fresh process (see above).
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["seqkit.data.synth", "torch", "torchaudio"])
+    context.set_forkserver_preload(["seqkit.synth.corpus", "torch", "torchaudio"])
     with context.Pool(min(jobs, len(tasks)), maxtasksperchild=1) as pool:
         results = pool.imap_unordered(_synthesize_speaker, tasks)
         for done, (split, count, duration) in enumerate(results, 1):
@@ -337,7 +338,7 @@ def _synthesize_speakers(
 
 def _write_splits(path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int) -> None:
     import seqkit
-    from seqkit.data.espeak import Espeak
+    from seqkit.synth.espeak import Espeak
 
     meta = {
         **{s: [p.id for p in plan if p.split == s] for s in SPLITS},

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqkit.data.espeak import PhonemeEvent
 from seqkit.data.phones import PHONES_61
 from seqkit.errors import CorpusError
+from seqkit.synth.espeak import PhonemeEvent
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def timit_phones(mnemonic: str, voice: str) -> tuple[str, ...]:
     if name in _BASE:
         return _BASE[name]
     raise CorpusError(f"espeak-ng phoneme {mnemonic!r} ({voice}) has no TIMIT mapping: "
-                      "add it to seqkit/data/espeak_phones.py")
+                      "add it to seqkit/synth/espeak_phones.py")
 
 
 def _silence_run_before(audio: np.ndarray, start: int, end: int, *, floor: int) -> int:

@@ -1,7 +1,7 @@
 """Seeded English sentences for the synthesized corpus.
 
 Sentences fill simple grammatical templates (determiner, adjective, noun, verb, preposition ...)
-from the vocabulary shipped in ``seqkit/data/words.txt`` (frequent English words with their part
+from the vocabulary shipped in ``seqkit/synth/words.txt`` (frequent English words with their part
 of speech and inflections; its header says where it comes from). Templates rather than random
 word strings give espeak-ng phrases it can put speech-like stress and intonation on. Every
 sentence has 4 to 14 words; the same seed gives the same sentences.
@@ -71,13 +71,13 @@ class Vocabulary:
 
 @cache
 def load_vocabulary() -> Vocabulary:
-    """Read the vocabulary shipped as ``seqkit/data/words.txt``.
+    """Read the vocabulary shipped as ``seqkit/synth/words.txt``.
 
     Raises:
         CorpusError: the word list is missing or malformed (a broken installation).
     """
     try:
-        text = files("seqkit.data").joinpath("words.txt").read_text(encoding="utf-8")
+        text = files("seqkit.synth").joinpath("words.txt").read_text(encoding="utf-8")
     except OSError as err:
         raise CorpusError(f"seqkit's word list is missing ({err}): reinstall seqkit") from err
     nouns: list[tuple[str, str]] = []

