@@ -59,7 +59,9 @@ def test_evaluate_tiny_model_on_its_training_utterances(tiny_runs) -> None:
     report = evaluate(loaded, utterances, beam=4)
     assert len(report.utterances) == len(utterances) and not report.failures
     assert 0.0 <= report.per < 0.3
-    assert report.per61 is not None and report.per61 >= report.per - 1e-9
+    # Not per61 >= per: folding to 39 merges sil runs and shortens the reference, so either can
+    # be the larger (#18: 19.6% vs 20.7% on an AMD EPYC machine).
+    assert report.per61 is not None and 0.0 <= report.per61 < 0.4
     assert report.utterances_per_second > 0
     with pytest.raises(CorpusError, match="empty"):
         evaluate(loaded, [])
