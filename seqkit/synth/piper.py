@@ -15,10 +15,12 @@ How a phone sequence becomes speech with labels:
   ``Ceil`` that feeds the upsampler's ``CumSum``). We expose that tensor as a second graph
   output, so the labels are the frames the decoder actually spoke (hop = audio / frames, 256
   samples at 22050 Hz). A pad between two phones is split between them (the sound changes
-  halfway through it); BOS and its pad belong to the first phone, which the voice starts at
-  once, so 0.1 s of silence is put before the audio as the leading ``h#``; the final stop and
-  EOS (the voice's own ~0.2 s of silence) are the trailing ``h#``. Boundaries agree with the
-  audio to about a frame (12 ms); a post-vocalic ``r`` is often voiced inside its vowel.
+  halfway through it), except next to a stop, which takes it whole (its closure is there);
+  BOS and its pad belong to the first phone, which the voice starts at once, so 0.1 s of
+  silence is put before the audio as the leading ``h#``; the final stop and EOS (the voice's
+  own ~0.2 s of silence) are the trailing ``h#``. Boundaries agree with the audio to about a
+  frame (12 ms); a post-vocalic ``r`` is often voiced inside its vowel. Stop closures are then
+  read off the audio by :func:`seqkit.synth.closures.split_closures`.
 * **Determinism.** The graph draws Gaussian noise with ``RandomNormalLike`` (for durations and
   for the decoder's latent); onnxruntime's generator is unseeded or, seeded, advances from call
   to call, so the same phones gave different audio. Each such node is replaced by a graph input
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from seqkit.errors import BackendUnavailableError, ConfigError
+from seqkit.synth.closures import CLOSURES, split_closures
 from seqkit.synth.voices import Spoken, VoiceError, check_segments
 
 # The voice's package and its files (located with importlib.resources, never copied).
@@ -307,31 +310,36 @@ def _encode(phones: Sequence[str], id_map: dict[str, list[int]]) -> _Encoded:
 def _segments(
     encoded: _Encoded, frames: np.ndarray, hop: int, phones: Sequence[str], *, lead: int
 ) -> list[tuple[int, int, str]]:
-    """Phone segments from frames per id: own ids whole, a pad between two slots halved.
+    """Phone segments from frames per id: own ids whole, a pad between two slots shared.
 
-    ``lead`` samples of silence come before the model's audio; ``pau`` at either end joins
-    ``h#``; neighbouring pauses are one.
+    A pad next to a stop or affricate is the stop's: the voice makes the closure's silence in
+    the pad before the stop's id and the burst by the end of the pad after it (over 77 stops
+    of 12 sentences, the closure's share inside the stop's span rose from 64% to 79% and the
+    burst inside it from 73% to 79% against halving). Other pads are halved. ``lead`` samples
+    of silence come before the model's audio; ``pau`` at either end joins ``h#``; neighbouring
+    pauses are one.
     """
-    samples = frames.astype(np.int64) * hop
-    first = samples // 2
-    shared = encoded.left != encoded.right
-    per_slot = np.zeros(len(phones) + 2, np.int64)
-    per_slot[0] = lead
-    np.add.at(per_slot, encoded.left, np.where(shared, first, samples))
-    np.add.at(per_slot, encoded.right, np.where(shared, samples - first, 0))
-    ends = np.cumsum(per_slot)
     labels = [_SILENCE, *phones, _SILENCE]
+    stop = np.array([label in CLOSURES for label in labels])
+    samples = frames.astype(np.int64) * hop
+    to_left = np.where(stop[encoded.right], 0, np.where(stop[encoded.left], samples, samples // 2))
+    to_left = np.where(encoded.left == encoded.right, samples, to_left)
+    per_slot = np.zeros(len(labels), np.int64)
+    per_slot[0] = lead
+    np.add.at(per_slot, encoded.left, to_left)
+    np.add.at(per_slot, encoded.right, samples - to_left)
+    ends = np.cumsum(per_slot)
     segments: list[tuple[int, int, str]] = []
     for k, label in enumerate(labels):
-        start, stop = int(ends[k] - per_slot[k]), int(ends[k])
-        if stop <= start:
+        start, end = int(ends[k] - per_slot[k]), int(ends[k])
+        if end <= start:
             continue
         if segments and {segments[-1][2], label} <= {"pau", _SILENCE}:
             # Neighbouring silences are one; h# wins, as only the ends are h#.
             merged = _SILENCE if _SILENCE in (label, segments[-1][2]) else "pau"
-            segments[-1] = (segments[-1][0], stop, merged)
+            segments[-1] = (segments[-1][0], end, merged)
             continue
-        segments.append((start, stop, label))
+        segments.append((start, end, label))
     return segments
 
 
@@ -370,7 +378,7 @@ class PiperEngine:
 
         Returns:
             Float32 audio at the voice's rate (22050 Hz) and contiguous TIMIT segments with
-            ``h#`` at both ends.
+            ``h#`` at both ends and stop closures where the audio shows them.
 
         Raises:
             VoiceError: an unknown voice or a phone without a mapping (before synthesis).
@@ -392,6 +400,8 @@ class PiperEngine:
         lead = round(_LEAD_SILENCE_S * loaded.sample_rate)
         segments = _segments(encoded, frames, len(audio) // total, phones, lead=lead)
         audio = np.concatenate([np.zeros(lead, np.float32), audio])
+        # The voice times a stop as one unit: its closure is read off the audio.
+        segments = split_closures(audio, segments, loaded.sample_rate)
         check_segments(segments, len(audio), f"piper {voice}")
         return Spoken(audio=audio, sample_rate=loaded.sample_rate, phones=segments)
 
