@@ -12,7 +12,7 @@ import pytest
 from seqkit.data.phones import PHONES_61
 from seqkit.errors import ConfigError
 from seqkit.synth.closures import CLOSURES
-from seqkit.synth.piper import TIMIT_TO_IPA, PiperEngine, _encode, voice_config
+from seqkit.synth.piper import TIMIT_TO_IPA, PiperEngine, _encode, _segments, voice_config
 from seqkit.synth.voices import VoiceError, check_segments
 
 # "She had your dark suit in greasy wash water all year." as pronounce() gives it, with a pause.
@@ -111,6 +111,17 @@ def test_piper_mapping_covers_timit_without_closures_in_symbols_the_voice_has() 
     encoded = _encode(list(TIMIT_TO_IPA), id_map)  # raises on a missing id
     assert encoded.ids[0] == 1 and encoded.ids[-1] == 2  # BOS ^ ... EOS $
     assert (encoded.ids[1::2] == 0).all()  # a pad after every symbol
+
+
+def test_piper_pauses_at_the_ends_join_h_and_pauses_in_a_row_are_one() -> None:
+    phones = ["pau", "s", "pau", "pau", "t", "iy", "pau"]
+    encoded = _encode(phones, voice_config("joe")["phoneme_id_map"])
+    frames = np.ones(len(encoded.ids))
+    segments = _segments(encoded, frames, 256, phones, lead=100)
+    check_segments(segments, 100 + 256 * len(frames), "piper joe")
+    assert [p for _, _, p in segments] == ["h#", "s", "pau", "t", "iy", "h#"]
+    (t,) = [(s, e) for s, e, p in segments if p == "t"]
+    assert t[1] - t[0] == 3 * 256  # its own id and both pads beside it
 
 
 def test_piper_timings_line_up_with_the_audio(sentence) -> None:
