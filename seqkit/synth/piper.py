@@ -18,14 +18,16 @@ How a phone sequence becomes speech with labels:
   halfway through it), except next to a stop, which takes it whole (its closure is there);
   BOS and its pad belong to the first phone, which the voice starts at once, so 0.1 s of
   silence is put before the audio as the leading ``h#``; the final stop and EOS (the voice's
-  own ~0.2 s of silence) are the trailing ``h#``. Boundaries agree with the audio to about a
-  frame (12 ms); a post-vocalic ``r`` is often voiced inside its vowel. Stop closures are then
-  read off the audio by :func:`seqkit.synth.closures.split_closures`.
+  own ~0.2 s of silence) are the trailing ``h#``. Boundaries agree with the audio to a frame
+  or two (12-23 ms): the model's alignment is learnt, not phonetic (a post-vocalic ``r`` is
+  often voiced inside its vowel, a burst can fall a frame into the next phone). Stop closures
+  are then read off the audio by :func:`seqkit.synth.closures.split_closures`.
 * **Determinism.** The graph draws Gaussian noise with ``RandomNormalLike`` (for durations and
   for the decoder's latent); onnxruntime's generator is unseeded or, seeded, advances from call
   to call, so the same phones gave different audio. Each such node is replaced by a graph input
   of noise we draw with numpy from ``(seed, phone ids, rate)`` (tiled and cut in the graph to the
-  shape asked), so the same input gives the same audio in every process, whatever came before.
+  shape asked), so the same input gives the same audio in every process, whatever came before
+  (bit for bit on one machine; another CPU's kernels may differ in the last bits).
 
 The stock noise scales (the voice config's ``inference`` block) are kept: setting them to zero
 would also make the output deterministic but flattens prosody and dulls the voice.
