@@ -25,7 +25,14 @@ from seqkit.corpora.prepared import PrepareSummary
 from seqkit.corpora.timit.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.errors import ConfigError
-from seqkit.synth.corpus import DEFAULT_SEED, DEFAULT_SENTENCES, DEFAULT_SPEAKERS, synthesize_corpus
+from seqkit.synth.corpus import (
+    DEFAULT_SEED,
+    DEFAULT_SENTENCES,
+    DEFAULT_SPEAKERS,
+    DEFAULT_VOICE_SPEAKERS,
+    synthesize_corpus,
+)
+from seqkit.synth.engines import ENGINE_NAMES, engine_status
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -36,7 +43,8 @@ app = typer.Typer(
 
 @app.command(
     "synth",
-    epilog="Example: seqkit data synth corpus --speakers 144 --sentences 18 --seed 0",
+    epilog="Example: seqkit data synth corpus --speakers 144 --sentences 18 --seed 0 "
+    "--engines espeak --engines piper",
 )
 def synth(
     out: Annotated[Path, typer.Argument(help="Corpus directory to create (TIMIT layout).")],
@@ -60,6 +68,19 @@ def synth(
             rich_help_panel="Corpus",
         ),
     ] = False,
+    engines: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Voice engines speaking the train split ({', '.join(ENGINE_NAMES)}); repeat or "
+            "comma-separate. Default: every engine installed here.",
+            rich_help_panel="Voices",
+        ),
+    ] = None,
+    voice_speakers: Annotated[
+        int,
+        typer.Option(help="Training speakers made from each voice of people (piper, flite, "
+                     "festival voices).", rich_help_panel="Voices"),
+    ] = DEFAULT_VOICE_SPEAKERS,
     jobs: Annotated[
         int | None,
         typer.Option(help="Worker processes (default: the CPU count).", rich_help_panel="Runtime"),
@@ -68,12 +89,15 @@ def synth(
         bool, typer.Option("--force", help="Replace a non-empty OUT.", rich_help_panel="Runtime")
     ] = False,
 ) -> None:
-    """Synthesize the embedded speech corpus with espeak-ng, in TIMIT's exact format.
+    """Synthesize the embedded speech corpus in TIMIT's exact format.
 
-    Speakers are English accents (dialect regions DR1-DR8) with own voices, rates and pitches.
-    Train, dev and test speakers use disjoint voices; OUT/splits.json lists them.
+    espeak-ng speakers are English accents (dialect regions DR1-DR8) with own voices, rates and
+    pitches; voices made from recordings of people (piper's joe; flite's and festival's voices
+    where installed) each become several training speakers (rate, vocal-tract warp, room).
+    Dev and test are held-out espeak-ng voices; OUT/splits.json lists every speaker.
     Each utterance is a NIST SPHERE 16 kHz .WAV with its .PHN, .WRD and .TXT.
     """
+    chosen = _chosen_engines(engines)
     with rich_progress() as progress:
         summary = synthesize_corpus(
             out,
@@ -81,16 +105,30 @@ def synth(
             sentences=sentences,
             seed=seed,
             clean=clean,
+            engines=chosen,
+            voice_speakers=voice_speakers,
             jobs=jobs if jobs is not None else (os.cpu_count() or 1),
             force=force,
             progress=progress,
         )
+    Console().print(f"voice engines: {', '.join(chosen)}")
     table = Table(title=f"synthesized corpus {summary.path}")
     for column in ("split", "speakers", "utterances", "hours"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for split, size in summary.splits.items():
         table.add_row(split, str(size.speakers), str(size.utterances), f"{size.hours:.3f}")
     Console().print(table)
+
+
+def _chosen_engines(names: list[str] | None) -> tuple[str, ...]:
+    """The ``--engines`` given, or every engine that works here, saying which are missing."""
+    if names:
+        return tuple(n.strip() for name in names for n in name.split(",") if n.strip())
+    status = engine_status()
+    for name, reason in status.items():
+        if reason is not None:
+            Console(stderr=True).print(f"[yellow]{name} not used: {reason}[/yellow]")
+    return tuple(name for name, reason in status.items() if reason is None)
 
 
 # The choices --help shows: the feature kinds the library knows, listed once in seqkit.audio.

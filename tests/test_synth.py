@@ -207,11 +207,14 @@ def test_force_replaces_and_no_temporary_directory_is_left(tmp_path: Path) -> No
 
 def test_cli_synthesizes_and_prints_a_summary_table(tmp_path: Path) -> None:
     out = tmp_path / "cli_corpus"
-    args = ["data", "synth", str(out), "--speakers", "3", "--sentences", "1", "--jobs", "2"]
+    args = ["data", "synth", str(out), "--speakers", "3", "--sentences", "1", "--jobs", "2",
+            "--voice-speakers", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "train" in result.output and "hours" in result.output
-    assert (out / "splits.json").is_file()
+    assert "voice engines: espeak, piper" in result.output  # every engine found is used
+    engines = {s.engine for s in read_speakers(out)}
+    assert {"espeak", "piper"} <= engines
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2
     assert "not empty" in again.output
@@ -222,3 +225,60 @@ def test_cli_rejects_too_few_speakers(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "at least 3" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_rejects_an_unknown_engine_naming_the_known_ones(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "synth", str(tmp_path / "x"), "--engines", "sam"])
+    assert result.exit_code == 2
+    assert "unknown voice engine 'sam'" in result.output and "piper" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def voiced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same plan with and without espeak-ng in train, piper's joe as two train speakers."""
+    root = tmp_path_factory.mktemp("voiced")
+    both, people = root / "both", root / "people"
+    synthesize_corpus(both, speakers=3, sentences=2, seed=5, jobs=2,
+                      engines=("espeak", "piper"), voice_speakers=2)
+    synthesize_corpus(people, speakers=3, sentences=2, seed=5, jobs=1,
+                      engines=("piper",), voice_speakers=2)
+    return both, people
+
+
+def test_voices_of_people_become_train_speakers_with_truthful_labels(voiced) -> None:
+    both, _ = voiced
+    speakers = read_speakers(both)
+    piper = [s for s in speakers if s.engine == "piper"]
+    assert len(piper) == 2 and all(s.split == "train" and s.variant == "joe" for s in piper)
+    assert len({s.warp for s in piper}) == 2  # two speakers, not one voice twice
+    assert all(s.engine == "espeak" for s in speakers if s.split != "train")
+    meta = json.loads((both / "splits.json").read_text())
+    assert "joe" in meta["engines"]["piper"]
+    for speaker in piper:
+        wavs = sorted(both.glob(f"TRAIN/DR*/{speaker.id}/*.WAV"))
+        assert len(wavs) == 2
+        for wav in wavs:
+            audio, rate = soundfile.read(wav, dtype="int16")
+            segments = _segments(wav.with_suffix(".PHN"))
+            assert rate == 16000 and segments[0][0] == 0 and segments[-1][1] == len(audio)
+            assert all(a[1] == b[0] for a, b in zip(segments, segments[1:], strict=False))
+            assert {label for *_, label in segments} <= set(PHONES_61)
+            assert segments[0][2] == segments[-1][2] == "h#"
+            vowels = [np.abs(audio[a:b].astype(float)).mean() for a, b, c in segments
+                      if c in VOWELS]
+            silence = np.abs(audio[: segments[0][1]].astype(float)).mean()  # h#, with noise
+            assert vowels and np.median(vowels) > 3 * silence
+
+
+def test_without_espeak_the_train_split_is_people_and_dev_test_stay_byte_identical(voiced) -> None:
+    both, people = voiced
+    train = {s.id: s.engine for s in read_speakers(people) if s.split == "train"}
+    assert set(train.values()) == {"piper"}
+    held_out = {k: v for k, v in _digest(both).items() if k.startswith("TEST/")}
+    assert held_out and held_out == {k: v for k, v in _digest(people).items()
+                                     if k.startswith("TEST/")}
+    voice_files = {k: v for k, v in _digest(both).items()
+                   if any(f"/{sid}/" in k for sid in train)}
+    assert voice_files == {k: v for k, v in _digest(people).items()
+                           if any(f"/{sid}/" in k for sid in train)}  # any jobs, same bytes
