@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
-from seqkit.cli.formats import TableFormat
+from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import rich_progress
 from seqkit.corpora.librispeech.download import CORPORA, download_corpus
 from seqkit.corpora.librispeech.prepare import (
@@ -123,7 +123,7 @@ def synth(
 def _chosen_engines(names: list[str] | None) -> tuple[str, ...]:
     """The ``--engines`` given, or every engine that works here, saying which are missing."""
     if names:
-        return tuple(n.strip() for name in names for n in name.split(",") if n.strip())
+        return split_names(names) or ()
     status = engine_status()
     for name, reason in status.items():
         if reason is not None:

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from seqkit.cli.formats import TableFormat
+from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
-from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS
+from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS, DEFAULT_VOICE_SPEAKERS
 
 console = Console()
 
@@ -36,6 +36,9 @@ def _results_table(report: DemoReport) -> Table:
             f"{report.sub} / {report.dels} / {report.ins} of {report.ref_phones}",
         ),
         ("test utterances / speakers", f"{report.test_utterances} / {report.test_speakers}"),
+        ("voice engines (train)", ", ".join(report.engines)),
+        ("synthesis time", f"{report.synth_seconds / 60:.1f} min"
+         if report.synth_seconds else "reused corpus"),
         ("training time", f"{training.train_seconds / 60:.1f} min, {training.epochs} epochs"),
         ("training throughput", f"{training.frames_per_s:.0f} frames/s"),
         ("decode real-time factor", f"{report.decode_rtf:.3f}"),
@@ -68,6 +71,15 @@ def demo(
     sentences: Annotated[
         int, typer.Option("--sentences", min=1, help="Sentences per speaker.")
     ] = DEFAULT_SENTENCES,
+    engines: Annotated[
+        list[str] | None,
+        typer.Option("--engines", help="Voice engines for the training voices (repeat or "
+                     "comma-separate). Default: every engine installed here."),
+    ] = None,
+    voice_speakers: Annotated[
+        int, typer.Option("--voice-speakers", min=0,
+                          help="Training speakers made from each voice of people.")
+    ] = DEFAULT_VOICE_SPEAKERS,
     fmt: Annotated[
         TableFormat, typer.Option("--format", help="Output format.")
     ] = TableFormat.table,
@@ -78,9 +90,9 @@ def demo(
 
     Running it again reuses the corpus and resumes an interrupted training run.
     """
-    options = DemoOptions(
-        out=out, minutes=minutes, model=model, seed=seed, speakers=speakers, sentences=sentences
-    )
+    options = DemoOptions(out=out, minutes=minutes, model=model, seed=seed, speakers=speakers,
+                          sentences=sentences, engines=split_names(engines),
+                          voice_speakers=voice_speakers)
 
     def stage(message: str) -> None:
         err_console.print(f"[bold cyan]›[/bold cyan] {message}", highlight=False)

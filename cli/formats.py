@@ -10,3 +10,10 @@ class TableFormat(StrEnum):
 
     table = "table"
     json = "json"
+
+
+def split_names(values: list[str] | None) -> tuple[str, ...] | None:
+    """Names from a repeated and/or comma-separated option (None when none given)."""
+    if not values:
+        return None
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())

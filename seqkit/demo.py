@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -32,10 +33,12 @@ from seqkit.progress import ProgressFn
 from seqkit.synth.corpus import (
     DEFAULT_SENTENCES,
     DEFAULT_SPEAKERS,
+    DEFAULT_VOICE_SPEAKERS,
     read_speakers,
     synthesize_corpus,
     synthesize_utterance,
 )
+from seqkit.synth.engines import available_engines
 from seqkit.synth.sentences import SentenceGenerator
 from seqkit.training import TrainSummary, load_recipe, read_run_log, train
 from seqkit.training.pretrain import (
@@ -83,6 +86,8 @@ class DemoOptions:
         model: ``ctc`` (built-in recipe synth/ctc_blstm) or ``transducer``.
         seed: one seed for corpus, training and the unseen sample.
         speakers, sentences: corpus size (the synth defaults: about 0.8 h of training audio).
+        engines: voice engines for the train split; None: every engine installed here.
+        voice_speakers: training speakers made from each voice of people.
         jobs: synthesis worker processes.
     """
 
@@ -92,6 +97,8 @@ class DemoOptions:
     seed: int = 0
     speakers: int = DEFAULT_SPEAKERS
     sentences: int = DEFAULT_SENTENCES
+    engines: tuple[str, ...] | None = None
+    voice_speakers: int = DEFAULT_VOICE_SPEAKERS
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def __post_init__(self) -> None:
@@ -100,6 +107,8 @@ class DemoOptions:
         object.__setattr__(self, "model", DemoModel(self.model))
         if self.minutes <= 0:
             raise ConfigError(f"--minutes must be positive, found {self.minutes}")
+        if self.engines is None:
+            object.__setattr__(self, "engines", available_engines())
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,8 @@ class DemoReport:
         eval_rtf: real-time factor of the headline evaluation.
         decode_rtf: real-time factor of decoding the unseen sample.
         seed, seqkit_version: how to reproduce it.
+        engines: the voice engines of the training corpus.
+        synth_seconds: wall-clock seconds synthesizing the corpus (0 when it was reused).
         sample, paths: the unseen sentence and the files written.
     """
 
@@ -188,6 +199,8 @@ class DemoReport:
     decode_rtf: float
     seed: int
     seqkit_version: str
+    engines: list[str]
+    synth_seconds: float
     sample: DemoSample
     paths: DemoPaths
 
@@ -221,9 +234,11 @@ def _corpus_matches(corpus: Path, options: DemoOptions) -> bool:
     return (
         meta.get("seed") == options.seed
         and meta.get("sentences_per_speaker") == options.sentences
-        and len(meta.get("speakers", {})) == options.speakers
+        and meta.get("espeak_speakers") == options.speakers
         and meta.get("clean") is False
         and meta.get("seqkit_version") == seqkit.__version__
+        and list(meta.get("engines", {})) == list(options.engines or ())
+        and meta.get("voice_speakers") == options.voice_speakers
     )
 
 
@@ -274,6 +289,7 @@ def run_demo(
         test_utterances=len(report.utterances), test_speakers=len({u.speaker for u in test}),
         eval_rtf=report.elapsed / report.audio_seconds if report.audio_seconds else None,
         decode_rtf=decode_rtf, seed=options.seed, seqkit_version=seqkit.__version__,
+        engines=list(options.engines or ()), synth_seconds=state.get("synth_seconds", 0.0),
         sample=sample,
         paths=DemoPaths(
             curves=str(run_dir / "curves.png"),
@@ -296,10 +312,16 @@ def _ensure_data(
     if _corpus_matches(corpus, options):
         say(f"reusing corpus {corpus}")
     else:
-        say(f"synthesizing {options.speakers} speakers x {options.sentences} sentences → {corpus}")
+        engines = options.engines or ()
+        say(f"synthesizing {options.speakers} speakers x {options.sentences} sentences with "
+            f"{', '.join(engines)} → {corpus}")
+        start = time.monotonic()
         synthesize_corpus(corpus, speakers=options.speakers, sentences=options.sentences,
-                          seed=options.seed, jobs=options.jobs, force=True, progress=progress)
-        state = {}  # a new corpus invalidates the prepared data and every run
+                          seed=options.seed, engines=engines,
+                          voice_speakers=options.voice_speakers, jobs=options.jobs, force=True,
+                          progress=progress)
+        # a new corpus invalidates the prepared data and every run
+        state = {"synth_seconds": time.monotonic() - start}
         write_json(state_path, state, indent=2)
     if state.get("prepared") and (prepared / "stats.json").exists():
         say(f"reusing prepared data {prepared}")

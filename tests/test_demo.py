@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--minutes", "0.4", "--speakers", "8",
-            "--sentences", "4", "--format", "json"]
+            "--sentences", "4", "--voice-speakers", "1", "--format", "json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -26,6 +26,8 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path
                 "test_speakers", "seqkit_version"):
         assert key in report
     assert report["model"] == "ctc"
+    assert report["engines"][0] == "espeak" and "piper" in report["engines"]  # all found here
+    assert report["synth_seconds"] > 0
     # A model that emits only blanks deletes every phone: 100%. This short run (0.4 min of
     # training) measured 87.6% with beam + LM and 95.6% greedy on 2 cores under ~12x load,
     # where training stopped inside epoch 1; an idle machine trains further and scores lower.

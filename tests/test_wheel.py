@@ -76,7 +76,7 @@ def test_wheel_holds_only_seqkit_and_runs_the_demo_from_another_folder(tmp_path:
 
     demo = subprocess.run(
         [str(tmp_path / "venv" / "bin" / "seqkit"), "demo", "--minutes", "0.2", "--speakers", "8",
-         "--sentences", "4", "--out", "demo", "--format", "json"],
+         "--sentences", "4", "--voice-speakers", "1", "--out", "demo", "--format", "json"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
     assert demo.returncode == 0, demo.stderr[-3000:]
     report = json.loads((elsewhere / "demo" / "report.json").read_text())

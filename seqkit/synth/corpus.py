@@ -405,7 +405,9 @@ def synthesize_corpus(
 
     with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
         counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
-        _write_splits(tmp / SPLITS_FILE, plan, seed, clean, sentences, engines)
+        _write_splits(tmp / SPLITS_FILE, plan, engines, {
+            "seed": seed, "clean": clean, "espeak_speakers": speakers,
+            "sentences_per_speaker": sentences, "voice_speakers": voice_speakers})
     return CorpusSummary(out, {
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
@@ -467,9 +469,10 @@ def _synthesize_speakers(
 
 
 def _write_splits(
-    path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int,
-    engines: tuple[str, ...],
+    path: Path, plan: list[Speaker], engines: tuple[str, ...], settings: dict[str, Any]
 ) -> None:
+    """``splits.json``: speaker lists per split, each speaker's voice, and what made the corpus
+    (``settings``: the arguments of :func:`synthesize_corpus` that decide its content)."""
     import seqkit
 
     meta = {
@@ -477,9 +480,7 @@ def _write_splits(
         "corpus": f"seqkit synthesized ({', '.join(engines)}), TIMIT layout",
         "engines": {name: "espeak-ng (espeakng-loader)" if name == ESPEAK
                     else engine_info(name).origin for name in engines},
-        "seed": seed,
-        "clean": clean,
-        "sentences_per_speaker": sentences,
+        **settings,
         "seqkit_version": seqkit.__version__,
         "espeak_ng_version": Espeak().version,
         "sample_rate": SAMPLE_RATE,
@@ -494,7 +495,7 @@ def read_speakers(corpus: Path) -> list[Speaker]:
     Raises:
         CorpusError: the corpus has no readable ``splits.json`` with speaker metadata.
     """
-    path = Path(corpus) / "splits.json"
+    path = Path(corpus) / SPLITS_FILE
     try:
         meta = json.loads(path.read_text())
         return [Speaker(id=sid, **fields) for sid, fields in meta["speakers"].items()]
