@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from seqkit.bench.pocketsphinx import AllphoneRecognizer, AllphoneSettings
 from seqkit.corpora.timit.layout import find_utterances, read_utterance, split_utterances
@@ -36,12 +36,37 @@ Voice = tuple[str | None, str | None]  # (engine, voice); None where the corpus 
 _UNNAMED: Voice = (None, None)
 
 
-def read_corpus(path: str | os.PathLike[str]) -> tuple[list[Utterance], Path | None]:
-    """Every utterance (all splits, SA sentences left out) of a corpus or a prepared folder.
+class _BySpeaker(Protocol):
+    @property
+    def speaker(self) -> str: ...
+
+
+_S = TypeVar("_S", bound=_BySpeaker)
+
+
+def _first_per_speaker(items: Sequence[_S], limit: int | None) -> list[_S]:
+    """Each speaker's first ``limit`` items (utterances or their files), in order; all for None."""
+    if limit is None:
+        return list(items)
+    counts: Counter[str] = Counter()
+    kept = []
+    for item in items:
+        counts[item.speaker] += 1
+        if counts[item.speaker] <= limit:
+            kept.append(item)
+    return kept
+
+
+def read_corpus(
+    path: str | os.PathLike[str], *, per_speaker: int | None = None
+) -> tuple[list[Utterance], Path | None]:
+    """The utterances (all splits, SA sentences left out) of a corpus or a prepared folder.
 
     Args:
         path: a TIMIT-layout corpus (synthesized, TIMIT, the NLTK sample) or a folder made from
             one by ``seqkit data prepare``.
+        per_speaker: keep each speaker's first this many (split order), read no others.
+            Default all.
 
     Returns:
         The utterances and the corpus's ``splits.json`` (for a prepared folder: the one beside
@@ -53,11 +78,13 @@ def read_corpus(path: str | os.PathLike[str]) -> tuple[list[Utterance], Path | N
     root = Path(path)
     manifests = [split_manifest(root, s) for s in SPLITS if split_manifest(root, s).is_file()]
     if manifests:
-        utterances = [u for manifest in manifests for u in read_manifest(manifest)]
+        utterances = _first_per_speaker(
+            [u for manifest in manifests for u in read_manifest(manifest)], per_speaker)
         corpus_dirs = Path(utterances[0].audio).parents if utterances else ()
     else:
         splits = split_utterances(root, find_utterances(root))
-        utterances = [read_utterance(files)[0] for s in SPLITS for files in splits[s]]
+        kept = _first_per_speaker([files for s in SPLITS for files in splits[s]], per_speaker)
+        utterances = [read_utterance(files)[0] for files in kept]
         corpus_dirs = (root,)
     # the audio lies at CORPUS/PART/DR/SPEAKER/ (CORPUS/dr-speaker/ for the NLTK sample)
     for folder in list(corpus_dirs)[:4]:
@@ -91,16 +118,6 @@ def speaker_voices(splits_file: Path | None) -> dict[str, Voice]:
         voices[speaker.upper()] = (fields.get("engine", default_engine),
                                    fields.get("voice") or espeak_voice or None)
     return voices
-
-
-def _first_per_speaker(utterances: Sequence[Utterance], limit: int) -> list[Utterance]:
-    counts: Counter[str] = Counter()
-    kept = []
-    for utterance in utterances:
-        counts[utterance.speaker] += 1
-        if counts[utterance.speaker] <= limit:
-            kept.append(utterance)
-    return kept
 
 
 def _row(voice: Voice, speaker: str, results: Sequence[UtteranceResult], failed: int
@@ -146,9 +163,7 @@ def run(
         CorpusError: no utterances, or as :func:`read_corpus`.
     """
     peer = AllphoneRecognizer(settings)
-    utterances, splits_file = read_corpus(path)
-    if per_speaker is not None:
-        utterances = _first_per_speaker(utterances, per_speaker)
+    utterances, splits_file = read_corpus(path, per_speaker=per_speaker)
     if not utterances:
         raise CorpusError(f"{path}: no utterances to screen: expected a TIMIT-layout corpus or "
                           "a prepared folder with utterances")
