@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +81,7 @@ def test_bench_voices_gives_a_per_per_speaker_from_a_corpus_or_its_prepared_fold
     assert result.exit_code == 0, result.output
     *per_speaker, total = json.loads(result.stdout)
     assert [row["speaker"] for row in per_speaker] == speakers
-    assert {row["engine"] for row in per_speaker} == {"espeak-ng"}
+    assert {row["engine"] for row in per_speaker} == {"espeak"}
     for row in per_speaker:
         fields = splits["speakers"][row["speaker"]]
         assert row["voice"] == f"{fields['accent']}+{fields['variant']}"
@@ -93,8 +94,27 @@ def test_bench_voices_gives_a_per_per_speaker_from_a_corpus_or_its_prepared_fold
     assert prepared.exit_code == 0, prepared.output
     rows = json.loads(prepared.stdout)
     assert [row["speaker"] for row in rows[:-1]] == speakers  # splits.json found beside the audio
-    assert {row["engine"] for row in rows} == {"espeak-ng"}
+    assert {row["engine"] for row in rows} == {"espeak"}
     assert [row["utterances"] for row in rows] == [1] * len(speakers) + [len(speakers)]
+
+
+def test_bench_voices_groups_speakers_by_the_engine_splits_json_records(tiny_runs, tmp_path
+                                                                       ) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_runs["corpus"], corpus)
+    splits = json.loads((corpus / "splits.json").read_text())
+    first, *others = sorted(splits["speakers"])
+    splits["speakers"][first].update(engine="piper", variant="en_US-joe")
+    (corpus / "splits.json").write_text(json.dumps(splits))
+    result = runner.invoke(app, ["bench", "voices", str(corpus), "--per-speaker", "1",
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = [(r["engine"], r["voice"], r["speaker"], r["utterances"])
+            for r in json.loads(result.stdout)]
+    espeak = [("espeak", "{accent}+{variant}".format(**splits["speakers"][s]), s, 1)
+              for s in others]
+    assert rows == [*espeak, ("piper", "en_US-joe", first, 1),
+                    ("espeak", None, "all", len(others)), ("piper", None, "all", 1)]
 
 
 # One interpreter for both commands (importing torch is most of the cost): each is invoked as a

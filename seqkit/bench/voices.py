@@ -8,10 +8,11 @@ sound like people's. Per the issue: espeak-ng voices ~71%, real TIMIT speakers 4
 seconds per speaker and no training, so a voice engine can be judged before a corpus is made
 from it.
 
-Rows are per speaker, grouped by the engine and voice the corpus's ``splits.json`` names (a
-speaker's ``engine`` and ``voice`` fields; a corpus of ``seqkit data synth`` without them is all
-espeak-ng, its voice the speaker's accent + variant); a corpus without ``splits.json`` (real
-TIMIT, the NLTK sample) has no engine.
+Rows are per speaker, grouped by the engine and voice the corpus's ``splits.json`` records for
+each speaker: ``engine`` as ``seqkit data synth --engines`` spells it (a corpus written before
+speakers recorded it is all ``espeak``); the voice is an espeak speaker's ``accent+variant`` and
+another engine's ``variant`` (its voice). A corpus without ``splits.json`` (real TIMIT, the NLTK
+sample) has no engine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from seqkit.progress import ProgressFn
 
 Voice = tuple[str | None, str | None]  # (engine, voice); None where the corpus does not say
 _UNNAMED: Voice = (None, None)
+_ESPEAK = "espeak"  # espeak-ng's name in `seqkit data synth --engines` and splits.json
 
 
 class _BySpeaker(Protocol):
@@ -110,13 +112,13 @@ def speaker_voices(splits_file: Path | None) -> dict[str, Voice]:
     speakers = meta.get("speakers") if isinstance(meta, dict) else None
     if not isinstance(speakers, dict):
         return {}
-    default_engine = "espeak-ng" if "espeak_ng_version" in meta else None
     voices: dict[str, Voice] = {}
     for speaker, fields in speakers.items():
         fields = fields if isinstance(fields, dict) else {}
-        espeak_voice = "+".join(str(fields[k]) for k in ("accent", "variant") if fields.get(k))
-        voices[speaker.upper()] = (fields.get("engine", default_engine),
-                                   fields.get("voice") or espeak_voice or None)
+        engine = str(fields.get("engine") or _ESPEAK)
+        parts = ("accent", "variant") if engine == _ESPEAK else ("variant",)
+        voice = "+".join(str(fields[k]) for k in parts if fields.get(k))
+        voices[speaker.upper()] = (engine, voice or None)
     return voices
 
 
