@@ -1,7 +1,8 @@
-"""``seqkit bench``: speed measured side by side against the peers, as ratios.
+"""``seqkit bench``: seqkit measured side by side against the peers.
 
-Every benchmark times our code and a peer on the same inputs in one run (median of several
-repeats) and reports ``ratio = ours / peer``: below 1 is faster than the peer.
+The speed benchmarks time our code and a peer on the same inputs in one run (median of several
+repeats) and report ``ratio = ours / peer``: below 1 is faster than the peer. ``peers`` and
+``voices`` measure phone error instead, against pocketsphinx (the ``peers`` extra).
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from rich.table import Table
 
 from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
+from seqkit.bench import peers as peers_bench
 from seqkit.bench import prepare as prepare_bench
 from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
+from seqkit.bench import voices as voices_bench
+from seqkit.cli.evaluate import Split
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import rich_progress
+from seqkit.cli.search import ModelArg
 from seqkit.training.config import Amp
 
 app = typer.Typer(
     rich_markup_mode="markdown",
-    help="Benchmarks against peers (torch, torchaudio, plain PyTorch loops).",
+    help="Benchmarks against peers (torch, torchaudio, plain PyTorch loops, pocketsphinx).",
     no_args_is_help=True,
 )
 console = Console()
@@ -45,25 +50,45 @@ _Repeats = Annotated[
 ]
 
 
-def _render(title: str, rows: list[dict[str, Any]], fmt: TableFormat) -> None:
+def _render(
+    title: str,
+    rows: list[dict[str, Any]],
+    fmt: TableFormat,
+    *,
+    headers: dict[str, str | None] | None = None,
+    caption: str | None = None,
+) -> None:
+    """Rows as JSON, or as a table whose ``headers`` rename columns (None: JSON only)."""
     if fmt is TableFormat.json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=title)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    headers = headers or {}
+    table = Table(title=title, caption=caption)
+    columns = [key for key in dict.fromkeys(key for row in rows for key in row)
+               if headers.get(key, key) is not None]
     for column in columns:
         table.add_column(
-            column, justify="right" if column.endswith(("ms", "ratio", "rtf")) else "left"
+            headers.get(column) or column,
+            justify="right" if column.endswith(("ms", "ratio", "rtf", "pct", "per_s")) else "left",
         )
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(_cell(row.get(column), column) for column in columns))
     console.print(table)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
+    if isinstance(value, float) and column.endswith("pct"):
+        return f"{value:.2f}"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return "" if value is None else str(value)
+
+
+# Short table headers for the phone-error benches (their JSON keeps the long names).
+_PER_HEADERS: dict[str, str | None] = {
+    "utterances": "utts", "ref_phones": "N", "ref_phones_no_sil": "N no sil",
+    "per_pct": "PER %", "per_no_sil_pct": "PER no sil %", "utt_per_s": "utt/s",
+}
 
 
 @app.command(epilog="Example: seqkit bench losses --repeats 5")
@@ -172,3 +197,60 @@ def stream(
         return
     rows = stream_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
     _render("Streaming: latency and real-time factor per chunk on this CPU", rows, fmt)
+
+
+@app.command(
+    epilog="Example: seqkit bench peers runs/ctc_synth --data prepared_nltk (needs pip install "
+    "'seqkit[peers]')"
+)
+def peers(
+    model: ModelArg,
+    data: Annotated[
+        Path, typer.Option("--data", help="Prepared folder (seqkit data prepare).",
+                           rich_help_panel="Data"),
+    ],
+    split: Annotated[
+        Split, typer.Option("--split", help="Which manifest to score.", rich_help_panel="Data")
+    ] = Split.TEST,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """Phone error rate of a trained model beside pocketsphinx on the same utterances.
+
+    The model decodes greedily, as seqkit evaluate does; pocketsphinx runs in allphone mode with
+    its bundled US-English model and phone LM (lw 2.0, beam = pbeam = 1e-20). Both are scored on
+    39 folded phones, with sil (per_pct, as seqkit evaluate) and without it on either side
+    (per_no_sil_pct), with utterances per second.
+    """
+    with rich_progress(transient=True) as progress:
+        rows = peers_bench.run(model, data, split=split.value, progress=progress)
+    caption = "; ".join(f"{row['recognizer']}: {row['settings']}" for row in rows)
+    _render(f"Phone error rate beside pocketsphinx ({split.value}, 39 phones)", rows, fmt,
+            headers={**_PER_HEADERS, "settings": None}, caption=caption)
+
+
+@app.command(
+    epilog="Example: seqkit bench voices corpus --per-speaker 4 (needs pip install "
+    "'seqkit[peers]')"
+)
+def voices(
+    corpus: Annotated[
+        Path, typer.Argument(help="A TIMIT-layout corpus (seqkit data synth, TIMIT, the NLTK "
+                             "sample) or a folder prepared from one.")
+    ],
+    per_speaker: Annotated[
+        int | None, typer.Option("--per-speaker", min=1,
+                                 help="Utterances per speaker to decode (default all).")
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """How human a corpus's voices sound: pocketsphinx's phone error per speaker.
+
+    pocketsphinx (allphone, as in seqkit bench peers), a model of people, decodes each utterance
+    and is scored without sil against the phones the speaker was asked to say (the labels).
+    Rows per speaker, grouped by the engine and voice the corpus's splits.json names, then one
+    "all" row per engine. #17 measured espeak-ng voices at ~71%, real TIMIT speakers at 48-52%.
+    """
+    with rich_progress(transient=True) as progress:
+        rows = voices_bench.run(corpus, per_speaker=per_speaker, progress=progress)
+    _render("pocketsphinx phone error per speaker (39 phones, without sil)", rows, fmt,
+            headers=_PER_HEADERS)

@@ -178,3 +178,23 @@ def confusion_counts(
     for ref, hyp in pairs:
         counts.update((r, h) for _, r, h in edit_alignment(ref, hyp))
     return counts
+
+
+def phone_error_counts_without_silence(
+    refs: Iterable[Sequence[str]], hyps: Iterable[Sequence[str]]
+) -> ErrorCounts:
+    """39-phone edit counts on the spoken phones only: ``sil`` dropped from both sides.
+
+    Both sides are folded as :func:`phone_error_counts` folds them (61, 48 or 39 symbols in), then
+    every ``sil`` is removed, so neither a missed pause nor a closure (folded to ``sil``) counts:
+    how the #17 peer check compares recognizers whose silence conventions differ.
+
+    Raises:
+        ConfigError: counts of refs and hyps differ, or a phone is not a TIMIT symbol.
+    """
+    total = ErrorCounts()
+    for ref, hyp in _pairs(refs, hyps):
+        spoken_ref = [p for p in fold_for_scoring(ref) if p != "sil"]
+        spoken_hyp = [p for p in fold_for_scoring(hyp) if p != "sil"]
+        total = total + error_counts(spoken_ref, spoken_hyp)
+    return total

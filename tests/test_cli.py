@@ -22,6 +22,8 @@ COMMANDS = [
     ["bench", "decode"],
     ["bench", "prepare"],
     ["bench", "stream"],
+    ["bench", "peers"],
+    ["bench", "voices"],
     ["demo"],
     ["recipes"],
 ]
