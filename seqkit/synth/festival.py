@@ -1,0 +1,284 @@
+"""festival's US English voices, made from recordings of people, driven by TIMIT phones.
+
+festival speaks from words, so each phrase (the phones between two pauses) becomes one word of
+its own whose lexicon entry is exactly those phones, syllabified by festival with full vowels
+stressed and reduced ones (``ax``, and what stands for ``ix``, ``axr``, the syllabic consonants)
+not. The voice's own duration and intonation models then time and pitch it as speech;
+festival's vowel reduction and post-lexical rules are switched off so that it says the phones it
+was given. One festival process per call reads the Scheme program on stdin: starting festival
+and loading a voice costs ~0.15 s, small next to synthesis, and a fresh process cannot carry
+state from one sentence to the next. Its voices:
+
+* ``kal``: diphone voice of a US male (Kevin Lenzo, as flite's kal16), 16 kHz.
+* ``ked``: diphone voice of a US male (Kurt Dusterhoff), 16 kHz.
+* ``slt``: HTS (statistical parametric) voice of the CMU ARCTIC US female, 32 kHz.
+
+All three speak the CMU phones (``ked`` also has a flap ``dx``); TIMIT's allophones become the
+nearest of them as in :data:`~seqkit.synth.phone_maps.CMU_SUBSTITUTES`. The diphone voices
+rename a phone themselves: kal says ``ah`` with its ``aa`` diphones and ked with its ``ax`` ones,
+so those are the phones asked and labelled. Where a diphone voice lacks a diphone it *silently*
+says ``ax-ax`` (kal) or ``pau-pau`` (ked) instead: the pairs it lacks are read from its diphone
+index (after the renaming its diphone-naming rules do) and refused before synthesis, and
+festival's note about a default diphone is refused after. ked says ``er`` as ``er`` + ``r``
+diphones and reports the extra ``r``: it is folded back into the ``er``.
+
+Origin and licence: festival 2.5 is from the University of Edinburgh's Centre for Speech
+Technology Research with Carnegie Mellon University, under a free X11-style licence; the kal and
+ked diphone databases (OGI / CSTR) and the HTS slt voice (CMU ARCTIC, HTS working group) are free
+to use, modify and distribute with their copyright notices. Debian packages ``festival``,
+``festvox-kallpc16k``, ``festvox-kdlpc16k``, ``festvox-us-slt-hts``.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from seqkit.errors import BackendUnavailableError, ConfigError, CorpusError
+from seqkit.synth.phone_maps import (
+    CMU_PHONES,
+    CMU_SUBSTITUTES,
+    PAUSE,
+    REDUCED_PHONES,
+    PhoneMap,
+    spoken_from_ends,
+)
+from seqkit.synth.programs import check_prosody, read_wave, require_program, run_program
+from seqkit.synth.voices import Spoken, VoiceError
+
+VOICE_DIR = Path("/usr/share/festival/voices")  # where Debian's festvox packages put voices
+# Vowels of festival's "radio" phone set that we may ask for (syllable nuclei).
+_VOWELS = frozenset("aa ae ah ao aw ax ay eh er ey ih iy ow oy uh uw".split())
+# What festival writes on stderr when a diphone voice falls back to its default diphone.
+_DEFAULT_DIPHONE = re.compile(r"using default diphone (\S+) for (\S+)")
+
+
+@dataclass(frozen=True)
+class FestivalVoice:
+    """One festival voice and how it is asked for phones.
+
+    Attributes:
+        scheme: the Scheme function that selects it.
+        package: the Debian package that installs it.
+        directory: its folder under :data:`VOICE_DIR`.
+        renamed: phone -> the phone whose units the voice's diphone rules use for it.
+        inserted: phone -> a phone the voice adds after it in its segments (folded back).
+        index: the diphone index under ``directory`` (None: not a diphone voice).
+        extra_phones: phones the voice has beyond the CMU set.
+        f0: whether it follows a mean pitch (``int_lr_params``'s ``target_f0_mean``).
+    """
+
+    scheme: str
+    package: str
+    directory: str
+    renamed: Mapping[str, str]
+    inserted: Mapping[str, str]
+    index: str | None
+    extra_phones: frozenset[str] = frozenset()
+    f0: bool = True
+
+
+FESTIVAL_VOICES: dict[str, FestivalVoice] = {
+    "kal": FestivalVoice("voice_kal_diphone", "festvox-kallpc16k", "english/kal_diphone",
+                         {"ah": "aa"}, {}, "group/kallpc16k.group"),
+    "ked": FestivalVoice("voice_ked_diphone", "festvox-kdlpc16k", "english/ked_diphone",
+                         {"ah": "ax"}, {"er": "r"}, "group/kedlpc16k.group", frozenset({"dx"})),
+    "slt": FestivalVoice("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts",
+                         "us/cmu_us_slt_arctic_hts", {}, {}, None, f0=False),
+}
+
+
+def read_diphone_index(path: Path) -> frozenset[str]:
+    """The diphone names (``"aa-b"``) of a festvox grouped index (an EST header, then one
+    ``name start end mid`` line per diphone, then the signal data)."""
+    names: set[str] = set()
+    with path.open("rb") as f:
+        header = {}
+        for line in f:
+            if line.startswith(b"EST_Header_End"):
+                break
+            key, _, value = line.decode("latin-1").partition(" ")
+            header[key] = value.strip()
+        for _ in range(int(header.get("NumEntries", "0"))):
+            names.add(f.readline().split(b" ", 1)[0].decode("latin-1"))
+    return frozenset(names)
+
+
+def missing_pairs(
+    phones: frozenset[str], diphones: frozenset[str], voice: FestivalVoice
+) -> frozenset[tuple[str, str]]:
+    """Phone pairs whose diphone, named as the voice's rules name it, is not in ``diphones``.
+
+    The rules that matter without word context: an inserted phone is the left side of the
+    next diphone (ked's ``er`` ends in ``r``), and ked says ``ch``/``jh`` after a vowel with a
+    vowel-``t`` diphone.
+    """
+    def name(left: str, right: str) -> str:
+        left = voice.inserted.get(left, left)
+        if voice.scheme == "voice_ked_diphone" and right in ("ch", "jh") and left in _VOWELS:
+            right = "t"
+        return f"{left}-{right}"
+
+    return frozenset((a, b) for a in phones for b in phones if name(a, b) not in diphones)
+
+
+@cache
+def phone_map(voice: str) -> PhoneMap:
+    """The phone map of festival voice ``voice``, pairs read from its installed index.
+
+    Raises:
+        BackendUnavailableError: the voice's package is not installed.
+    """
+    spec = FESTIVAL_VOICES[voice]
+    directory = VOICE_DIR / spec.directory
+    if not directory.is_dir():
+        raise BackendUnavailableError(f"festival voice {voice} is not installed: install the "
+                                      f"Debian package (`sudo apt-get install {spec.package}`)")
+    phones = (CMU_PHONES | spec.extra_phones) - set(spec.renamed)
+    substitutes = {**CMU_SUBSTITUTES, **{p: (r,) for p, r in spec.renamed.items()}}
+    if "dx" in spec.extra_phones:
+        del substitutes["dx"]
+    lacking: frozenset[tuple[str, str]] = frozenset()
+    if spec.index is not None:
+        lacking = missing_pairs(phones, read_diphone_index(directory / spec.index), spec)
+    return PhoneMap(f"festival {voice}", frozenset(phones), substitutes, lacking)
+
+
+class FestivalEngine:
+    """festival's voices, speaking TIMIT phones (see the module docstring).
+
+    Raises:
+        BackendUnavailableError: festival is not installed (on construction).
+    """
+
+    name = "festival"
+    voices: tuple[str, ...] = tuple(FESTIVAL_VOICES)
+
+    def __init__(self) -> None:
+        self._program = require_program("festival", "festival")
+
+    def speak(
+        self, phones: Sequence[str], voice: str, *, rate: float = 1.0,
+        f0_mean: float | None = None,
+    ) -> Spoken:
+        """Say ``phones`` (TIMIT-61, no closures, ``pau`` between phrases) with ``voice``.
+
+        Args:
+            phones: the pronunciation; each phone is said as :func:`phone_map` maps it, and the
+                labels are the phones said.
+            voice: one of :attr:`voices`.
+            rate: speaking rate relative to the voice's own (festival's ``Duration_Stretch``
+                divided by it; HTS's speed ``-r``).
+            f0_mean: the mean pitch in Hz, None for the voice's own (kal and ked only).
+
+        Returns:
+            float32 audio at the voice's rate (16 kHz, slt 32 kHz) and its segments, ``h#`` at
+            both ends.
+
+        Raises:
+            VoiceError: an unknown voice, a phone without mapping, a phone pair the voice lacks,
+                or a diphone festival replaced with its default.
+            ConfigError: ``rate`` or ``f0_mean`` out of range, or ``f0_mean`` for slt.
+            BackendUnavailableError: the voice's package is not installed.
+        """
+        where = f"festival {voice}"
+        if voice not in FESTIVAL_VOICES:
+            raise VoiceError(f"festival has no voice {voice!r}: choose one of "
+                             f"{', '.join(FESTIVAL_VOICES)}")
+        spec = FESTIVAL_VOICES[voice]
+        check_prosody(rate, f0_mean, where)
+        if f0_mean is not None and not spec.f0:
+            raise ConfigError(f"{where} does not take f0_mean: give it only for "
+                              f"{', '.join(v for v, s in FESTIVAL_VOICES.items() if s.f0)}")
+        plan = phone_map(voice).apply(phones)
+        with tempfile.TemporaryDirectory(prefix="seqkit-festival-") as tmp:
+            wave = Path(tmp) / "out.wav"
+            program = _scheme(spec, plan, wave, rate=rate, f0_mean=f0_mean)
+            out, err = run_program([self._program, "--pipe"], where, cwd=Path(tmp),
+                                   stdin=program)
+            if found := _DEFAULT_DIPHONE.search(err):
+                raise VoiceError(f"{where} lacks the diphone {found[2]} (festival would say "
+                                 f"{found[1]} there): use another voice for this sentence")
+            audio, sample_rate = read_wave(wave, where)
+        labels, ends = _segments(out, spec, where)
+        said = [s for s, _ in plan]
+        if labels != said:
+            raise CorpusError(f"{where} said {' '.join(labels)!r} for {' '.join(said)!r}")
+        return spoken_from_ends(audio, sample_rate, labels, ends, where)
+
+
+def _scheme(
+    spec: FestivalVoice, plan: Sequence[tuple[str, str]], wave: Path, *, rate: float,
+    f0_mean: float | None,
+) -> str:
+    """The Scheme program that says ``plan`` (``(said, asked)``, pauses at both ends) with
+    ``spec``'s voice, writes ``wave`` and prints each segment's name and end time."""
+    lines = [
+        f"({spec.scheme})",
+        # Say the phones given: no vowel reduction, no post-lexical rules; a phrase break after
+        # every word, since every word is a phrase.
+        "(set! postlex_vowel_reduce_cart_tree nil)",
+        "(set! postlex_rules_hooks nil)",
+        "(Parameter.set 'Phrase_Method 'cart_tree)",
+        "(set! phrase_cart_tree '((B)))",
+    ]
+    if spec.index is None:  # HTS: its own speed factor
+        lines.append(f"(set! hts_engine_params (append hts_engine_params "
+                     f"(list (list \"-r\" {rate:.6g}))))")
+    else:
+        lines.append(f"(Parameter.set 'Duration_Stretch "
+                     f"(/ (Parameter.get 'Duration_Stretch) {rate:.6g}))")
+    if f0_mean is not None:
+        lines.append(f"(set! int_lr_params (cons (list 'target_f0_mean {f0_mean:.6g}) "
+                     "int_lr_params))")
+    words = []
+    for i, phrase in enumerate(_phrases(plan)):
+        pron = " ".join(s + ("" if s not in _VOWELS else "0" if a in REDUCED_PHONES or s == "ax"
+                             else "1") for s, a in phrase)
+        words.append(f"seqkit{i}")
+        lines.append(f"(lex.add.entry (list \"seqkit{i}\" nil "
+                     f"(lex.syllabify.phstress '({pron}))))")
+    lines += [
+        f"(set! seqkit_utt (utt.synth (Utterance Words ({' '.join(words)}))))",
+        f"(utt.save.wave seqkit_utt \"{wave}\" 'riff)",
+        "(mapcar (lambda (s) (format t \"seqkit-segment %s %f\\n\" (item.name s) "
+        "(item.feat s \"end\"))) (utt.relation.items seqkit_utt 'Segment))",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _phrases(plan: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The runs of phones between pauses."""
+    phrases: list[list[tuple[str, str]]] = [[]]
+    for said, asked in plan:
+        if said == PAUSE:
+            phrases.append([])
+        else:
+            phrases[-1].append((said, asked))
+    return [p for p in phrases if p]
+
+
+def _segments(out: str, spec: FestivalVoice, where: str) -> tuple[list[str], list[float]]:
+    """Segment names and end times festival printed, a phone the voice inserted folded back
+    into the phone before it."""
+    labels: list[str] = []
+    ends: list[float] = []
+    pending = False  # the last phone is one the voice inserts after, not yet seen
+    for line in out.splitlines():
+        if not line.startswith("seqkit-segment "):
+            continue
+        _, label, end = line.split()
+        if pending and label == spec.inserted[labels[-1]]:
+            ends[-1] = float(end)
+            pending = False
+            continue
+        labels.append(label)
+        ends.append(float(end))
+        pending = label in spec.inserted
+    if not labels:
+        raise CorpusError(f"{where}: festival printed no segments ({out.strip()[-200:]!r})")
+    return labels, ends
