@@ -72,6 +72,19 @@ def test_voices_rename_what_their_diphone_rules_rename(engine: FestivalEngine, v
                             "slt": ["b", "ah", "t", "er"]}[voice]
 
 
+@pytest.mark.parametrize(("voice_name", "phones", "said"), [
+    ("kal", ["hh", "er"], ["hh", "ax", "r"]), ("kal", ["w", "axr", "k"], ["w", "ax", "r", "k"]),
+    ("ked", ["dh", "ix", "ao", "dh", "er"], ["dh", "iy", "ao", "dh", "er"]),
+])
+def test_diphone_voices_say_a_repairable_missing_pair_another_way_and_label_it_so(
+    engine: FestivalEngine, voice_name: str, phones: list[str], said: list[str]
+) -> None:
+    if not _installed(voice_name):
+        pytest.skip(f"festival voice {voice_name} is not installed")
+    spoken = engine.speak(phones, voice_name)
+    assert [label for _, _, label in spoken.phones] == ["h#", *said, "h#"]
+
+
 @pytest.mark.parametrize(("voice_name", "phones", "pair"), [
     ("kal", ["aa", "hh"], "hh-pau"), ("kal", ["s", "ng", "aa"], "s-ng"),
     ("ked", ["eh"], "eh-pau"), ("ked", ["hh", "ax", "t"], "hh-ax"),

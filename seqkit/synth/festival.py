@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -70,6 +70,7 @@ class FestivalVoice:
         index: the diphone index under ``directory`` (None: not a diphone voice).
         extra_phones: phones the voice has beyond the CMU set.
         f0: whether it follows a mean pitch (``int_lr_params``'s ``target_f0_mean``).
+        repairs: missing pair -> what to say instead (:attr:`PhoneMap.repairs`).
     """
 
     scheme: str
@@ -80,13 +81,21 @@ class FestivalVoice:
     index: str | None
     extra_phones: frozenset[str] = frozenset()
     f0: bool = True
+    repairs: Mapping[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
 
 
 FESTIVAL_VOICES: dict[str, FestivalVoice] = {
+    # kal has no hh-er, w-er, y-er ("her", "were", "your": one sentence in eight): said [ər].
     "kal": FestivalVoice("voice_kal_diphone", "festvox-kallpc16k", "english/kal_diphone",
-                         {"ah": "aa"}, {}, "group/kallpc16k.group"),
+                         {"ah": "aa"}, {}, "group/kallpc16k.group",
+                         repairs={(glide, "er"): ((glide,), ("ax", "r"))
+                                  for glide in ("hh", "w", "y")}),
+    # ked has no ih before a vowel ("the other" as dh ih ah): said iy, as "thee other".
     "ked": FestivalVoice("voice_ked_diphone", "festvox-kdlpc16k", "english/ked_diphone",
-                         {"ah": "ax"}, {"er": "r"}, "group/kedlpc16k.group", frozenset({"dx"})),
+                         {"ah": "ax"}, {"er": "r"}, "group/kedlpc16k.group", frozenset({"dx"}),
+                         repairs={("ih", vowel): (("iy",), (vowel,)) for vowel in _VOWELS}),
     "slt": FestivalVoice("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts",
                          "us/cmu_us_slt_arctic_hts", {}, {}, None, f0=False),
 }
@@ -145,7 +154,7 @@ def phone_map(voice: str) -> PhoneMap:
     lacking: frozenset[tuple[str, str]] = frozenset()
     if spec.index is not None:
         lacking = missing_pairs(phones, read_diphone_index(directory / spec.index), spec)
-    return PhoneMap(f"festival {voice}", frozenset(phones), substitutes, lacking)
+    return PhoneMap(f"festival {voice}", frozenset(phones), substitutes, lacking, spec.repairs)
 
 
 class FestivalEngine:

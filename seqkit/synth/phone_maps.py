@@ -10,10 +10,11 @@ voices silently put ``ax-ax`` or ``pau-pau`` where a diphone is missing), so the
 guard. Because the substitutes are themselves TIMIT phones, the labels of the corpus are what the
 voice was asked to say after mapping: the audio and the labels say the same thing.
 
-A diphone voice also lacks some phone *pairs*; its map lists them and refuses a sequence that
-contains one. :func:`segments_from_ends` turns the end times a program reports into the
-``(start, end, label)`` segments of :class:`~seqkit.synth.voices.Spoken`, and
-:func:`spoken_from_ends` checks them and returns what the voice said.
+A diphone voice also lacks some phone *pairs*; its map lists them, says a pair it lacks in
+another way where the map has a repair for it (the labels follow), and refuses the rest.
+:func:`segments_from_ends` turns the end times a program reports into the ``(start, end, label)``
+segments of :class:`~seqkit.synth.voices.Spoken`, and :func:`spoken_from_ends` checks them and
+returns what the voice said.
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ class PhoneMap:
         phones: the TIMIT symbols the voice says as themselves (``pau`` included).
         substitutes: TIMIT phone -> the voice's phones said in its place.
         missing_pairs: ``(left, right)`` phone pairs the voice cannot join (diphones it lacks).
+        repairs: a missing pair -> what to say for its left and its right phone instead (e.g.
+            ``("hh", "er")`` -> ``(("hh",), ("ax", "r"))``: "her" said as [hər]); a missing
+            pair without repair is refused.
     """
 
     voice: str
     phones: frozenset[str]
     substitutes: Mapping[str, tuple[str, ...]]
     missing_pairs: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    repairs: Mapping[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
 
     def said(self, phone: str) -> tuple[str, ...]:
         """The phones the voice says for TIMIT ``phone``.
@@ -92,8 +99,8 @@ class PhoneMap:
             the TIMIT phone of ``phones`` it stands for; the first and last are pauses.
 
         Raises:
-            VoiceError: a phone the voice lacks with no substitute, a phone pair it cannot join,
-                or nothing but pauses to say.
+            VoiceError: a phone the voice lacks with no substitute, a phone pair it cannot join
+                and no repair for it, or nothing but pauses to say.
         """
         out: list[tuple[str, str]] = [(PAUSE, PAUSE)]
         for asked in phones:
@@ -102,6 +109,7 @@ class PhoneMap:
                     out.append((said, asked))
         if out[-1][0] != PAUSE:
             out.append((PAUSE, PAUSE))
+        out = self._repair(out)
         if len(out) < 3:
             raise VoiceError(f"{self.voice}: nothing to say in {' '.join(phones)!r}: expected "
                              "at least one phone other than pau")
@@ -110,6 +118,19 @@ class PhoneMap:
                 raise VoiceError(f"{self.voice} lacks the diphone {left}-{right} (it would "
                                  "silently say another sound there): use another voice for this "
                                  "sentence")
+        return out
+
+    def _repair(self, plan: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """``plan`` with each missing pair that has a repair said as the repair says."""
+        out = plan[:1]
+        for said, asked in plan[1:]:
+            left = out[-1]
+            if (left[0], said) in self.missing_pairs and (left[0], said) in self.repairs:
+                new_left, new_right = self.repairs[(left[0], said)]
+                out[-1:] = [(phone, left[1]) for phone in new_left]
+                out.extend((phone, asked) for phone in new_right)
+            else:
+                out.append((said, asked))
         return out
 
 
