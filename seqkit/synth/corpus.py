@@ -40,15 +40,25 @@ from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.splits import SPLITS, SPLITS_FILE
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
+from seqkit.synth.engines import ESPEAK, check_engines, engine_info, open_engine
 from seqkit.synth.espeak import Espeak
 from seqkit.synth.espeak_phones import label_segments
+from seqkit.synth.pronounce import pronounce
 from seqkit.synth.sentences import SentenceGenerator
-from seqkit.synth.speakers import Speaker, plan_speakers, voice_text
+from seqkit.synth.speakers import (
+    ENGINE_BASE_RATE,
+    Speaker,
+    plan_speakers,
+    plan_voice_speakers,
+    voice_text,
+)
+from seqkit.synth.voices import VoiceEngine
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
 DEFAULT_SPEAKERS = 144
 DEFAULT_SENTENCES = 18
 DEFAULT_SEED = 0
+DEFAULT_VOICE_SPEAKERS = 8  # training speakers made from each voice of people
 
 _READERS_PER_SX = 5  # each shared sentence is read by about this many speakers of its split
 
@@ -132,6 +142,21 @@ def _plan_jobs(
     return jobs
 
 
+def _plan_voice_jobs(
+    speakers: list[tuple[int, Speaker]], sentences: int, seed: int, clean: bool
+) -> list[_Job]:
+    """Jobs of the speakers made from voices of people: each reads sentences of its own, drawn
+    from a generator of their own so that adding them changes no espeak-ng utterance."""
+    generator = SentenceGenerator(f"voices-{seed}")
+    jobs = []
+    for index, speaker in speakers:
+        directory = f"TRAIN/{speaker.region}/{speaker.id}"
+        for u in range(sentences):
+            jobs.append(_Job(speaker, index, u, f"SV{index}{u:03d}", generator.sentence(),
+                             directory, seed, clean))
+    return jobs
+
+
 @functools.cache
 def _resampler(rate: int) -> Any:
     """A ``rate`` -> 16 kHz resampler whose filter is built once per process (building it cost
@@ -144,9 +169,8 @@ def _resampler(rate: int) -> Any:
 
 def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
     """Synthesize one utterance into ``root / job.directory``; return its duration in seconds."""
-    import torch
     speaker, realism = job.speaker, Realism()
-    rng = np.random.default_rng([job.seed, job.speaker_index, job.utterance_index])
+    rng = _utterance_rng(job)
     rate, pitch = speaker.rate, speaker.pitch
     if not job.clean:
         rate = round(rate * (1.0 + rng.uniform(-realism.rate_jitter, realism.rate_jitter)))
@@ -159,40 +183,107 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
     engine.set_prosody(rate=rate, pitch=pitch, pitch_range=speaker.pitch_range)
     synthesis = engine.synthesize(job.text)
     sr = synthesis.sample_rate
-    lead = int(rng.uniform(0.12, 0.3) * sr)
-    trail = int(rng.uniform(0.12, 0.3) * sr)
+    lead, trail = _pause(rng, sr), _pause(rng, sr)
     clean = np.concatenate([np.zeros(lead, np.int16), synthesis.audio, np.zeros(trail, np.int16)])
     segments = label_segments(synthesis.phonemes, clean, speaker.accent, sample_rate=sr,
                               speech_start=lead)
+    audio = clean.astype(np.float64) / 32768.0
+    pcm, phones, to16 = _finish(rng, job, audio, sr, segments)
+    words = _word_segments(synthesis, job.text, phones, lead, sr, to16)
+    return _write_utterance(root, job, pcm, phones, words)
 
-    # Resample 22.05 kHz -> 16 kHz; boundaries move with the same ratio, the last one to the end.
+
+def _speak_utterance(engine: VoiceEngine, espeak: Espeak, job: _Job, root: Path) -> float:
+    """One utterance of a voice made from people: its pronunciation, spoken by the engine at the
+    speaker's rate, warped, then the same room, noise and files as an espeak-ng utterance."""
+    speaker, realism = job.speaker, Realism()
+    rng = _utterance_rng(job)
+    rate = speaker.rate / ENGINE_BASE_RATE
+    if not job.clean:
+        rate *= 1.0 + rng.uniform(-realism.rate_jitter, realism.rate_jitter)
+    spoken = engine.speak(pronounce(espeak, job.text), speaker.variant, rate=rate)
+    sr = spoken.sample_rate
+    lead, trail = _pause(rng, sr), _pause(rng, sr)
+    audio = np.concatenate([np.zeros(lead), spoken.audio.astype(np.float64), np.zeros(trail)])
+    segments = _padded(spoken.phones, lead, trail)
+    # Resampling audio made at sr as if it were at sr * warp scales formants and pitch by warp.
+    pcm, phones, _ = _finish(rng, job, audio, sr, segments, warp=speaker.warp)
+    return _write_utterance(root, job, pcm, phones, [])
+
+
+def _utterance_rng(job: _Job) -> np.random.Generator:
+    return np.random.default_rng([job.seed, job.speaker_index, job.utterance_index])
+
+
+def _pause(rng: np.random.Generator, sample_rate: int) -> int:
+    """Silence before or after an utterance: 0.12-0.3 s."""
+    return int(rng.uniform(0.12, 0.3) * sample_rate)
+
+
+def _padded(
+    segments: list[tuple[int, int, str]], lead: int, trail: int
+) -> list[tuple[int, int, str]]:
+    """Segments shifted by ``lead`` samples of silence, the added silence joining the h# ends."""
+    moved = [(s + lead, e + lead, label) for s, e, label in segments]
+    end = moved[-1][1] + trail
+    if moved[0][2] == "h#":
+        moved[0] = (0, moved[0][1], "h#")
+    else:
+        moved.insert(0, (0, lead, "h#"))
+    if moved[-1][2] == "h#":
+        moved[-1] = (moved[-1][0], end, "h#")
+    else:
+        moved.append((moved[-1][1], end, "h#"))
+    return [m for m in moved if m[1] > m[0]]
+
+
+def _finish(
+    rng: np.random.Generator,
+    job: _Job,
+    audio: np.ndarray,
+    sr: int,
+    segments: list[tuple[int, int, str]],
+    *,
+    warp: float = 1.0,
+) -> tuple[np.ndarray, list[tuple[int, int, str]], Any]:
+    """Resample to 16 kHz (boundaries move with the same ratio, the last one to the end), add
+    room and noise unless clean, peak-limit, quantize.
+
+    Returns:
+        16-bit samples, the 16 kHz phone segments, and the sr -> 16 kHz position map.
+    """
+    import torch
+
+    source_rate = round(sr * warp)
     with torch.no_grad():
-        wave = _resampler(sr)(torch.from_numpy(clean.astype(np.float64) / 32768.0))
+        wave = _resampler(source_rate)(torch.from_numpy(audio))
     audio = wave.numpy()
     n = len(audio)
 
     def to16(x: int) -> int:
-        return min(n, round(x * SAMPLE_RATE / sr))
+        return min(n, round(x * SAMPLE_RATE / source_rate))
 
     phones = [(to16(s), to16(e), label) for s, e, label in segments]
     phones[-1] = (phones[-1][0], n, phones[-1][2])
     phones = [p for p in phones if p[1] > p[0]]
 
     if not job.clean:
-        audio = corrupt(rng, audio, phones, realism.corruption, SAMPLE_RATE)
+        audio = corrupt(rng, audio, phones, Realism().corruption, SAMPLE_RATE)
     peak = float(np.max(np.abs(audio))) if n else 0.0
     if peak > 0.98:
         audio = audio * (0.98 / peak)
-    pcm = np.round(audio * 32767.0).astype(np.int16)
+    return np.round(audio * 32767.0).astype(np.int16), phones, to16
 
-    words = _word_segments(synthesis, job.text, phones, lead, sr, to16)
+
+def _write_utterance(root: Path, job: _Job, pcm: np.ndarray, phones: list, words: list) -> float:
+    """The utterance's ``.WAV .PHN .WRD .TXT``; returns its duration in seconds."""
     out = root / job.directory
     out.mkdir(parents=True, exist_ok=True)
     _write_sphere(out / f"{job.name}.WAV", pcm)
     (out / f"{job.name}.PHN").write_text("".join(f"{s} {e} {p}\n" for s, e, p in phones))
     (out / f"{job.name}.WRD").write_text("".join(f"{s} {e} {w}\n" for s, e, w in words))
-    (out / f"{job.name}.TXT").write_text(f"0 {n} {job.text}\n")
-    return n / SAMPLE_RATE
+    (out / f"{job.name}.TXT").write_text(f"0 {len(pcm)} {job.text}\n")
+    return len(pcm) / SAMPLE_RATE
 
 
 def _word_segments(synthesis, text: str, phones, lead: int, sr: int, to16) -> list:
@@ -245,8 +336,13 @@ def _synthesize_speaker(args: tuple[list[_Job], str]) -> tuple[str, int, float]:
 
     torch.set_num_threads(1)  # the same floating-point results whatever the number of workers
     speaker_jobs, root = args
-    engine = Espeak()
-    seconds = sum(_synthesize_utterance(engine, job, Path(root)) for job in speaker_jobs)
+    espeak = Espeak()
+    name = speaker_jobs[0].speaker.engine
+    if name == ESPEAK:
+        seconds = sum(_synthesize_utterance(espeak, job, Path(root)) for job in speaker_jobs)
+    else:
+        engine = open_engine(name)
+        seconds = sum(_speak_utterance(engine, espeak, job, Path(root)) for job in speaker_jobs)
     return speaker_jobs[0].speaker.split, len(speaker_jobs), seconds
 
 
@@ -257,6 +353,8 @@ def synthesize_corpus(
     sentences: int = DEFAULT_SENTENCES,
     seed: int = DEFAULT_SEED,
     clean: bool = False,
+    engines: tuple[str, ...] = (ESPEAK,),
+    voice_speakers: int = DEFAULT_VOICE_SPEAKERS,
     jobs: int = 1,
     force: bool = False,
     progress: ProgressFn | None = None,
@@ -273,6 +371,10 @@ def synthesize_corpus(
         sentences: sentences per speaker, at least 1 (about 30% shared ``SX``, rest ``SI``).
         seed: same seed, byte-identical corpus.
         clean: no noise, gain, reverberation or rate/pitch jitter.
+        engines: the engines whose voices speak the train split
+            (:data:`seqkit.synth.engines.ENGINE_NAMES`). Without ``"espeak"`` the train split
+            has only voices of people; dev and test are always held-out espeak-ng voices.
+        voice_speakers: training speakers made from each voice of a phone-driven engine.
         jobs: worker processes; the corpus does not depend on it.
         force: replace a non-empty ``out``.
         progress: called as ``progress("synthesizing speakers", done, total)`` after each
@@ -284,7 +386,7 @@ def synthesize_corpus(
     Raises:
         ConfigError: an argument out of range.
         OutputExistsError: ``out`` is not empty and ``force`` is not set.
-        BackendUnavailableError: espeak-ng cannot be loaded.
+        BackendUnavailableError: espeak-ng or a chosen engine cannot be used here.
     """
     if speakers < 3:
         raise ConfigError(f"--speakers must be at least 3 (one per split), found {speakers}")
@@ -292,18 +394,44 @@ def synthesize_corpus(
         raise ConfigError(f"--sentences must be at least 1, found {sentences}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, found {jobs}")
+    if voice_speakers < 0:
+        raise ConfigError(f"--voice-speakers must be at least 0, found {voice_speakers}")
+    engines = check_engines(engines)
     out = Path(out)
     check_output_dir(out, force=force)
-    plan = plan_speakers(speakers, seed)
-    work = _plan_jobs(plan, sentences, seed, clean)
+    plan, work = _plan(speakers, sentences, seed, clean, engines, voice_speakers)
 
     with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
         counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
-        _write_splits(tmp / SPLITS_FILE, plan, seed, clean, sentences)
+        _write_splits(tmp / SPLITS_FILE, plan, seed, clean, sentences, engines)
     return CorpusSummary(out, {
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
     })
+
+
+def _plan(
+    speakers: int,
+    sentences: int,
+    seed: int,
+    clean: bool,
+    engines: tuple[str, ...],
+    voice_speakers: int,
+) -> tuple[list[Speaker], list[_Job]]:
+    """Every speaker and utterance. The espeak-ng plan (and so dev and test) is the same
+    whatever the engines: without espeak-ng its train speakers are dropped, and the voices of
+    people add train speakers after it."""
+    plan = plan_speakers(speakers, seed)
+    work = _plan_jobs(plan, sentences, seed, clean)
+    if ESPEAK not in engines:
+        work = [job for job in work if job.speaker.split != "train"]
+    voices = [(name, voice, sex) for name in engines if name != ESPEAK
+              for voice, sex in engine_info(name).voices]
+    voiced = plan_voice_speakers(voices, voice_speakers, seed, {p.id for p in plan})
+    indexed = list(enumerate(voiced, start=len(plan)))
+    work += _plan_voice_jobs(indexed, sentences, seed, clean)
+    kept = {job.speaker.id for job in work}
+    return [p for p in plan + voiced if p.id in kept], work
 
 
 def _synthesize_speakers(
@@ -336,13 +464,17 @@ def _synthesize_speakers(
     return counts, seconds
 
 
-def _write_splits(path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int) -> None:
+def _write_splits(
+    path: Path, plan: list[Speaker], seed: int, clean: bool, sentences: int,
+    engines: tuple[str, ...],
+) -> None:
     import seqkit
-    from seqkit.synth.espeak import Espeak
 
     meta = {
         **{s: [p.id for p in plan if p.split == s] for s in SPLITS},
-        "corpus": "seqkit synthesized (espeak-ng), TIMIT layout",
+        "corpus": f"seqkit synthesized ({', '.join(engines)}), TIMIT layout",
+        "engines": {name: "espeak-ng (espeakng-loader)" if name == ESPEAK
+                    else engine_info(name).origin for name in engines},
         "seed": seed,
         "clean": clean,
         "sentences_per_speaker": sentences,

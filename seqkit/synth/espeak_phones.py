@@ -35,6 +35,7 @@ import numpy as np
 
 from seqkit.data.phones import PHONES_61
 from seqkit.errors import CorpusError
+from seqkit.synth.closures import CLOSURES
 from seqkit.synth.espeak import PhonemeEvent
 
 
@@ -169,10 +170,6 @@ _OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {
                "o@": ("ow", "ax")},  # [oə]
 }
 
-_CLOSURES: dict[str, str] = {
-    "b": "bcl", "d": "dcl", "g": "gcl", "p": "pcl", "t": "tcl", "k": "kcl",
-    "jh": "dcl", "ch": "tcl",
-}
 _VOICED_RELEASES = frozenset({"b", "d", "g", "jh"})
 _FIRST_SHARE = 0.6  # share of an event's span given to the first of several TIMIT phones
 
@@ -306,16 +303,16 @@ def label_segments(
     segments: list[tuple[int, int, str]] = [(0, head, "h#")] if head > 0 else []
     for start, end, labels in spans:
         first = labels[0]
-        if first in _CLOSURES and segments and segments[-1][2] not in ("h#", "pau"):
+        if first in CLOSURES and segments and segments[-1][2] not in ("h#", "pau"):
             p_start, p_end, p_label = segments[-1]
             quiet = _silence_run_before(audio, p_start, p_end, floor=silence_floor)
             if p_end - quiet >= min_closure and quiet > p_start:
                 segments[-1] = (p_start, quiet, p_label)
-                segments.append((quiet, p_end, _CLOSURES[first]))
+                segments.append((quiet, p_end, CLOSURES[first]))
             elif first in _VOICED_RELEASES:
                 release = _voice_bar_end(audio, start, end, sample_rate)
                 if release - start >= min_closure:
-                    segments.append((start, release, _CLOSURES[first]))
+                    segments.append((start, release, CLOSURES[first]))
                     start = release
         if len(labels) == 1:
             segments.append((start, end, first))

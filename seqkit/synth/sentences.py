@@ -113,7 +113,7 @@ class SentenceGenerator:
         seed: seed of the generator's own random stream.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int | str) -> None:
         self._rng = random.Random(seed)
         self._vocab = load_vocabulary()
 

@@ -63,6 +63,12 @@ class Speaker:
         roughness: shimmer-like amplitude roughness (``roughness``, 0-7), -1 = the variant's.
         breath: breathiness (aspiration noise) level 0-10, 0 = the variant's own.
         consonants: loudness of consonants relative to vowels in percent.
+        engine: the voice engine (:mod:`seqkit.synth.engines`); for an engine other than
+            espeak-ng, ``variant`` is its voice, ``accent`` the pronunciation's, ``rate / 170``
+            the voice's relative rate, and the espeak-only fields keep their defaults.
+        warp: vocal-tract and pitch factor applied to the engine's audio by resampling (>1: a
+            shorter tract, higher formants and pitch); 1 for espeak-ng, which scales formants
+            itself (``tract``).
     """
 
     id: str
@@ -80,6 +86,8 @@ class Speaker:
     roughness: int = -1
     breath: int = 0
     consonants: int = 100
+    engine: str = "espeak"
+    warp: float = 1.0
 
     @property
     def voice_lines(self) -> str:
@@ -146,12 +154,7 @@ def plan_speakers(count: int, seed: int) -> list[Speaker]:
         for i in range(n):
             variant, sex = pool[i % len(pool)]
             accent = ACCENTS[(len(speakers) + rng.randrange(len(ACCENTS))) % len(ACCENTS)]
-            letters = "".join(rng.choice("ABCDEFGHIJKLMNOPRSTW") for _ in range(3))
-            digit = 0
-            while f"{sex}{letters}{digit}" in used_ids:
-                digit += 1
-            speaker_id = f"{sex}{letters}{digit}"
-            used_ids.add(speaker_id)
+            speaker_id = _new_id(rng, sex, used_ids)
             speakers.append(Speaker(
                 id=speaker_id, split=split, region=accent.region, accent=accent.voice,
                 variant=variant, sex=sex, rate=rng.randint(145, 195), pitch=rng.randint(30, 70),
@@ -177,3 +180,48 @@ def _draw_voice(seed: int, speaker_id: str) -> dict[str, Any]:
         "breath": rng.choice((0, 0, 2, 4, 6, 8)),
         "consonants": rng.randint(75, 125),
     }
+
+
+# Speaking rate (espeak-ng words per minute) that a phone-driven voice speaks at its own rate.
+ENGINE_BASE_RATE = 170
+
+
+def plan_voice_speakers(
+    voices: list[tuple[str, str, str]], per_voice: int, seed: int, used_ids: set[str]
+) -> list[Speaker]:
+    """Training speakers made from voices of people: each voice becomes ``per_voice`` speakers.
+
+    A speaker is its voice at its own speaking rate (x0.85-1.15) and vocal-tract/pitch warp
+    (x0.92-1.18 by resampling, which reaches shorter tracts than the mostly male voices have);
+    room, noise and per-utterance jitter come from the corpus writer as for every speaker.
+    They are all in train: dev and test stay on held-out espeak-ng variants.
+
+    Args:
+        voices: ``(engine, voice, sex)`` of each voice.
+        per_voice: speakers per voice (0: none).
+        seed: the corpus seed.
+        used_ids: ids taken already (updated).
+    """
+    rng = random.Random(f"voice-speakers-{seed}")
+    speakers = []
+    for engine, voice, sex in voices:
+        for _ in range(per_voice):
+            speaker_id = _new_id(rng, sex, used_ids)
+            region = f"DR{rng.randint(1, 8)}"
+            speakers.append(Speaker(
+                id=speaker_id, split="train", region=region, accent="en-us", variant=voice,
+                sex=sex, rate=round(ENGINE_BASE_RATE * rng.uniform(0.85, 1.15)), pitch=50,
+                pitch_range=50, engine=engine, warp=round(rng.uniform(0.92, 1.18), 3),
+            ))
+    return speakers
+
+
+def _new_id(rng: random.Random, sex: str, used_ids: set[str]) -> str:
+    """A TIMIT-style speaker id not in ``used_ids`` (which it joins)."""
+    letters = "".join(rng.choice("ABCDEFGHIJKLMNOPRSTW") for _ in range(3))
+    digit = 0
+    while f"{sex}{letters}{digit}" in used_ids:
+        digit += 1
+    used_ids.add(f"{sex}{letters}{digit}")
+    return f"{sex}{letters}{digit}"
+
