@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voice_checks import SENTENCE, assert_says, assert_timings_match_audio, said_labels
+from voice_checks import CLOSURES, SENTENCE, assert_says, assert_timings_match_audio, said_labels
 
 from seqkit.errors import BackendUnavailableError, ConfigError
 from seqkit.synth import festival, programs
@@ -80,8 +80,9 @@ def test_phone_without_mapping_raises_voice_error_naming_phone_and_voice(
 
 def test_voices_rename_what_their_diphone_rules_rename(engine: FestivalEngine, voice: str) -> None:
     labels = [x for _, _, x in engine.speak(["b", "ah", "t", "er"], voice).phones]
-    assert labels[1:-1] == {"kal": ["b", "aa", "t", "er"], "ked": ["b", "ax", "t", "er"],
-                            "slt": ["b", "ah", "t", "er"]}[voice]
+    expected = {"kal": ["b", "aa", "t", "er"], "ked": ["b", "ax", "t", "er"],
+                "slt": ["b", "ah", "t", "er"]}
+    assert [x for x in labels[1:-1] if x not in CLOSURES] == expected[voice]
 
 
 @pytest.mark.parametrize(("voice_name", "phones", "said"), [
@@ -94,7 +95,8 @@ def test_diphone_voices_say_a_repairable_missing_pair_another_way_and_label_it_s
     if not _installed(voice_name):
         pytest.skip(f"festival voice {voice_name} is not installed")
     spoken = engine.speak(phones, voice_name)
-    assert [label for _, _, label in spoken.phones] == ["h#", *said, "h#"]
+    labels = [label for _, _, label in spoken.phones if label not in CLOSURES]
+    assert labels == ["h#", *said, "h#"]
 
 
 @pytest.mark.parametrize(("voice_name", "phones", "pair"), [

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from seqkit.errors import CorpusError
+from seqkit.synth.closures import split_closures
 from seqkit.synth.voices import Spoken, VoiceError, check_segments
 
 # The CMU phone set (39 phonemes, as in CMUdict, plus the pause) that flite's voices and
@@ -177,7 +178,9 @@ def segments_from_ends(
 def spoken_from_ends(
     audio: np.ndarray, sample_rate: int, labels: Sequence[str], ends: Sequence[float], where: str
 ) -> Spoken:
-    """What a program said: its audio and segments from the end times it reported, checked.
+    """What a program said: its audio and segments from the end times it reported, stop
+    closures split off where the audio shows them (:func:`~seqkit.synth.closures.split_closures`),
+    checked.
 
     Args:
         audio: (N,) float32 in [-1, 1].
@@ -190,5 +193,7 @@ def spoken_from_ends(
         CorpusError: the segments break the rules of :func:`check_segments`.
     """
     segments = segments_from_ends(labels, ends, len(audio), sample_rate, where)
+    # The voices time a stop as one unit: its closure is read off the audio, as TIMIT labels it.
+    segments = split_closures(audio, segments, sample_rate)
     check_segments(segments, len(audio), where)
     return Spoken(audio, sample_rate, segments)
