@@ -162,3 +162,16 @@ def test_missing_voice_package_raises_backend_unavailable_naming_it(
             phone_map("ked")
     finally:
         festival.phone_map.cache_clear()
+
+
+@pytest.mark.parametrize(("phones", "syllables"), [
+    ("sh iy hh ae d", [(("sh", "iy"), 1), (("hh", "ae", "d"), 1)]),  # festival: sh iy hh . ae d
+    ("dh ax s t r iy t", [(("dh", "ax"), 0), (("s", "t", "r", "iy", "t"), 1)]),
+    ("hh y uw m ax n", [(("hh", "y", "uw"), 1), (("m", "ax", "n"), 0)]),  # kal's hh_-_y cluster
+    ("s ih ng ih ng", [(("s", "ih", "ng"), 1), (("ih", "ng"), 1)]),  # ng never starts one
+    ("sh", [(("sh",), 0)]),
+])
+def test_phrases_are_syllabified_by_maximal_onset_with_reduced_vowels_unstressed(
+    phones: str, syllables: list[tuple[tuple[str, ...], int]]
+) -> None:
+    assert festival.syllabify([(p, p) for p in phones.split()]) == syllables

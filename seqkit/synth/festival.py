@@ -274,11 +274,9 @@ def _scheme(
                      "int_lr_params))")
     words = []
     for i, phrase in enumerate(_phrases(plan)):
-        pron = " ".join(s + ("" if s not in _VOWELS else "0" if a in REDUCED_PHONES or s == "ax"
-                             else "1") for s, a in phrase)
+        pron = " ".join(f"(({' '.join(phones)}) {stress})" for phones, stress in syllabify(phrase))
         words.append(f"seqkit{i}")
-        lines.append(f"(lex.add.entry (list \"seqkit{i}\" nil "
-                     f"(lex.syllabify.phstress '({pron}))))")
+        lines.append(f"(lex.add.entry '(\"seqkit{i}\" nil ({pron})))")
     lines += [
         f"(set! seqkit_utt (utt.synth (Utterance Words ({' '.join(words)}))))",
         f"(utt.save.wave seqkit_utt \"{wave}\" 'riff)",
@@ -286,6 +284,47 @@ def _scheme(
         "(item.feat s \"end\"))) (utt.relation.items seqkit_utt 'Segment))",
     ]
     return "\n".join(lines) + "\n"
+
+
+# English syllable onsets of more than one consonant (Giegerich 1992, with /hj/ of "huge").
+_ONSETS = frozenset(tuple(o.split()) for o in (
+    "p r", "b r", "t r", "d r", "k r", "g r", "f r", "th r", "sh r",
+    "p l", "b l", "k l", "g l", "f l", "s l",
+    "s p", "s t", "s k", "s m", "s n", "s f",
+    "t w", "d w", "k w", "g w", "s w", "th w", "hh w",
+    "p y", "b y", "k y", "g y", "f y", "v y", "m y", "n y", "hh y", "l y",
+    "s p r", "s t r", "s k r", "s p l", "s k l", "s k w", "s p y", "s k y",
+))
+
+
+def syllabify(phrase: Sequence[tuple[str, str]]) -> list[tuple[tuple[str, ...], int]]:
+    """Syllables of a phrase by maximal onset, each with its stress (0 reduced, 1 full).
+
+    festival's own syllabifier leaves a consonant before a vowel in the coda ("sh iy hh . ae
+    d"), which then gets the wrong diphone names in a cluster and the wrong durations.
+
+    Args:
+        phrase: ``(said, asked)`` per phone, no pauses.
+
+    Returns:
+        ``(phones, stress)`` per syllable; a phrase without vowels is one unstressed syllable.
+    """
+    nuclei = [i for i, (said, _) in enumerate(phrase) if said in _VOWELS]
+    if not nuclei:
+        return [(tuple(said for said, _ in phrase), 0)]
+    starts = [0]
+    for before, after in zip(nuclei, nuclei[1:], strict=False):
+        cluster = tuple(said for said, _ in phrase[before + 1:after])
+        onset = next((k for k in range(len(cluster), 1, -1) if cluster[-k:] in _ONSETS),
+                     1 if cluster and cluster[-1] != "ng" else 0)
+        starts.append(after - onset)
+    ends = [*starts[1:], len(phrase)]
+    syllables = []
+    for start, end, nucleus in zip(starts, ends, nuclei, strict=True):
+        said, asked = phrase[nucleus]
+        stress = 0 if said == "ax" or asked in REDUCED_PHONES else 1
+        syllables.append((tuple(p for p, _ in phrase[start:end]), stress))
+    return syllables
 
 
 def _phrases(plan: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
