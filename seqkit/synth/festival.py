@@ -1,16 +1,16 @@
 """festival's US English voices, made from recordings of people, driven by TIMIT phones.
 
 festival speaks from words, so each phrase (the phones between two pauses) becomes one word of
-its own whose lexicon entry is exactly those phones, syllabified by festival with full vowels
-stressed and reduced ones (``ax``, and what stands for ``ix``, ``axr``, the syllabic consonants)
-not. The voice's own duration and intonation models then time and pitch it as speech;
-festival's vowel reduction and post-lexical rules are switched off so that it says the phones it
-was given. One festival process per engine (``festival --pipe``) reads a Scheme program per
-sentence on stdin: starting festival costs ~0.3 s of CPU, more than synthesizing a sentence with
-a diphone voice (measured on 20 sentences, wall-clock real-time factor 0.29 -> 0.026 for kal,
-0.50 -> 0.10 for slt). Each program selects its voice afresh and uses only names it sets, so a
-sentence sounds the same whatever was said before it (tested against a fresh process). Its
-voices:
+its own whose lexicon entry is exactly those phones, syllabified here by maximal onset
+(:func:`syllabify`) with full vowels stressed and reduced ones (``ax``, and what stands for
+``ix``, ``axr``, the syllabic consonants) not. The voice's own duration and intonation models
+then time and pitch it as speech; festival's vowel reduction and post-lexical rules are switched
+off so that it says the phones it was given. One festival process per engine (``festival
+--pipe``) reads a Scheme program per sentence on stdin: starting festival costs ~0.3 s of CPU,
+more than synthesizing a sentence with a diphone voice (measured on 20 sentences, wall-clock
+real-time factor 0.29 -> 0.026 for kal, 0.50 -> 0.10 for slt). Each program selects its voice
+afresh and uses only names it sets, so a sentence sounds the same whatever was said before it
+(tested against a fresh process). Its voices:
 
 * ``kal``: diphone voice of a US male (Kevin Lenzo, as flite's kal16), 16 kHz.
 * ``ked``: diphone voice of a US male (Kurt Dusterhoff), 16 kHz.
@@ -21,8 +21,10 @@ nearest of them as in :data:`~seqkit.synth.phone_maps.CMU_SUBSTITUTES`. The diph
 rename a phone themselves: kal says ``ah`` with its ``aa`` diphones and ked with its ``ax`` ones,
 so those are the phones asked and labelled. Where a diphone voice lacks a diphone it *silently*
 says ``ax-ax`` (kal) or ``pau-pau`` (ked) instead: the pairs it lacks are read from its diphone
-index (after the renaming its diphone-naming rules do) and refused before synthesis, and
-festival's note about a default diphone is refused after. ked says ``er`` as ``er`` + ``r``
+index (after the renaming its diphone-naming rules do) and, unless the voice lists a repair
+(kal: ``hh``/``w``/``y`` + ``er`` said ``ax r``; ked: ``ih``/``uh`` before a vowel said
+``iy``/``uw``), refused before synthesis; festival's note about a default diphone is refused
+after. ked says ``er`` as ``er`` + ``r``
 diphones and reports the extra ``r``: it is folded back into the ``er``.
 
 Origin and licence: festival 2.5 is from the University of Edinburgh's Centre for Speech
