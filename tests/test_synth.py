@@ -282,3 +282,27 @@ def test_without_espeak_the_train_split_is_people_and_dev_test_stay_byte_identic
                    if any(f"/{sid}/" in k for sid in train)}
     assert voice_files == {k: v for k, v in _digest(people).items()
                            if any(f"/{sid}/" in k for sid in train)}  # any jobs, same bytes
+
+
+def test_a_sentence_a_voice_cannot_say_is_replaced_by_its_next_spare(tmp_path: Path) -> None:
+    pytest.importorskip("seqkit.synth.festival")
+    from seqkit.errors import BackendUnavailableError
+    from seqkit.synth import corpus
+    from seqkit.synth.engines import open_engine
+    from seqkit.synth.espeak import Espeak
+    from seqkit.synth.speakers import Speaker
+    from seqkit.synth.voices import VoiceError
+
+    try:
+        engine = open_engine("festival")
+    except BackendUnavailableError as err:
+        pytest.skip(f"festival not installed: {err}")
+    speaker = Speaker(id="MKED0", split="train", region="DR1", accent="en-us", variant="ked",
+                      sex="M", rate=170, pitch=50, pitch_range=50, engine="festival")
+    job = corpus._Job(speaker, 0, 0, "SV0000", "Hugh is here.", ".", 0, True,
+                      ("A huge yak.", "The cat sat."))  # ked lacks the diphone hh-y
+    corpus._speak_utterance(engine, Espeak(), job, tmp_path)
+    assert (tmp_path / "SV0000.TXT").read_text().endswith("The cat sat.\n")
+    with pytest.raises(VoiceError, match="hh-y"):
+        corpus._speak_utterance(engine, Espeak(), corpus._Job(
+            speaker, 0, 0, "SV0001", "Hugh is here.", ".", 0, True, ("A huge yak.",)), tmp_path)

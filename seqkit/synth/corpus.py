@@ -23,6 +23,7 @@ corpus is byte-identical for a seed whatever the number of worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -52,7 +53,7 @@ from seqkit.synth.speakers import (
     plan_voice_speakers,
     voice_text,
 )
-from seqkit.synth.voices import VoiceEngine
+from seqkit.synth.voices import Spoken, VoiceEngine, VoiceError
 
 # Defaults of `seqkit data synth` (what `make demo` trains on); measured on a 2-core CPU.
 DEFAULT_SPEAKERS = 144
@@ -112,6 +113,13 @@ class _Job:
     directory: str
     seed: int
     clean: bool
+    # Sentences to say instead, in order, when a voice cannot say ``text`` (a diphone it lacks).
+    alternatives: tuple[str, ...] = ()
+
+
+# Spare sentences per utterance of a voice of people: festival's ked refuses about 1 sentence
+# in 100 (diphones it lacks); three refusals in a row did not occur in 300 sentences.
+_ALTERNATIVES = 3
 
 
 def _plan_jobs(
@@ -152,8 +160,9 @@ def _plan_voice_jobs(
     for index, speaker in speakers:
         directory = f"TRAIN/{speaker.region}/{speaker.id}"
         for u in range(sentences):
-            jobs.append(_Job(speaker, index, u, f"SV{index}{u:03d}", generator.sentence(),
-                             directory, seed, clean))
+            text, *spare = generator.sentences(1 + _ALTERNATIVES)
+            jobs.append(_Job(speaker, index, u, f"SV{index}{u:03d}", text, directory, seed,
+                             clean, tuple(spare)))
     return jobs
 
 
@@ -201,7 +210,8 @@ def _speak_utterance(engine: VoiceEngine, espeak: Espeak, job: _Job, root: Path)
     rate = speaker.rate / ENGINE_BASE_RATE
     if not job.clean:
         rate *= 1.0 + rng.uniform(-realism.rate_jitter, realism.rate_jitter)
-    spoken = engine.speak(pronounce(espeak, job.text), speaker.variant, rate=rate)
+    spoken, text = _say_one_of(engine, espeak, job, rate)
+    job = dataclasses.replace(job, text=text)
     sr = spoken.sample_rate
     lead, trail = _pause(rng, sr), _pause(rng, sr)
     audio = np.concatenate([np.zeros(lead), spoken.audio.astype(np.float64), np.zeros(trail)])
@@ -209,6 +219,23 @@ def _speak_utterance(engine: VoiceEngine, espeak: Espeak, job: _Job, root: Path)
     # Resampling audio made at sr as if it were at sr * warp scales formants and pitch by warp.
     pcm, phones, _ = _finish(rng, job, audio, sr, segments, warp=speaker.warp)
     return _write_utterance(root, job, pcm, phones, [])
+
+
+def _say_one_of(
+    engine: VoiceEngine, espeak: Espeak, job: _Job, rate: float
+) -> tuple[Spoken, str]:
+    """The first of the job's sentences the voice can say, and that sentence.
+
+    Raises:
+        VoiceError: the voice can say none of them (the last refusal).
+    """
+    *first, last = (job.text, *job.alternatives)
+    for text in first:
+        try:
+            return engine.speak(pronounce(espeak, text), job.speaker.variant, rate=rate), text
+        except VoiceError:
+            continue
+    return engine.speak(pronounce(espeak, last), job.speaker.variant, rate=rate), last
 
 
 def _utterance_rng(job: _Job) -> np.random.Generator:
