@@ -17,11 +17,12 @@ from rich.table import Table
 
 from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
+from seqkit.bench import gpu as gpu_bench
 from seqkit.bench import prepare as prepare_bench
 from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
 from seqkit.cli.formats import TableFormat
-from seqkit.cli.progress import rich_progress
+from seqkit.cli.progress import err_console, rich_progress
 from seqkit.training.config import Amp
 
 app = typer.Typer(
@@ -172,3 +173,32 @@ def stream(
         return
     rows = stream_bench.run(repeats=repeats, ctc_checkpoint=ctc, transducer_checkpoint=transducer)
     _render("Streaming: latency and real-time factor per chunk on this CPU", rows, fmt)
+
+
+@app.command(epilog="Example: seqkit bench gpu --out gpu-report (on a CUDA machine, ~10 minutes)")
+def gpu(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for gpu-report.md / .json and work/.")
+    ] = Path("gpu-report"),
+    minutes: Annotated[
+        float, typer.Option("--minutes", help="Total budget; the stages share it in proportion.")
+    ] = gpu_bench.DEFAULT_MINUTES,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Train on this prepared corpus instead of synthesizing one."),
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """The first-GPU check: CUDA tests, our Triton kernels against torch / torchaudio (time and
+    peak memory), bf16 / fp16 autocast against float32, ~3 minutes of training each for
+    synth/ctc_blstm and the pretrained transducer; one report in OUT. Exits 1 if a stage
+    failed (the report says which), 2 without a CUDA device."""
+    with rich_progress(transient=True) as progress:
+        report = gpu_bench.run_gpu_check(
+            out, minutes=minutes, data=data, progress=progress,
+            stage=lambda line: err_console.print(f"stage: {line}", highlight=False))
+    rows = [{"stage": s.name, "status": s.status, "seconds": s.seconds, "error": s.error}
+            for s in report.stages]
+    _render(f"GPU check on {report.device}: {out / 'gpu-report.md'}", rows, fmt)
+    if any(s.status == "failed" for s in report.stages):
+        raise typer.Exit(1)

@@ -22,6 +22,7 @@ COMMANDS = [
     ["bench", "decode"],
     ["bench", "prepare"],
     ["bench", "stream"],
+    ["bench", "gpu"],
     ["demo"],
     ["recipes"],
 ]

@@ -1,0 +1,175 @@
+"""``seqkit bench gpu`` off a GPU (issue #19): the refusal, the plan, the report, and the stages
+that run on CPU in a tiny form (the Triton kernels under the interpreter, bf16 autocast, pytest
+in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seqkit.bench import ctc_loss, gpu, transducer_loss
+from seqkit.cli.main import app
+from seqkit.errors import ConfigError, CorpusError
+
+runner = CliRunner()
+TINY_MODEL = ("model.encoder.layers=1", "model.encoder.hidden=16", "model.predictor.embed=8",
+              "model.predictor.hidden=16", "model.joint_dim=16")
+
+
+def test_bench_gpu_without_cuda_is_one_line_and_exit_2_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["bench", "gpu", "--out", str(out)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: no CUDA device: seqkit bench gpu needs one;")
+    assert not out.exists()
+
+
+def test_shapes_are_the_bench_losses_shapes_plus_the_transducer_benchmark_shape():
+    assert (30, 500, 100, 500) in gpu.TRANSDUCER_SHAPES
+    assert set(transducer_loss.SHAPES) <= set(gpu.TRANSDUCER_SHAPES)
+    assert gpu.CTC_SHAPES == ctc_loss.SHAPES
+
+
+@pytest.mark.parametrize("minutes", [gpu.DEFAULT_MINUTES, 0.6, 4.0, 30.0])
+def test_stage_plan_fits_the_budget(minutes):
+    plan = gpu.plan_stages(minutes)
+    assert [name for name, _ in plan] == [name for name, _ in gpu.STAGE_MINUTES]
+    assert all(m > 0 for _, m in plan)
+    assert sum(m for _, m in plan) + gpu.REPORT_RESERVE_MINUTES <= minutes + 1e-9
+
+
+def test_default_plan_is_under_ten_minutes_with_about_three_per_training_run():
+    plan = dict(gpu.plan_stages())
+    assert sum(plan.values()) + gpu.REPORT_RESERVE_MINUTES <= 10.0
+    assert plan["train synth/ctc_blstm"] >= 2.5 and plan["train pretrained transducer"] >= 2.5
+
+
+@pytest.mark.parametrize("minutes", [0.5, 0.0, -1.0, math.inf])
+def test_stage_plan_refuses_a_budget_with_no_room(minutes):
+    with pytest.raises(ConfigError, match="--minutes must be more than"):
+        gpu.plan_stages(minutes)
+
+
+def _raise(_seconds: float) -> gpu.StageOutput:
+    raise RuntimeError("kernel launch failed:\n  out of resources")
+
+
+def test_run_stage_records_an_exception_as_a_failed_stage_with_a_one_line_error():
+    result = gpu.run_stage("loss kernels", _raise, planned_minutes=1.0,
+                           deadline=time.monotonic() + 60)
+    assert result.status == "failed"
+    assert result.error == "RuntimeError: kernel launch failed: out of resources"
+
+
+def test_run_stage_keeps_the_rows_of_a_failed_check_and_skips_without_budget():
+    output = gpu.StageOutput([{"file": "total", "failed": 1}], ["failed: x"], "1 failed")
+    kept = gpu.run_stage("cuda tests", lambda s: output, planned_minutes=1.0,
+                         deadline=time.monotonic() + 60)
+    assert (kept.status, kept.rows, kept.error) == ("failed", output.rows, "1 failed")
+    given = []
+    ok = gpu.run_stage("autocast", lambda s: given.append(s) or gpu.StageOutput(),
+                       planned_minutes=1.0, deadline=time.monotonic() + 30)
+    assert ok.status == "ok" and 0 < given[0] <= 30  # the deadline caps the stage's seconds
+    late = gpu.run_stage("autocast", _raise, planned_minutes=1.0, deadline=time.monotonic())
+    assert (late.status, late.error) == ("skipped", "no budget left")
+
+
+def _report(stages: list[gpu.StageResult]) -> gpu.GpuReport:
+    return gpu.GpuReport("NVIDIA H100 80GB HBM3", "2026-12-05T08:00:00+00:00", 10.0, 42.0,
+                         {"torch": "2.14.1"}, stages)
+
+
+def test_report_writer_writes_markdown_and_json_with_a_failing_stage_recorded(tmp_path):
+    stages = [
+        gpu.run_stage("cuda tests", lambda s: gpu.StageOutput(
+            [{"file": "test_ctc_triton.py", "passed": 12, "failed": 0}], ["command: pytest"]),
+            planned_minutes=1.5, deadline=time.monotonic() + 60),
+        gpu.run_stage("loss kernels", _raise, planned_minutes=1.0,
+                      deadline=time.monotonic() + 60),
+        gpu.skipped("train synth/ctc_blstm", 2.75, "no prepared corpus: the corpus stage failed"),
+    ]
+    markdown, data = gpu.write_report(tmp_path / "out", _report(stages))
+    assert json.loads(data.read_text()) == _report(stages).to_dict()
+    text = markdown.read_text()
+    assert "| loss kernels | failed |" in text
+    assert "RuntimeError: kernel launch failed: out of resources" in text
+    assert "| test_ctc_triton.py | 12 | 0 |" in text
+    assert "| train synth/ctc_blstm | skipped |" in text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu-report.json",
+                                                                     "gpu-report.md"]
+
+
+def test_report_that_cannot_be_written_leaves_the_previous_report_whole(tmp_path):
+    first = _report([gpu.skipped("autocast", 0.5, "no budget left")])
+    gpu.write_report(tmp_path, first)
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    broken = _report([gpu.StageResult("autocast", "ok", 0.5, 1.0, rows=[{"x": object()}])])
+    with pytest.raises(TypeError):
+        gpu.write_report(tmp_path, broken)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == before
+
+
+def test_cuda_tests_stage_counts_passes_failures_and_skips_from_pytest(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_sample.py").write_text(
+        "import pytest\n"
+        "def test_one(): pass\n"
+        "def test_two(): pass\n"
+        "def test_broken(): assert 1 == 2\n"
+        "@pytest.mark.skip(reason='no GPU')\n"
+        "def test_gpu_only(): pass\n")
+    output = gpu.run_tests(("tests/test_sample.py",), root=tmp_path, timeout_s=300)
+    total = output.rows[-1]
+    assert (total["passed"], total["failed"], total["errors"], total["skipped"]) == (2, 1, 0, 1)
+    assert output.rows[0]["file"] == "test_sample.py"
+    assert "failed: test_sample.py::test_broken" in output.notes
+    assert output.problem == "1 failed and 0 errors of 4"
+
+
+def test_cuda_tests_stage_outside_a_checkout_says_where_it_looked(tmp_path):
+    with pytest.raises(ConfigError, match="run seqkit bench gpu from the repository"):
+        gpu.run_tests(gpu.CUDA_TEST_FILES, root=tmp_path, timeout_s=10)
+
+
+def test_kernel_timing_runs_our_triton_kernels_on_tiny_cpu_shapes_under_the_interpreter():
+    output = gpu.time_kernels(device="cpu", backend="triton", repeats=1,
+                              ctc_shapes=((2, 8, 3, 5),), transducer_shapes=((2, 5, 3, 6),))
+    assert [(r["loss"], r["backend"]) for r in output.rows] == [("ctc", "triton"),
+                                                                 ("transducer", "triton")]
+    for row in output.rows:
+        assert row["ours_ms"] > 0 and row["peer_ms"] > 0
+        assert row["ours_peak_mib"] is None and row["peer_peak_mib"] is None  # CUDA only
+
+
+def test_autocast_stage_compares_bf16_with_float32_on_cpu_with_tiny_models():
+    output = gpu.compare_autocast(device="cpu", precisions=("bf16",), steps=2,
+                                  overrides=TINY_MODEL, batch=(2, 30, 4))
+    assert [(r["recipe"], r["precision"]) for r in output.rows] == [
+        ("synth/ctc_blstm", "bf16"), ("synth/transducer", "bf16")]
+    for row in output.rows:
+        assert math.isfinite(row["max rel diff"]) and row["scaler skipped"] == 0
+    assert output.problem is None or "beyond tolerance" in output.problem
+
+
+def test_training_stages_are_skipped_when_the_corpus_stage_fails(tmp_path, monkeypatch):
+    def no_corpus(work: Path, **_kwargs):
+        raise CorpusError("espeak-ng cannot be loaded: apt-get install espeak-ng")
+
+    monkeypatch.setattr(gpu, "make_corpus", no_corpus)
+    stages = gpu._stage_functions(tmp_path, tmp_path, None, None)
+    deadline = time.monotonic() + 60
+    corpus = stages["corpus"](0.75, deadline)
+    assert corpus.status == "failed" and "espeak-ng cannot be loaded" in corpus.error
+    for name in ("train synth/ctc_blstm", "train pretrained transducer"):
+        result = stages[name](2.75, deadline)
+        assert (result.status, result.error) == (
+            "skipped", "no prepared corpus: the corpus stage failed")
