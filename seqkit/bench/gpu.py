@@ -5,7 +5,7 @@ No GPU has run seqkit's Triton kernels yet, and when one is lent there may be mi
 time budget, and writes one report (``gpu-report.md`` and ``gpu-report.json``, atomically, after
 every stage, so a run killed half-way still leaves the stages it finished):
 
-1. ``cuda tests``: the loss test files (their CUDA cases run on the GPU) under pytest, in a
+1. ``cuda tests``: the Triton kernels' test files (every case runs on the GPU) under pytest, in a
    subprocess; counts per file and the names of failures.
 2. ``loss kernels``: our Triton CTC and transducer kernels against torch's ``ctc_loss`` and
    torchaudio's ``rnnt_loss``, forward + backward, median of repeats, peak CUDA memory; the
@@ -60,13 +60,9 @@ TRANSDUCER_BENCHMARK_SHAPE = (30, 500, 100, 500)
 CTC_SHAPES = ctc_loss.SHAPES
 TRANSDUCER_SHAPES = (*transducer_loss.SHAPES, TRANSDUCER_BENCHMARK_SHAPE)
 
-# The test files with CUDA cases (the Triton ones run every case on CUDA when it is there).
-CUDA_TEST_FILES = (
-    "tests/test_ctc_triton.py",
-    "tests/test_transducer_triton.py",
-    "tests/test_ctc_loss.py",
-    "tests/test_transducer_loss.py",
-)
+# The test files with CUDA cases: every case in them runs on CUDA tensors when CUDA is there
+# (including the `cuda`-marked ones, the only such tests); the other loss tests are CPU-only.
+CUDA_TEST_FILES = ("tests/test_ctc_triton.py", "tests/test_transducer_triton.py")
 
 # Each stage's share of the default 10-minute budget, in minutes; REPORT_RESERVE is kept back
 # for the stages' overrun (a training run stops after the step that crosses its deadline, then
