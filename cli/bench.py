@@ -19,6 +19,7 @@ from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
 from seqkit.bench import gpu as gpu_bench
 from seqkit.bench import prepare as prepare_bench
+from seqkit.bench import profile as profile_bench
 from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
 from seqkit.cli.formats import TableFormat
@@ -100,6 +101,22 @@ def train(
     _render(
         "Training: plain loop frames/s over seqkit's (ratio <= 1.10 = overhead <= 10%)", rows, fmt
     )
+
+
+@app.command(epilog="Example: seqkit bench profile --data demo/prepared --steps 5")
+def profile(
+    data: Annotated[
+        Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
+    ] = Path("demo/prepared"),
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per recipe.")] = 5,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """Where a training step of the synth CTC and transducer recipes spends its time: encoder,
+    prediction network, joint, log-softmax, loss, each forward and backward, and the optimizer
+    (CPU, float32, median over the steps)."""
+    with rich_progress(transient=True) as progress:
+        rows = profile_bench.run(data, steps=steps, progress=progress)
+    _render("Training step by phase on this CPU (ms, median over the steps)", rows, fmt)
 
 
 @app.command(

@@ -23,6 +23,7 @@ COMMANDS = [
     ["bench", "prepare"],
     ["bench", "stream"],
     ["bench", "gpu"],
+    ["bench", "profile"],
     ["demo"],
     ["recipes"],
 ]

@@ -78,7 +78,7 @@ STAGE_MINUTES: tuple[tuple[str, float], ...] = (
 DEFAULT_MINUTES = 10.0
 REPORT_RESERVE_MINUTES = 0.5
 # A small corpus: enough for a few epochs of each recipe in its slice of the budget.
-CORPUS_SPEAKERS, CORPUS_SENTENCES = 48, 12
+CORPUS_SPEAKERS, CORPUS_SENTENCES = 40, 10
 # Relative loss difference of autocast against float32, at most, over the compared steps.
 AUTOCAST_TOLERANCE = {"bf16": 0.05, "fp16": 0.02}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
