@@ -32,6 +32,7 @@ from seqkit.data.batching import Batch
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.losses import cpu_transducer
 from seqkit.losses.ctc import ctc_loss
+from seqkit.losses.fused_joint import fused_transducer_loss
 from seqkit.models.transducer import start_with_blank
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe
@@ -42,6 +43,10 @@ CTC_PHASES = ("encoder fwd", "output layer fwd", "log-softmax fwd", "loss fwd", 
 TRANSDUCER_PHASES = ("encoder fwd", "prediction fwd", "joint fwd", "log-softmax fwd",
                      "loss fwd", "loss bwd", "joint bwd", "prediction bwd", "encoder bwd",
                      "optimizer")
+# Timed beside the transducer step, not part of it: the same joint, log-softmax and loss through
+# seqkit.losses.fused_joint, on the same batch and weights (compare with joint fwd + log-softmax
+# fwd + loss fwd and loss bwd + joint bwd).
+FUSED_PHASES = ("fused joint+loss fwd", "fused joint+loss bwd")
 
 
 class _Clock:
@@ -135,10 +140,28 @@ def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, 
         g.backward(g_in.grad)
     with clock("encoder bwd"):
         f.backward(f_in.grad)
+    _fused_joint_loss(model, f_in, g_in, targets, lengths, clock)
     with clock("optimizer"):
         _optimizer_step(model, optimizer, clip)
     B, T, U1, V = logits.shape
     return {"B": B, "T'": T, "U": U1 - 1, "V": V, "J": model.config.joint_dim}
+
+
+def _fused_joint_loss(model: Any, f: torch.Tensor, g: torch.Tensor, targets: torch.Tensor,
+                      lengths: tuple[torch.Tensor, torch.Tensor], clock: _Clock) -> None:
+    """:data:`FUSED_PHASES`: the joint's layers and the loss through the fused op, on copies of
+    the weights (the model's gradients stay those of the ordinary path)."""
+    leaves = [x.detach().requires_grad_() for x in (
+        f, g, model.joint_f.weight, model.joint_f.bias, model.joint_g.weight,
+        model.joint_out.weight, model.joint_out.bias)]
+    f_in, g_in, w_f, b_f, w_g, w_o, b_o = leaves
+    with clock("fused joint+loss fwd"):
+        costs = fused_transducer_loss(
+            torch.nn.functional.linear(f_in, w_f, b_f), torch.nn.functional.linear(g_in, w_g),
+            w_o, b_o, targets, *lengths, blank=model.blank)  # (B,)
+        loss = costs.sum() / int(lengths[1].sum())
+    with clock("fused joint+loss bwd"):
+        loss.backward()
 
 
 def whole_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float) -> float:
@@ -169,7 +192,9 @@ def run(
 
     Returns:
         Per recipe, one row per phase: ``recipe``, ``phase``, ``ms`` (median over the steps),
-        ``share %`` (of the sum of the phase medians); then ``sum of phases`` and ``whole step``
+        ``share %`` (of the sum of the phase medians); for the transducer the
+        :data:`FUSED_PHASES` in parentheses (beside the step, not in it); then ``sum of
+        phases`` and ``whole step``
         (the ordinary step on the same batches), with ``batch`` (median sizes and, for the
         transducer, the MiB of its (B, T', U+1, V) logits and (B, T', U+1, J) joint hidden
         layer), ``threads`` and the 1-minute ``load`` average at the start.
@@ -220,9 +245,11 @@ def _profile_recipe(path: str, data_dir: Path, steps: int, overrides: tuple[str,
     total = sum(medians.values())
     rows = [{"recipe": path, "phase": p, "ms": medians[p], "share %": 100 * medians[p] / total}
             for p in phases]
+    rows += [{"recipe": path, "phase": f"({p})", "ms": statistics.median(ms[p] for ms in split)}
+             for p in FUSED_PHASES if p in split[0]]
     context = {"batch": _batch_text(shapes), "threads": torch.get_num_threads(), "load": load}
-    rows.append({"recipe": path, "phase": "sum of phases",
-                 "ms": statistics.median(sum(ms.values()) for ms in split), "share %": 100.0,
+    step_ms = statistics.median(sum(ms[p] for p in phases) for ms in split)
+    rows.append({"recipe": path, "phase": "sum of phases", "ms": step_ms, "share %": 100.0,
                  **context})
     rows.append({"recipe": path, "phase": "whole step", "ms": statistics.median(whole)})
     return rows
