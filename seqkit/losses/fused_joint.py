@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from seqkit.errors import LossInputError
 from seqkit.losses import cpu_transducer
 
 # (B * frames * (U+1) * max(V, J)) elements per chunk: bounds the temporaries (and keeps them
@@ -67,14 +68,51 @@ def fused_transducer_loss(
         chunk_frames: frames per chunk (default: :data:`CHUNK_ELEMENTS` worth).
 
     Returns:
-        (B,) costs ``-log p(targets | f, g)`` in the dtype of ``f``.
+        (B,) costs ``-log p(targets | f, g)``: float64 for float64 inputs, float32 otherwise
+        (float16 / bfloat16 inputs, e.g. under autocast, are computed in float32).
+
+    Raises:
+        LossInputError: shapes that do not fit together, lengths out of range, or a valid
+            target label that is the blank or outside [0, V).
     """
+    _check(f, g, weight, bias, targets, logit_lengths, target_lengths, blank)
+    dtype = torch.float64 if f.dtype == torch.float64 else torch.float32
+    f, g, weight, bias = (x.to(dtype) for x in (f, g, weight, bias))
     B, T, J = f.shape
     U1, V = g.shape[1], weight.shape[0]
     if chunk_frames is None:
         chunk_frames = max(1, CHUNK_ELEMENTS // max(1, B * U1 * max(V, J)))
     return _FusedJointLoss.apply(f, g, weight, bias, targets, logit_lengths, target_lengths,
                                  blank, chunk_frames)
+
+
+def _check(f: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+           targets: torch.Tensor, logit_lengths: torch.Tensor, target_lengths: torch.Tensor,
+           blank: int) -> None:
+    """Expected-vs-found errors for what the fused op cannot compute."""
+    if f.dim() != 3 or g.dim() != 3 or weight.dim() != 2 or bias.dim() != 1:
+        raise LossInputError(
+            f"expected f (B, T, J), g (B, U+1, J), weight (V, J), bias (V,), found "
+            f"{tuple(f.shape)}, {tuple(g.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
+    B, T, J = f.shape
+    U, V = g.shape[1] - 1, weight.shape[0]
+    if (g.shape[0], g.shape[2], weight.shape[1], bias.shape[0]) != (B, J, J, V) or min(
+            B, T, V) == 0 or tuple(targets.shape) != (B, U):
+        raise LossInputError(
+            f"expected f (B, T, J), g (B, U+1, J), weight (V, J), bias (V,), targets (B, U) "
+            f"to agree, found {tuple(f.shape)}, {tuple(g.shape)}, {tuple(weight.shape)}, "
+            f"{tuple(bias.shape)}, {tuple(targets.shape)}")
+    if not 0 <= blank < V:
+        raise LossInputError(f"expected blank in [0, V) = [0, {V}), found {blank}")
+    for name, lengths, low, high in (("logit_lengths", logit_lengths, 1, T),
+                                     ("target_lengths", target_lengths, 0, U)):
+        if tuple(lengths.shape) != (B,) or bool(((lengths < low) | (lengths > high)).any()):
+            raise LossInputError(f"expected {name} (B,) = ({B},) in [{low}, {high}], found "
+                                 f"{lengths.tolist()}")
+    valid = torch.arange(U, device=targets.device)[None, :] < target_lengths[:, None]  # (B, U)
+    if bool((valid & ((targets < 0) | (targets >= V) | (targets == blank))).any()):
+        raise LossInputError(f"expected target labels in [0, {V}) other than blank={blank}: "
+                             "check the label map and blank index")
 
 
 def _logits(f: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
@@ -88,6 +126,8 @@ class _FusedJointLoss(torch.autograd.Function):
     """Forward keeps the lattice (no V or J axis); backward recomputes the joint per chunk."""
 
     @staticmethod
+    @torch.autocast("cpu", enabled=False)
+    @torch.autocast("cuda", enabled=False)
     def forward(ctx: Any, f: torch.Tensor, g: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
                 target_lengths: torch.Tensor, blank: int, chunk_frames: int) -> torch.Tensor:
@@ -117,6 +157,8 @@ class _FusedJointLoss(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @torch.autocast("cpu", enabled=False)
+    @torch.autocast("cuda", enabled=False)
     def backward(ctx: Any, grad_costs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (f, g, weight, bias, targets, logit_lengths, target_lengths, log_norm, blank64, emit64,
          alpha, log_likelihood) = ctx.saved_tensors
