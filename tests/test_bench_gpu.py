@@ -173,3 +173,20 @@ def test_training_stages_are_skipped_when_the_corpus_stage_fails(tmp_path, monke
         result = stages[name](2.75, deadline)
         assert (result.status, result.error) == (
             "skipped", "no prepared corpus: the corpus stage failed")
+
+
+def test_kernel_timing_records_a_failing_shape_and_times_the_others(monkeypatch):
+    real_run = transducer_loss.run
+
+    def run(*args, shapes, **kwargs):
+        if shapes == ((2, 6, 3, 7),):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.8 GiB")
+        return real_run(*args, shapes=shapes, **kwargs)
+
+    monkeypatch.setattr(transducer_loss, "run", run)
+    output = gpu.time_kernels(device="cpu", repeats=1, ctc_shapes=((2, 8, 3, 5),),
+                              transducer_shapes=((2, 6, 3, 7), (2, 5, 3, 6)))
+    assert [r.get("error") is None for r in output.rows] == [True, False, True]
+    assert output.rows[1] == {"loss": "transducer", "shape": "B=2 T=6 U=3 V=7", "error":
+                              "RuntimeError: CUDA out of memory. Tried to allocate 2.8 GiB"}
+    assert output.problem == "failed: transducer B=2 T=6 U=3 V=7"
