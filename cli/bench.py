@@ -109,13 +109,25 @@ def profile(
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
     ] = Path("demo/prepared"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per recipe.")] = 5,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option("--recipe", help="Recipe to profile (repeatable; default: the synth CTC "
+                     "and transducer recipes)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a value of every recipe, e.g. --set "
+                     "model.joint_dim=64 (repeatable)."),
+    ] = None,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """Where a training step of the synth CTC and transducer recipes spends its time: encoder,
     prediction network, joint, log-softmax, loss, each forward and backward, and the optimizer
     (CPU, float32, median over the steps)."""
     with rich_progress(transient=True) as progress:
-        rows = profile_bench.run(data, steps=steps, progress=progress)
+        rows = profile_bench.run(data, recipes=tuple(recipe or profile_bench.RECIPES),
+                                 steps=steps, overrides=tuple(overrides or ()),
+                                 progress=progress)
     _render("Training step by phase on this CPU (ms, median over the steps)", rows, fmt)
 
 

@@ -70,3 +70,11 @@ def test_bench_profile_without_a_prepared_corpus_is_one_line_and_exit_2(tmp_path
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "is not a prepared corpus" in lines[0], result.output
+
+
+def test_bench_profile_refuses_a_language_model_recipe_in_one_line(prepared):
+    result = runner.invoke(app, ["bench", "profile", "--data", str(prepared),
+                                 "--recipe", "synth/lm"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "times CTC and transducer recipes" in lines[0], result.output
