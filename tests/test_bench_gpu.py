@@ -190,3 +190,66 @@ def test_kernel_timing_records_a_failing_shape_and_times_the_others(monkeypatch)
     assert output.rows[1] == {"loss": "transducer", "shape": "B=2 T=6 U=3 V=7", "error":
                               "RuntimeError: CUDA out of memory. Tried to allocate 2.8 GiB"}
     assert output.problem == "failed: transducer B=2 T=6 U=3 V=7"
+
+
+def _fake_cuda(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+
+
+def _fake_stages(monkeypatch, calls: list) -> None:
+    """Every stage replaced by a quick stand-in that records how it was called."""
+    def tests(files, *, root, timeout_s):
+        calls.append(("cuda tests", files, timeout_s))
+        return gpu.StageOutput([{"file": "total", "passed": 3, "failed": 0}])
+
+    def corpus(work, progress=None):
+        calls.append(("corpus", work))
+        return work / "prepared", gpu.StageOutput([{"split": "train", "utterances": 9}])
+
+    def training(name):
+        def run(data_dir, run_dir, *, seconds, progress=None):
+            calls.append((name, data_dir, run_dir, seconds))
+            return gpu.StageOutput([{"run": name, "epochs": 2}])
+        return run
+
+    monkeypatch.setattr(gpu, "run_tests", tests)
+    monkeypatch.setattr(gpu, "time_kernels", lambda progress=None: _raise(0))
+    monkeypatch.setattr(gpu, "compare_autocast",
+                        lambda: gpu.StageOutput(problem="autocast losses differ"))
+    monkeypatch.setattr(gpu, "make_corpus", corpus)
+    monkeypatch.setattr(gpu, "train_ctc", training("ctc"))
+    monkeypatch.setattr(gpu, "train_transducer", training("transducer"))
+
+
+def test_gpu_check_runs_every_stage_in_order_and_trains_on_the_corpus_it_made(tmp_path,
+                                                                              monkeypatch):
+    _fake_cuda(monkeypatch)
+    calls: list = []
+    _fake_stages(monkeypatch, calls)
+    said: list[str] = []
+    report = gpu.run_gpu_check(tmp_path / "out", root=tmp_path, stage=said.append)
+    assert [(s.name, s.status) for s in report.stages] == [
+        ("cuda tests", "ok"), ("loss kernels", "failed"), ("autocast", "failed"),
+        ("corpus", "ok"), ("train synth/ctc_blstm", "ok"), ("train pretrained transducer", "ok")]
+    assert len(said) == 6 and report.device == "Fake GPU"
+    work = tmp_path / "out" / "work"
+    assert calls[0][:2] == ("cuda tests", gpu.CUDA_TEST_FILES) and calls[0][2] <= 1.5 * 60
+    assert calls[1] == ("corpus", work)
+    assert calls[2][:3] == ("ctc", work / "prepared", work / "ctc") and calls[2][3] <= 2.75 * 60
+    assert calls[3][:3] == ("transducer", work / "prepared", work / "transducer")
+    written = json.loads((tmp_path / "out" / "gpu-report.json").read_text())
+    assert written == report.to_dict()
+    assert "| loss kernels | failed |" in (tmp_path / "out" / "gpu-report.md").read_text()
+
+
+def test_gpu_check_with_a_prepared_corpus_skips_synthesis_and_trains_on_it(tmp_path,
+                                                                           monkeypatch):
+    _fake_cuda(monkeypatch)
+    calls: list = []
+    _fake_stages(monkeypatch, calls)
+    report = gpu.run_gpu_check(tmp_path / "out", root=tmp_path, data=tmp_path / "prepared")
+    corpus = next(s for s in report.stages if s.name == "corpus")
+    assert corpus.status == "skipped" and str(tmp_path / "prepared") in corpus.error
+    assert [c[1] for c in calls if c[0] in ("ctc", "transducer")] == [tmp_path / "prepared"] * 2
