@@ -445,13 +445,18 @@ def _reset_peak() -> None:
 
 
 def _training_row(name: str, summary: TrainSummary | None, run_dir: Path) -> dict[str, Any]:
-    """One run's epochs, steps, throughput, best dev score and (if CUDA) peak memory."""
-    epochs = read_run_log(run_dir).epochs
+    """One run's epochs, steps, throughput, best dev score and (if CUDA) peak memory.
+
+    Steps and frames/s come from the step records when no epoch finished within the budget.
+    """
+    log = read_run_log(run_dir)
+    epochs, records = log.epochs, log.steps
+    rates = [e.frames_per_s for e in epochs] or [r.frames_per_s for r in records]
     return {
         "run": name,
         "epochs": len(epochs),
-        "steps": epochs[-1].steps if epochs else 0,
-        "frames/s": statistics.mean(e.frames_per_s for e in epochs) if epochs else None,
+        "steps": max([e.steps for e in epochs] + [r.step for r in records], default=0),
+        "frames/s": statistics.mean(rates) if rates else None,
         "best dev PER %": min((e.dev_per_pct for e in epochs if e.dev_per_pct is not None),
                               default=None),
         "last dev loss": epochs[-1].dev_loss if epochs else None,
