@@ -253,3 +253,17 @@ def test_gpu_check_with_a_prepared_corpus_skips_synthesis_and_trains_on_it(tmp_p
     corpus = next(s for s in report.stages if s.name == "corpus")
     assert corpus.status == "skipped" and str(tmp_path / "prepared") in corpus.error
     assert [c[1] for c in calls if c[0] in ("ctc", "transducer")] == [tmp_path / "prepared"] * 2
+
+
+def test_cuda_tests_stage_counts_what_finished_when_pytest_is_interrupted(tmp_path):
+    # the second test interrupts pytest as the stage does past its time (SIGINT)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_sample.py").write_text(
+        "import os, signal\n"
+        "def test_first(): pass\n"
+        "def test_interrupted(): os.kill(os.getpid(), signal.SIGINT)\n"
+        "def test_never_run(): pass\n")
+    output = gpu.run_tests(("tests/test_sample.py",), root=tmp_path, timeout_s=300)
+    assert output.rows[-1]["passed"] >= 1
+    assert output.rows[-1]["passed"] + output.rows[-1]["failed"] < 3
+    assert output.problem.startswith("pytest exited 2: the counts are the tests that finished")

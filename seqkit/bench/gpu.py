@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -203,8 +204,10 @@ def skipped(name: str, planned_minutes: float, reason: str) -> StageResult:
 def run_tests(files: tuple[str, ...], *, root: Path, timeout_s: float) -> StageOutput:
     """Run pytest on ``files`` (relative to ``root``) in a subprocess; counts per file.
 
-    The counts come from pytest's JUnit XML, not from its console output. Fails the stage when
-    a test fails or errs, none ran, or pytest ran out of time.
+    The counts come from pytest's JUnit XML, not from its console output. Past ``timeout_s``
+    pytest is interrupted (SIGINT), which stops it after the running test and still writes the
+    XML: the tests that finished are counted. Fails the stage when a test fails or errs, none
+    passed, or pytest was interrupted.
 
     Args:
         files: test files, relative to ``root``.
@@ -219,24 +222,48 @@ def run_tests(files: tuple[str, ...], *, root: Path, timeout_s: float) -> StageO
         xml = Path(tmp) / "junit.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    "-m", "not slow", f"--junitxml={xml}", *files]
-        try:
-            done = subprocess.run(command, cwd=root, capture_output=True, text=True,
-                                  timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            return StageOutput(problem=f"pytest ran past its {timeout_s:.0f} s")
+        returncode, output, timed_out = _run_interruptible(command, root, timeout_s)
         if not xml.is_file():
-            tail = " ".join((done.stdout + done.stderr).split()[-30:])
-            return StageOutput(problem=f"pytest exited {done.returncode} with no results: {tail}")
+            tail = " ".join(output.split()[-30:])
+            return StageOutput(problem=f"pytest exited {returncode} with no results: {tail}")
         rows, failures = junit_counts(xml)
     total = {k: sum(r[k] for r in rows) for k in ("passed", "failed", "errors", "skipped")}
     notes = [f"failed: {name}" for name in failures[:20]]
     notes.append(f"command: python -m pytest -q -m 'not slow' {' '.join(files)}")
-    problem = None
+    problems = []
+    if timed_out:
+        problems.append(f"pytest interrupted after {timeout_s:.0f} s: the counts are the tests "
+                        "that finished")
+    elif returncode not in (0, 1):  # 1 = some tests failed; 2 interrupted, 3 internal error
+        problems.append(f"pytest exited {returncode}: the counts are the tests that finished")
     if total["failed"] or total["errors"]:
-        problem = f"{total['failed']} failed and {total['errors']} errors of {sum(total.values())}"
+        problems.append(f"{total['failed']} failed and {total['errors']} errors of "
+                        f"{sum(total.values())}")
     elif not total["passed"]:
-        problem = "no test passed"
-    return StageOutput(rows + [{"file": "total", **total}], notes, problem)
+        problems.append("no test passed")
+    return StageOutput(rows + [{"file": "total", **total}], notes, "; ".join(problems) or None)
+
+
+def _run_interruptible(command: list[str], cwd: Path, timeout_s: float
+                       ) -> tuple[int, str, bool]:
+    """Run ``command``; past ``timeout_s`` send SIGINT, then kill if it is still running 30 s on.
+
+    Returns:
+        The exit code, stdout and stderr together, and whether the timeout was reached.
+    """
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+            return process.returncode, output, False
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)  # pytest finishes its report on Ctrl-C
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        return process.returncode, output, True
 
 
 def junit_counts(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
