@@ -18,14 +18,16 @@ from rich.table import Table
 
 from seqkit.bench import ctc_loss, transducer_loss
 from seqkit.bench import decode as decode_bench
+from seqkit.bench import gpu as gpu_bench
 from seqkit.bench import peers as peers_bench
 from seqkit.bench import prepare as prepare_bench
+from seqkit.bench import profile as profile_bench
 from seqkit.bench import stream as stream_bench
 from seqkit.bench import train as train_bench
 from seqkit.bench import voices as voices_bench
 from seqkit.cli.evaluate import Split
 from seqkit.cli.formats import TableFormat
-from seqkit.cli.progress import rich_progress
+from seqkit.cli.progress import err_console, rich_progress
 from seqkit.cli.search import ModelArg
 from seqkit.training.config import Amp
 
@@ -124,6 +126,34 @@ def train(
     _render(
         "Training: plain loop frames/s over seqkit's (ratio <= 1.10 = overhead <= 10%)", rows, fmt
     )
+
+
+@app.command(epilog="Example: seqkit bench profile --data demo/prepared --steps 5")
+def profile(
+    data: Annotated[
+        Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
+    ] = Path("demo/prepared"),
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per recipe.")] = 5,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option("--recipe", help="Recipe to profile (repeatable; default: the synth CTC "
+                     "and transducer recipes)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a value of every recipe, e.g. --set "
+                     "model.joint_dim=64 (repeatable)."),
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """Where a training step of the synth CTC and transducer recipes spends its time: encoder,
+    prediction network, joint, log-softmax, loss, each forward and backward, and the optimizer
+    (CPU, float32, median over the steps)."""
+    with rich_progress(transient=True) as progress:
+        rows = profile_bench.run(data, recipes=tuple(recipe or profile_bench.RECIPES),
+                                 steps=steps, overrides=tuple(overrides or ()),
+                                 progress=progress)
+    _render("Training step by phase on this CPU (ms, median over the steps)", rows, fmt)
 
 
 @app.command(
@@ -254,3 +284,30 @@ def voices(
         rows = voices_bench.run(corpus, per_speaker=per_speaker, progress=progress)
     _render("pocketsphinx phone error per speaker (39 phones, without sil)", rows, fmt,
             headers=_PER_HEADERS)
+@app.command(epilog="Example: seqkit bench gpu --out gpu-report (on a CUDA machine, ~10 minutes)")
+def gpu(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for gpu-report.md / .json and work/.")
+    ] = Path("gpu-report"),
+    minutes: Annotated[
+        float, typer.Option("--minutes", help="Total budget; the stages share it in proportion.")
+    ] = gpu_bench.DEFAULT_MINUTES,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Train on this prepared corpus instead of synthesizing one."),
+    ] = None,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """The first-GPU check: CUDA tests, our Triton kernels against torch / torchaudio (time and
+    peak memory), bf16 / fp16 autocast against float32, ~3 minutes of training each for
+    synth/ctc_blstm and the pretrained transducer; one report in OUT. Exits 1 if a stage
+    failed (the report says which), 2 without a CUDA device."""
+    with rich_progress(transient=True) as progress:
+        report = gpu_bench.run_gpu_check(
+            out, minutes=minutes, data=data, progress=progress,
+            stage=lambda line: err_console.print(f"stage: {line}", highlight=False))
+    rows = [{"stage": s.name, "status": s.status, "seconds": s.seconds, "error": s.error}
+            for s in report.stages]
+    _render(f"GPU check on {report.device}: {out / 'gpu-report.md'}", rows, fmt)
+    if any(s.status == "failed" for s in report.stages):
+        raise typer.Exit(1)

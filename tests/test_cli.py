@@ -24,6 +24,8 @@ COMMANDS = [
     ["bench", "stream"],
     ["bench", "peers"],
     ["bench", "voices"],
+    ["bench", "gpu"],
+    ["bench", "profile"],
     ["demo"],
     ["recipes"],
 ]

@@ -1,7 +1,9 @@
 """CTC Triton kernels: the same checks as the CPU backend, on tiny shapes.
 
 Without a GPU, conftest.py sets TRITON_INTERPRET=1, so these run the exact kernel code through
-Triton's (slow) interpreter on CPU tensors; shapes stay tiny (T <= 12, B <= 4).
+Triton's (slow) interpreter on CPU tensors; shapes stay tiny (T <= 12, B <= 4). With a GPU the
+same checks run on CUDA tensors (``DEVICE``): there is no interpreter then, and the Triton
+backend refuses CPU tensors (issue #19: ``seqkit bench gpu`` runs this file on a GPU).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from seqkit.losses.reference import ctc_brute_force
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _random_log_probs(frames: int, batch: int, classes: int, dtype: torch.dtype, seed: int):
@@ -37,8 +40,8 @@ def _random_log_probs(frames: int, batch: int, classes: int, dtype: torch.dtype,
 def test_triton_ctc_matches_brute_force_on_tiny_inputs(
     blank, targets, target_lengths, input_lengths
 ):
-    log_probs = _random_log_probs(5, 4, 4, torch.float64, seed=blank).requires_grad_()
-    targets_t = torch.tensor(targets)
+    log_probs = _random_log_probs(5, 4, 4, torch.float64, seed=blank).to(DEVICE).requires_grad_()
+    targets_t = torch.tensor(targets, device=DEVICE)
     losses = ctc_loss(log_probs, targets_t, input_lengths, target_lengths, blank=blank,
                       reduction="none", backend="triton")
     losses[torch.isfinite(losses)].sum().backward()
@@ -62,18 +65,20 @@ def test_triton_ctc_agrees_with_cpu_backend_on_a_random_float32_batch():
     targets[0, 1] = targets[0, 0]  # a repeat
     input_lengths, target_lengths = torch.tensor([12, 9, 5]), torch.tensor([4, 3, 0])
     results = []
-    for backend in ("triton", "cpu"):
-        leaf = log_probs.clone().requires_grad_()
-        loss = ctc_loss(leaf, targets, input_lengths, target_lengths, backend=backend)
+    for backend, device in (("triton", DEVICE), ("cpu", "cpu")):
+        leaf = log_probs.to(device).requires_grad_()
+        loss = ctc_loss(leaf, targets.to(device), input_lengths.to(device),
+                        target_lengths.to(device), backend=backend)
         loss.backward()
-        results.append((loss.detach(), leaf.grad))
+        results.append((loss.detach().cpu(), leaf.grad.cpu()))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=0)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
 
 
 def test_triton_ctc_passes_gradcheck_in_float64():
-    log_probs = _random_log_probs(4, 2, 3, torch.float64, seed=3).requires_grad_()
-    targets, input_lengths, target_lengths = torch.tensor([[1, 2], [2, 0]]), [4, 3], [2, 1]
+    log_probs = _random_log_probs(4, 2, 3, torch.float64, seed=3).to(DEVICE).requires_grad_()
+    targets = torch.tensor([[1, 2], [2, 0]], device=DEVICE)
+    input_lengths, target_lengths = [4, 3], [2, 1]
 
     def loss(lp: torch.Tensor) -> torch.Tensor:
         return ctc_loss(lp, targets, input_lengths, target_lengths, backend="triton")
@@ -93,8 +98,8 @@ def test_triton_ctc_zero_infinity_and_peer_edge_cases():
     logits = torch.zeros(3, 2, 2)
     logits[:, 0] = torch.tensor([[0.0, -inf], [-inf, 0.0], [0.0, -inf]])
     logits[:, 1] = torch.tensor([[-1e30, 0.3], [-1e30, 0.1], [-1e30, 0.7]])
-    logits.requires_grad_()
-    args = (logits.log_softmax(-1), torch.tensor([[0, 0], [0, 0]]), [3, 3], [2, 1])
+    logits = logits.to(DEVICE).requires_grad_()
+    args = (logits.log_softmax(-1), torch.tensor([[0, 0], [0, 0]], device=DEVICE), [3, 3], [2, 1])
     losses = ctc_loss(*args, blank=1, reduction="none", backend="triton")
     assert losses[0].item() == 0.0 and torch.isinf(losses[1])
     total = ctc_loss(*args, blank=1, reduction="sum", zero_infinity=True, backend="triton")

@@ -9,7 +9,7 @@ CUDA / cuDNN loss).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -52,6 +52,10 @@ def run(
     repeats: int = 5,
     device: str = "cpu",
     progress: Callable[[str, int, int], None] | None = None,
+    *,
+    shapes: Sequence[tuple[int, int, int, int]] = SHAPES,
+    backend: str | None = None,
+    memory: bool = False,
 ) -> list[dict]:
     """Time forward + backward of our CTC loss and torch's on TIMIT-like shapes.
 
@@ -60,6 +64,11 @@ def run(
             reported.
         device: "cpu" or "cuda" (our Triton kernels against torch's CUDA loss).
         progress: optional callback ``progress(description, completed, total)``.
+        shapes: the shapes to time (default :data:`SHAPES`).
+        backend: our backend instead of the device's (``"triton"`` on CPU tensors needs
+            ``TRITON_INTERPRET=1``: how the GPU check's kernel timing is tested without a GPU).
+        memory: also measure each side's peak CUDA memory (``ours_peak_mib``,
+            ``peer_peak_mib``; None on CPU).
 
     Returns:
         One row per shape: {"loss": "ctc", "shape": "B=.. T=.. S=.. C=..", "backend": str,
@@ -69,9 +78,10 @@ def run(
     Raises:
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available.
     """
-    target, backend = loss_device(device)
+    target, device_backend = loss_device(device)
+    backend = backend or device_backend
     return time_loss_on_shapes(
         functools.partial(ctc_loss, backend=backend), torch.nn.functional.ctc_loss, _make_inputs,
-        SHAPES, loss="ctc", axes="B T S C", peer_name=PEER, device=target, backend=backend,
-        repeats=repeats, progress=progress,
+        shapes, loss="ctc", axes="B T S C", peer_name=PEER, device=target, backend=backend,
+        repeats=repeats, progress=progress, memory=memory,
     )

@@ -45,6 +45,19 @@ def _time_ms(fn: Callable[[], None], device: torch.device) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _forward_backward(
+    loss_fn: Callable[..., torch.Tensor], args: tuple[torch.Tensor, ...]
+) -> Callable[[], None]:
+    """``loss_fn(*args).backward()`` as a call, the leaf ``args[0]``'s gradient reset first."""
+    leaf = args[0]
+
+    def call() -> None:
+        leaf.grad = None
+        loss_fn(*args).backward()
+
+    return call
+
+
 def compare_forward_backward(
     ours: Callable[..., torch.Tensor],
     peer: Callable[..., torch.Tensor],
@@ -57,16 +70,7 @@ def compare_forward_backward(
 
     ``args[0]`` is the leaf tensor that receives the gradient (reset before every call).
     """
-    leaf = args[0]
-
-    def step(loss_fn: Callable[..., torch.Tensor]) -> Callable[[], None]:
-        def call() -> None:
-            leaf.grad = None
-            loss_fn(*args).backward()
-
-        return call
-
-    ours_step, peer_step = step(ours), step(peer)
+    ours_step, peer_step = _forward_backward(ours, args), _forward_backward(peer, args)
     ours_step()
     peer_step()
     ours_ms, peer_ms = [], []
@@ -74,6 +78,24 @@ def compare_forward_backward(
         ours_ms.append(_time_ms(ours_step, device))
         peer_ms.append(_time_ms(peer_step, device))
     return statistics.median(ours_ms), statistics.median(peer_ms)
+
+
+def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | None:
+    """CUDA memory ``fn`` allocates at its peak beyond what was allocated before it, in MiB.
+
+    ``torch.cuda.max_memory_allocated`` after a reset of the peak: the inputs are already
+    allocated, so this is the loss's own working memory plus the gradient. None off CUDA (the
+    CPU allocator keeps no peak).
+    """
+    if device.type != "cuda":
+        return None
+    fn()  # a first call allocates what is cached between calls (workspace, kernels)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def time_loss_on_shapes(
@@ -89,9 +111,13 @@ def time_loss_on_shapes(
     backend: str,
     repeats: int,
     progress: Callable[[str, int, int], None] | None,
+    memory: bool = False,
 ) -> list[dict]:
     """One row per shape of :func:`compare_forward_backward` on ``make_inputs(*shape, device,
     seed=index)``, whose first tensor gets the gradient.
+
+    With ``memory`` each row also gets ``ours_peak_mib`` and ``peer_peak_mib``
+    (:func:`peak_memory_mib`: None off CUDA), measured after the timing.
 
     Returns:
         Rows {"loss", "shape": "B=.. T=.." (``axes`` letters), "backend", "ours_ms", "peer",
@@ -117,6 +143,12 @@ def time_loss_on_shapes(
             "ratio": ours_median / peer_median,
             "threads": cpu_threads(device),
         })
+        if memory:
+            rows[-1]["ours_peak_mib"] = peak_memory_mib(_forward_backward(ours, args), device)
+            rows[-1]["peer_peak_mib"] = peak_memory_mib(_forward_backward(peer, args), device)
+        del args
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the next shape's peak starts from its own inputs
     if progress is not None:
         progress(description, len(shapes), len(shapes))
     return rows

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from seqkit.audio.features import read_stats
-from seqkit.data.batching import BucketBatchSampler, load_split
+from seqkit.data.batching import BucketBatchSampler, FeatureDataset, load_split
 from seqkit.errors import CorpusError
 from seqkit.models import build_model
 from seqkit.progress import ProgressFn
@@ -30,19 +30,28 @@ _NO_AUGMENTATION = ("train.spec_augment=false", "train.speed_perturb=0", "train.
                     "train.channel_db=0", "train.lowpass_probability=0")
 
 
-def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
-    """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step."""
+def training_batches(recipe: Any, data_dir: Path, count: int
+                     ) -> tuple[FeatureDataset, list[list[int]], torch.nn.Module]:
+    """The train split, the first ``count`` global batches the trainer would draw (epochs in
+    order, augmentation off) and the recipe's model, seeded as the trainer seeds it."""
     t = recipe.train
-    dtype = autocast_dtype(recipe, torch.device("cpu"))
     features, stats = read_stats(data_dir / "stats.json")
     data = load_split(data_dir, "train", phone_set=recipe.data.phone_set, features=features,
                       stats=stats)
     torch.manual_seed(t.seed)
     model = build_model(recipe.model, input_dim=features.dim, vocab_size=len(data.vocab))
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     sampler = BucketBatchSampler(data.lengths, t.max_frames, seed=t.seed,
                                  bucket_width=recipe.data.bucket_width)
-    batches = [b for epoch in range(100) for b in sampler.global_batches(epoch)][:steps + 1]
+    batches = [b for epoch in range(100) for b in sampler.global_batches(epoch)][:count]
+    return data, batches, model
+
+
+def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
+    """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step."""
+    t = recipe.train
+    dtype = autocast_dtype(recipe, torch.device("cpu"))
+    data, batches, model = training_batches(recipe, data_dir, steps + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     batch_frames = [sum(data.lengths[i] for i in b) for b in batches]
     frames, start = 0, 0.0
     for n, indices in enumerate(batches):

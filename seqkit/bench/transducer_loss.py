@@ -8,7 +8,7 @@ on CUDA it is the Triton kernels (the peer is then torchaudio's CUDA loss).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -49,6 +49,10 @@ def run(
     repeats: int = 5,
     device: str = "cpu",
     progress: Callable[[str, int, int], None] | None = None,
+    *,
+    shapes: Sequence[tuple[int, int, int, int]] = SHAPES,
+    backend: str | None = None,
+    memory: bool = False,
 ) -> list[dict]:
     """Time forward + backward of our transducer loss and torchaudio's on realistic shapes.
 
@@ -57,6 +61,11 @@ def run(
             reported.
         device: "cpu" or "cuda" (our Triton kernels against torchaudio's CUDA loss).
         progress: optional callback ``progress(description, completed, total)``.
+        shapes: the shapes to time (default :data:`SHAPES`).
+        backend: our backend instead of the device's (``"triton"`` on CPU tensors needs
+            ``TRITON_INTERPRET=1``: how the GPU check's kernel timing is tested without a GPU).
+        memory: also measure each side's peak CUDA memory (``ours_peak_mib``,
+            ``peer_peak_mib``; None on CPU).
 
     Returns:
         One row per shape: {"loss": "transducer", "shape": "B=.. T=.. U=.. V=..", "backend": str,
@@ -67,7 +76,8 @@ def run(
         BackendUnavailableError: ``device`` is "cuda" but no CUDA device is available, or
             torchaudio (the peer) is not installed.
     """
-    target, backend = loss_device(device)
+    target, device_backend = loss_device(device)
+    backend = backend or device_backend
     try:
         from torchaudio.functional import rnnt_loss
     except ImportError as error:
@@ -77,7 +87,7 @@ def run(
         ) from error
     return time_loss_on_shapes(
         functools.partial(transducer_loss, blank=0, backend=backend),
-        functools.partial(rnnt_loss, blank=0), _make_inputs, SHAPES, loss="transducer",
+        functools.partial(rnnt_loss, blank=0), _make_inputs, shapes, loss="transducer",
         axes="B T U V", peer_name=PEER, device=target, backend=backend, repeats=repeats,
-        progress=progress,
+        progress=progress, memory=memory,
     )

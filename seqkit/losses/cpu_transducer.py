@@ -101,17 +101,38 @@ def lattice_log_probs(
         log_norm = logits.new_zeros(B, T, U1)
         blank_lp = logits[..., blank]
         emit = logits.gather(-1, next_label.unsqueeze(-1)).squeeze(-1)[:, :, :U]
+    blank_lp, emit_lp = mask_lattice(blank_lp, emit, logit_lengths, target_lengths)
+    return log_norm, blank_lp, emit_lp
+
+
+def mask_lattice(
+    blank_lp: torch.Tensor,
+    emit: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blank and next-label log-probs as the scans want them: float64, (B, U+1, T) and
+    (B, U, T), floored, and masked to the lattice (0 / -inf outside).
+
+    Args:
+        blank_lp: (B, T, U+1) blank log-probs of every node.
+        emit: (B, T, U) log-probs of each node's next label.
+        logit_lengths: (B,) int64, T_b.
+        target_lengths: (B,) int64, U_b.
+    """
+    B, T, U1 = blank_lp.shape
+    U = U1 - 1
     blank_lp = blank_lp.to(torch.float64).transpose(1, 2)  # (B, U+1, T)
     emit_lp = emit.to(torch.float64).transpose(1, 2)  # (B, U, T)
 
-    frames = torch.arange(T, device=logits.device)
-    label_counts = torch.arange(U1, device=logits.device)
+    frames = torch.arange(T, device=blank_lp.device)
+    label_counts = torch.arange(U1, device=blank_lp.device)
     in_time = frames[None, None, :] < logit_lengths[:, None, None]  # (B, 1, T)
     blank_ok = in_time & (label_counts[None, :, None] <= target_lengths[:, None, None])
     emit_ok = in_time & (label_counts[None, :U, None] < target_lengths[:, None, None])
     blank_lp = torch.where(blank_ok, blank_lp.clamp_min(_LOG_PROB_FLOOR), 0.0)  # (B, U+1, T)
     emit_lp = torch.where(emit_ok, emit_lp.clamp_min(_LOG_PROB_FLOOR), float("-inf"))  # (B,U,T)
-    return log_norm, blank_lp.contiguous(), emit_lp.contiguous()
+    return blank_lp.contiguous(), emit_lp.contiguous()
 
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:

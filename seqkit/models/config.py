@@ -163,12 +163,19 @@ class ModelConfig:
         encoder: the transcription network (unused by ``"lm"``).
         predictor: the prediction network / language model (unused by ``"ctc"``).
         joint_dim: width of the transducer's joint hidden layer ``tanh(W_f f + W_g g)``.
+        fused_joint: compute the transducer's joint, log-softmax and loss together a chunk of
+            frames at a time (:mod:`seqkit.losses.fused_joint`, in float32 even under
+            autocast): no (B, T', U+1, V) logits or (B, T', U+1, J) hidden layer is held, for
+            a second pass of the joint in the backward. Same results; it pays where those
+            tensors are large (~5x less memory at V=500), not in speed (``seqkit bench
+            profile``). Training only: decoding computes the joint as usual.
     """
 
     kind: ModelKind = ModelKind.CTC
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     joint_dim: int = 250
+    fused_joint: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", choice(ModelKind, self.kind, "model.kind"))
@@ -185,7 +192,8 @@ class ModelConfig:
         _check_int("model", "joint_dim", self.joint_dim, 1, 65536)
 
     def to_dict(self) -> dict[str, Any]:
-        """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim"}``."""
+        """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim",
+        "fused_joint"}``."""
         return to_plain(self)
 
     @classmethod

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seqkit.errors import LossInputError
+from seqkit.losses.fused_joint import fused_transducer_loss
 from seqkit.losses.transducer import transducer_loss
 from seqkit.models.config import ModelConfig, PredictorConfig
 from seqkit.models.encoder import Encoder, sequence_mask
@@ -206,6 +207,12 @@ class TransducerModel(nn.Module):
         f = f[:, :frames]
         labels_in = start_with_blank(targets[:, :labels], target_lengths, self.blank)  # (B, U+1)
         g, _ = self.predict(labels_in)  # (B, U+1, H_g)
+        if self.config.fused_joint:
+            # joint + log-softmax + loss a chunk of frames at a time: no (B, T', U+1, V) tensor
+            return fused_transducer_loss(
+                self.joint_f(f), self.joint_g(g), self.joint_out.weight, self.joint_out.bias,
+                labels_in[:, 1:], out_lengths, target_lengths, blank=self.blank,
+            ).float()
         logits = self.joint(f.unsqueeze(2), g.unsqueeze(1)).float()  # (B, T', U+1, V)
         return transducer_loss(
             logits,

@@ -1,0 +1,266 @@
+"""Where a training step's time goes, phase by phase, for the synth CTC and transducer recipes.
+
+Issue #19: a transducer step costs ~1.9x a CTC step, yet our transducer loss is 7-8x faster
+than torchaudio's, so the cost must sit in the joint network, its log-softmax and their
+backward pass. To see it, one step of each recipe is cut into phases at tensor boundaries: each
+phase's input is a detached leaf, so its forward and its backward can be timed on their own
+(``torch.autograd.backward`` from the next phase's input gradient), and the phases together do
+exactly the work of one ordinary step. The transducer loss is run through its CPU path's own
+three stages (:mod:`seqkit.losses.cpu_transducer`): the chunked log-softmax that gathers the
+blank and next-label log-probs, the alpha recursion, and the closed-form gradient (beta,
+occupancies, ``softmax * occupancy - move occupancy`` written into a logits-sized tensor).
+
+Each row is the median over the timed steps (realistic batches from a prepared corpus, as the
+trainer draws them, augmentation off, float32, after one warm-up step); ``whole step`` times the
+same batches through the model's ordinary forward, loss and backward as a check on the sum.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit.bench.train import training_batches
+from seqkit.data.batching import Batch
+from seqkit.errors import ConfigError, CorpusError
+from seqkit.losses import cpu_transducer
+from seqkit.losses.ctc import ctc_loss
+from seqkit.losses.fused_joint import fused_transducer_loss
+from seqkit.models.transducer import start_with_blank
+from seqkit.progress import ProgressFn
+from seqkit.training import load_recipe
+
+RECIPES = ("synth/ctc_blstm", "synth/transducer")
+CTC_PHASES = ("encoder fwd", "output layer fwd", "log-softmax fwd", "loss fwd", "loss bwd",
+              "log-softmax bwd", "output layer bwd", "encoder bwd", "optimizer")
+TRANSDUCER_PHASES = ("encoder fwd", "prediction fwd", "joint fwd", "log-softmax fwd",
+                     "loss fwd", "loss bwd", "joint bwd", "prediction bwd", "encoder bwd",
+                     "optimizer")
+# Timed beside the transducer step, not part of it: the same joint, log-softmax and loss through
+# seqkit.losses.fused_joint, on the same batch and weights (compare with joint fwd + log-softmax
+# fwd + loss fwd and loss bwd + joint bwd).
+FUSED_PHASES = ("fused joint+loss fwd", "fused joint+loss bwd")
+
+
+class _Clock:
+    """Milliseconds per phase name, accumulated over one step."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.ms[phase] = self.ms.get(phase, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    """A phase boundary: the next phase starts from a detached copy that collects its gradient."""
+    return x.detach().requires_grad_()
+
+
+def _optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> None:
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def ctc_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float,
+             clock: _Clock) -> dict[str, Any]:
+    """One CTC training step cut into :data:`CTC_PHASES`; returns the batch's shape."""
+    with clock("encoder fwd"):
+        h, out_lengths = model.encoder(batch.feats, batch.feat_lengths)  # (B, T', H)
+    h_in = _leaf(h)
+    with clock("output layer fwd"):
+        logits = model.output(h_in).float()  # (B, T', V)
+    logits_in = _leaf(logits)
+    with clock("log-softmax fwd"):
+        log_probs = logits_in.log_softmax(dim=-1)
+    log_probs_in = _leaf(log_probs)
+    labels = int(batch.target_lengths.sum())
+    with clock("loss fwd"):
+        nll = ctc_loss(log_probs_in.transpose(0, 1), batch.targets, out_lengths,
+                       batch.target_lengths, blank=model.blank, reduction="none")  # (B,)
+        loss = nll.sum() / labels
+    with clock("loss bwd"):
+        loss.backward()
+    with clock("log-softmax bwd"):
+        log_probs.backward(log_probs_in.grad)
+    with clock("output layer bwd"):
+        logits.backward(logits_in.grad)
+    with clock("encoder bwd"):
+        h.backward(h_in.grad)
+    with clock("optimizer"):
+        _optimizer_step(model, optimizer, clip)
+    B, T, V = logits.shape
+    return {"B": B, "T'": T, "U": int(batch.target_lengths.max()), "V": V}
+
+
+def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float,
+                    clock: _Clock) -> dict[str, Any]:
+    """One transducer training step cut into :data:`TRANSDUCER_PHASES`; returns the shapes."""
+    with clock("encoder fwd"):
+        f, out_lengths = model.encode(batch.feats, batch.feat_lengths)  # (B, T', H_f)
+        f = f[:, : int(out_lengths.max())]
+    f_in = _leaf(f)
+    target_lengths = batch.target_lengths
+    with clock("prediction fwd"):
+        labels_in = start_with_blank(batch.targets[:, : int(target_lengths.max())],
+                                     target_lengths, model.blank)  # (B, U+1)
+        g, _ = model.predict(labels_in)  # (B, U+1, H_g)
+    g_in = _leaf(g)
+    with clock("joint fwd"):
+        logits = model.joint(f_in.unsqueeze(2), g_in.unsqueeze(1)).float()  # (B, T', U+1, V)
+    values = logits.detach()
+    targets = labels_in[:, 1:]  # (B, U), padding is the blank
+    lengths = (out_lengths, target_lengths)
+    with clock("log-softmax fwd"):
+        log_norm, blank_lp, emit_lp = cpu_transducer.lattice_log_probs(
+            values, targets, *lengths, blank=model.blank, fused_log_softmax=True)
+    with clock("loss fwd"):
+        alpha, log_likelihood = cpu_transducer.forward_variables(blank_lp, emit_lp, *lengths)
+    lattice = cpu_transducer.TransducerLattice(log_norm, blank_lp, emit_lp, alpha,
+                                               log_likelihood)
+    scale = torch.full((values.shape[0],), 1.0 / int(target_lengths.sum()))  # loss = sum / labels
+    with clock("loss bwd"):
+        grad_logits = cpu_transducer.transducer_gradient(
+            values, targets, *lengths, lattice, scale, blank=model.blank,
+            fused_log_softmax=True, clamp=None)
+    with clock("joint bwd"):
+        logits.backward(grad_logits)
+    with clock("prediction bwd"):
+        g.backward(g_in.grad)
+    with clock("encoder bwd"):
+        f.backward(f_in.grad)
+    _fused_joint_loss(model, f_in, g_in, targets, lengths, clock)
+    with clock("optimizer"):
+        _optimizer_step(model, optimizer, clip)
+    B, T, U1, V = logits.shape
+    return {"B": B, "T'": T, "U": U1 - 1, "V": V, "J": model.config.joint_dim}
+
+
+def _fused_joint_loss(model: Any, f: torch.Tensor, g: torch.Tensor, targets: torch.Tensor,
+                      lengths: tuple[torch.Tensor, torch.Tensor], clock: _Clock) -> None:
+    """:data:`FUSED_PHASES`: the joint's layers and the loss through the fused op, on copies of
+    the weights (the model's gradients stay those of the ordinary path)."""
+    leaves = [x.detach().requires_grad_() for x in (
+        f, g, model.joint_f.weight, model.joint_f.bias, model.joint_g.weight,
+        model.joint_out.weight, model.joint_out.bias)]
+    f_in, g_in, w_f, b_f, w_g, w_o, b_o = leaves
+    with clock("fused joint+loss fwd"):
+        costs = fused_transducer_loss(
+            torch.nn.functional.linear(f_in, w_f, b_f), torch.nn.functional.linear(g_in, w_g),
+            w_o, b_o, targets, *lengths, blank=model.blank)  # (B,)
+        loss = costs.sum() / int(lengths[1].sum())
+    with clock("fused joint+loss bwd"):
+        loss.backward()
+
+
+def whole_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float) -> float:
+    """Milliseconds of one ordinary step (model forward, loss, backward, clip, Adam)."""
+    start = time.perf_counter()
+    nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+    (nll.sum() / batch.target_lengths.sum()).backward()
+    _optimizer_step(model, optimizer, clip)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def run(
+    data_dir: str | Path,
+    *,
+    recipes: tuple[str, ...] = RECIPES,
+    steps: int = 5,
+    overrides: tuple[str, ...] = (),
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Profile ``steps`` training steps of each recipe, phase by phase.
+
+    Args:
+        data_dir: a prepared corpus (``seqkit data prepare``).
+        recipes: CTC or transducer recipes (files or built-in names).
+        steps: timed steps (one more is run first to warm up).
+        overrides: ``--set`` overrides for every recipe.
+        progress: called as ``progress("bench profile", done, total)``.
+
+    Returns:
+        Per recipe, one row per phase: ``recipe``, ``phase``, ``ms`` (median over the steps),
+        ``share %`` (of the sum of the phase medians); for the transducer the
+        :data:`FUSED_PHASES` in parentheses (beside the step, not in it); then ``sum of
+        phases`` and ``whole step``
+        (the ordinary step on the same batches), with ``batch`` (median sizes and, for the
+        transducer, the MiB of its (B, T', U+1, V) logits and (B, T', U+1, J) joint hidden
+        layer), ``threads`` and the 1-minute ``load`` average at the start.
+
+    Raises:
+        CorpusError: ``data_dir`` holds no prepared corpus.
+    """
+    data_dir = Path(data_dir)
+    if not (data_dir / "train.jsonl").is_file():
+        raise CorpusError(
+            f"{data_dir} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
+            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
+        )
+    rows: list[dict[str, Any]] = []
+    for n, path in enumerate(recipes):
+        rows += _profile_recipe(path, data_dir, steps, overrides)
+        if progress is not None:
+            progress("bench profile", n + 1, len(recipes))
+    return rows
+
+
+def _profile_recipe(path: str, data_dir: Path, steps: int, overrides: tuple[str, ...]
+                    ) -> list[dict[str, Any]]:
+    load = round(os.getloadavg()[0], 1)
+    recipe = load_recipe(path, list(overrides))
+    kind = recipe.model.kind
+    if kind not in ("ctc", "transducer"):
+        raise ConfigError(f"bench profile times CTC and transducer recipes, found {path} "
+                          f"(kind {kind})")
+    phases, step = (CTC_PHASES, ctc_step) if kind == "ctc" else (TRANSDUCER_PHASES,
+                                                                  transducer_step)
+    data, batches, model = training_batches(recipe, data_dir, steps + 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
+    clip = recipe.train.grad_clip
+    split: list[dict[str, float]] = []
+    whole: list[float] = []
+    shapes: list[dict[str, Any]] = []
+    for n, indices in enumerate(batches):
+        batch = data.collate(indices)
+        clock = _Clock()
+        shape = step(model, batch, optimizer, clip, clock)
+        whole_ms = whole_step(model, batch, optimizer, clip)
+        if n > 0:  # the first step warms up allocators and caches
+            split.append(clock.ms)
+            whole.append(whole_ms)
+            shapes.append(shape)
+    medians = {p: statistics.median(ms[p] for ms in split) for p in phases}
+    total = sum(medians.values())
+    rows = [{"recipe": path, "phase": p, "ms": medians[p], "share %": 100 * medians[p] / total}
+            for p in phases]
+    rows += [{"recipe": path, "phase": f"({p})", "ms": statistics.median(ms[p] for ms in split)}
+             for p in FUSED_PHASES if p in split[0]]
+    context = {"batch": _batch_text(shapes), "threads": torch.get_num_threads(), "load": load}
+    step_ms = statistics.median(sum(ms[p] for p in phases) for ms in split)
+    rows.append({"recipe": path, "phase": "sum of phases", "ms": step_ms, "share %": 100.0,
+                 **context})
+    rows.append({"recipe": path, "phase": "whole step", "ms": statistics.median(whole)})
+    return rows
+
+
+def _batch_text(shapes: list[dict[str, Any]]) -> str:
+    """Median batch sizes, and the transducer's big activations in MiB (float32)."""
+    size = {k: int(statistics.median(s[k] for s in shapes)) for k in shapes[0]}
+    text = " ".join(f"{k}={v}" for k, v in size.items())
+    if "J" in size:
+        nodes = size["B"] * size["T'"] * (size["U"] + 1)
+        text += (f"; logits {nodes * size['V'] * 4 / 2**20:.0f} MiB, "
+                 f"joint hidden {nodes * size['J'] * 4 / 2**20:.0f} MiB")
+    return text

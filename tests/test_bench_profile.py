@@ -1,0 +1,80 @@
+"""``seqkit bench profile`` (issue #19): a training step cut into phases does the same work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seqkit.bench import profile
+from seqkit.bench.train import training_batches
+from seqkit.cli.main import app
+from seqkit.training import load_recipe
+
+runner = CliRunner()
+TINY_MODEL = ("model.encoder.layers=1", "model.encoder.hidden=16", "model.predictor.embed=8",
+              "model.predictor.hidden=16", "model.joint_dim=16", "model.encoder.dropout=0",
+              "train.max_frames=2000")
+
+
+class _CaptureGradients:
+    """Stands in for the optimizer: keeps the gradients the step would apply."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.params = list(model.parameters())
+        self.grads: list[torch.Tensor] = []
+
+    def step(self) -> None:
+        self.grads = [p.grad.clone() for p in self.params]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+@pytest.mark.parametrize(("recipe", "step"), [("synth/ctc_blstm", profile.ctc_step),
+                                              ("synth/transducer", profile.transducer_step)])
+def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step):
+    config = load_recipe(recipe, list(TINY_MODEL))
+    data, batches, model = training_batches(config, prepared, 1)
+    batch = data.collate(batches[0])
+    capture = _CaptureGradients(model)
+    clock = profile._Clock()
+    step(model, batch, capture, 1e9, clock)  # no clipping at 1e9
+    assert set(clock.ms) == set(profile.CTC_PHASES if "ctc" in recipe
+                                else profile.TRANSDUCER_PHASES + profile.FUSED_PHASES)
+    split = capture.grads
+    nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
+    (nll.sum() / batch.target_lengths.sum()).backward()
+    for got, param in zip(split, capture.params, strict=True):
+        torch.testing.assert_close(got, param.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_profile_rows_give_each_phase_its_share_and_the_whole_step(prepared):
+    rows = profile.run(prepared, steps=1, overrides=TINY_MODEL)
+    for recipe, phases, beside in (
+            ("synth/ctc_blstm", profile.CTC_PHASES, ()),
+            ("synth/transducer", profile.TRANSDUCER_PHASES, profile.FUSED_PHASES)):
+        mine = [r for r in rows if r["recipe"] == recipe]
+        assert [r["phase"] for r in mine] == [*phases, *(f"({p})" for p in beside),
+                                              "sum of phases", "whole step"]
+        assert all(r["ms"] >= 0 for r in mine)
+        assert sum(r["share %"] for r in mine[: len(phases)]) == pytest.approx(100.0)
+    transducer_total = next(r for r in rows if r["recipe"] == "synth/transducer"
+                            and r["phase"] == "sum of phases")
+    assert "logits" in transducer_total["batch"] and "J=16" in transducer_total["batch"]
+
+
+def test_bench_profile_without_a_prepared_corpus_is_one_line_and_exit_2(tmp_path):
+    result = runner.invoke(app, ["bench", "profile", "--data", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is not a prepared corpus" in lines[0], result.output
+
+
+def test_bench_profile_refuses_a_language_model_recipe_in_one_line(prepared):
+    result = runner.invoke(app, ["bench", "profile", "--data", str(prepared),
+                                 "--recipe", "synth/lm"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "times CTC and transducer recipes" in lines[0], result.output
