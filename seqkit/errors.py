@@ -43,3 +43,7 @@ class OutputExistsError(SeqkitError):
 
 class DownloadError(SeqkitError):
     """A corpus cannot be downloaded: no network, an HTTP error, a bad checksum, no disk space."""
+
+
+class OutputLockedError(SeqkitError):
+    """Another live process holds the lock of an output folder (two runs would mix results)."""
