@@ -47,6 +47,11 @@ def _pcm_chunks(samples_per_chunk: int) -> Iterator[torch.Tensor]:
             pcm = np.frombuffer(buffer[:usable], dtype="<i2").astype(np.float32) / 32768.0
             yield torch.from_numpy(pcm)
         buffer = buffer[usable:]
+    if buffer:  # an odd byte count: the last sample is cut, and cannot be decoded
+        err_console.print(
+            f"[bold yellow]warning:[/bold yellow] stdin ended inside a sample: {len(buffer)} "
+            "trailing byte dropped (expected 16-bit samples, an even number of bytes)",
+            highlight=False, soft_wrap=True)
 
 
 def _file_chunks(path: str, samples_per_chunk: int) -> Iterator[torch.Tensor]:

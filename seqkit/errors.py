@@ -47,3 +47,8 @@ class DownloadError(SeqkitError):
 
 class OutputLockedError(SeqkitError):
     """Another live process holds the lock of an output folder (two runs would mix results)."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be used but is not what its file says (e.g. truncated): shown as one line
+    by the CLI, decoded anyway."""

@@ -185,3 +185,26 @@ def test_ctm_and_text_ids_have_no_whitespace_and_json_names_the_file(
                                "json").stdout)
     assert [(i["id"], i["file"]) for i in items] == [("my_talk", str(spaced)),
                                                      ("my_talk-2", str(twin))]
+
+
+def test_a_truncated_wav_decodes_with_one_warning_saying_what_was_read(
+    tiny_runs, audio, tmp_path
+) -> None:
+    """#20: a WAV cut to a third decoded 0.9 s of 2.6 s with exit 0 and no word."""
+    import soundfile
+
+    wave, rate = soundfile.read(audio[0], dtype="int16")
+    full = tmp_path / "full.wav"
+    soundfile.write(full, wave, rate, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    result = _invoke("decode", tiny_runs["ctc"], cut, "--format", "json")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "truncated" in warned[0], result.stderr
+    read_s = (full.stat().st_size // 3 - 44) // 2 / rate
+    assert f"read {read_s:.2f} s" in warned[0] and f"header says {len(wave) / rate:.2f} s" in (
+        warned[0])
+    assert json.loads(result.stdout)[0]["duration"] == pytest.approx(read_s, abs=0.01)
+    clean = _invoke("decode", tiny_runs["ctc"], full)
+    assert "warning" not in clean.stderr
