@@ -30,7 +30,7 @@ hidden = 16
 stack = 3
 [train]
 lr = 3e-3
-max_frames = 1500
+max_frames = 1  # one utterance per batch: 6 steps per epoch on the tiny corpus
 threads = 1
 log_every = 1
 [data]
@@ -111,9 +111,10 @@ def test_a_second_train_into_a_locked_out_fails_naming_the_holder(
     assert not lock_file(out).exists()
 
 
-# ten moments, before the first checkpoint (steps 0-3 are in epoch 1) and after it
-KILLS = ["0:SIGKILL", "0:SIGTERM", "1:SIGKILL", "2:SIGTERM", "3:SIGKILL", "3:SIGTERM",
-         "4:SIGKILL", "5:SIGTERM", "6:SIGKILL", "7:SIGTERM"]
+# ten moments of a 2 x 6-step run: before the first checkpoint (steps 0-5, epoch 1), at the
+# epoch boundary and in epoch 2
+KILLS = ["0:SIGKILL", "0:SIGTERM", "2:SIGKILL", "3:SIGTERM", "5:SIGKILL", "6:SIGKILL",
+         "6:SIGTERM", "8:SIGKILL", "9:SIGTERM", "11:SIGKILL"]
 
 
 @pytest.mark.slow  # ~1 min each: three processes import torch and train
