@@ -300,3 +300,14 @@ def test_prepare_cli_into_a_held_out_exits_2_and_leaves_it_alone(
                                           str(out)])
     assert result.exit_code == 2 and f"pid {holder.pid}" in result.output
     assert not out.exists()
+
+
+def test_synth_into_a_held_out_fails_before_synthesizing(tmp_path: Path) -> None:
+    """#20.1: synth OUT is locked too (through staged_dir, which every staged output uses)."""
+    from seqkit.synth.corpus import synthesize_corpus
+
+    out = tmp_path / "corpus"
+    with _held(out, "seqkit data synth") as holder:
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            synthesize_corpus(out, speakers=3, sentences=1, seed=0)
+    assert list(tmp_path.iterdir()) == []
