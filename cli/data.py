@@ -22,7 +22,12 @@ from seqkit.corpora.librispeech.prepare import (
     prepare_librispeech,
 )
 from seqkit.corpora.prepared import PrepareSummary
-from seqkit.corpora.timit.nltk_sample import NLTK_TIMIT_URL, download_nltk_timit, unpack_nltk_timit
+from seqkit.corpora.timit.nltk_sample import (
+    NLTK_TIMIT_SHA256,
+    NLTK_TIMIT_URL,
+    download_nltk_timit,
+    unpack_nltk_timit,
+)
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.errors import ConfigError
 from seqkit.synth.corpus import (
@@ -345,6 +350,12 @@ def download(
         bool, typer.Option("--force", help="nltk-timit: replace a non-empty OUT.",
                            rich_help_panel="NLTK TIMIT")
     ] = False,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="nltk-timit: the zip's expected SHA-256 (refused before "
+                     "unpacking if it differs); the one found is written to OUT/SOURCE.json.",
+                     rich_help_panel="NLTK TIMIT", show_default=False),
+    ] = None,
     output_format: Annotated[
         TableFormat,
         typer.Option("--format", help="LibriSpeech: print the summary as a table or as JSON.",
@@ -367,10 +378,11 @@ def download(
         if subsets or mirror or keep_archives:
             raise ConfigError("--subsets, --mirror and --keep-archives are for librispeech and "
                               "librilight: drop them for nltk-timit")
-        _download_nltk(out, url, from_zip, force)
+        _download_nltk(out, url, from_zip, force, sha256)
         return
-    if from_zip is not None or url != NLTK_TIMIT_URL or force:
-        raise ConfigError(f"--url, --from-zip and --force are for nltk-timit: {corpus.value} "
+    if from_zip is not None or url != NLTK_TIMIT_URL or force or sha256:
+        raise ConfigError(f"--url, --from-zip, --sha256 and --force are for nltk-timit: "
+                          f"{corpus.value} "
                           "takes --mirror, and skips subsets already downloaded")
     with rich_progress(transient=output_format is TableFormat.json) as progress:
         fetched = download_corpus(
@@ -388,11 +400,14 @@ def download(
     Console().print(table)
 
 
-def _download_nltk(out: Path, url: str, from_zip: Path | None, force: bool) -> None:
+def _download_nltk(out: Path, url: str, from_zip: Path | None, force: bool,
+                   sha256: str | None) -> None:
+    expected = sha256 or NLTK_TIMIT_SHA256
     if from_zip is not None:
-        path = unpack_nltk_timit(from_zip, out, force=force)
+        path = unpack_nltk_timit(from_zip, out, force=force, sha256=expected)
     else:
         with rich_progress() as progress:
-            path = download_nltk_timit(out, url=url, force=force, progress=progress)
+            path = download_nltk_timit(out, url=url, sha256=expected, force=force,
+                                       progress=progress)
     Console().print(f"nltk-timit → {path}; next: seqkit data prepare {path} PREPARED",
                     highlight=False)

@@ -27,7 +27,13 @@ from seqkit.cli.search import (
 from seqkit.cli.stream import STDIN, stream_sources
 from seqkit.decoding.plots import plot_alignment
 from seqkit.decoding.recognize import TransducerSearch, audio_files, recognize_files
-from seqkit.decoding.results import Hypothesis, PhoneSegment, RecognitionResult, fold_segments
+from seqkit.decoding.results import (
+    Hypothesis,
+    PhoneSegment,
+    RecognitionResult,
+    fold_segments,
+    utterance_ids,
+)
 from seqkit.errors import ConfigError
 
 console = Console(soft_wrap=True)
@@ -36,9 +42,9 @@ console = Console(soft_wrap=True)
 class OutputFormat(StrEnum):
     """How results are printed or written."""
 
-    TEXT = "text"  # file name and phones, one line per file
+    TEXT = "text"  # utterance id (the file's stem, no whitespace) and phones, one line per file
     JSON = "json"  # timings and scores
-    CTM = "ctm"  # NIST CTM: <file> <channel> <start> <duration> <phone> <confidence>
+    CTM = "ctm"  # NIST CTM: <id> <channel> <start> <duration> <phone> <confidence>
 
 
 class Fold(IntEnum):
@@ -66,7 +72,8 @@ FoldOpt = Annotated[
 ]
 FormatOpt = Annotated[
     OutputFormat,
-    typer.Option("--format", help="text (file and phones), json (timings, scores) or ctm.",
+    typer.Option("--format", help="text (id and phones), json (id, file, timings, scores) or ctm; "
+                 "the id is the file's stem without whitespace.",
                  rich_help_panel="Output"),
 ]
 AlignOpt = Annotated[
@@ -103,9 +110,11 @@ def _segments(hypothesis: Hypothesis, fold: Fold | None) -> list[PhoneSegment]:
 
 
 def _render(hypotheses: list[Hypothesis], fmt: OutputFormat, fold: Fold | None) -> str:
+    ids = utterance_ids([h.name for h in hypotheses])  # no whitespace: line formats split on it
     if fmt == OutputFormat.JSON:
         items = [
             {
+                "id": uid,
                 "file": h.name,
                 "duration": round(h.duration, 4),
                 "score": h.score,
@@ -115,18 +124,17 @@ def _render(hypotheses: list[Hypothesis], fmt: OutputFormat, fold: Fold | None) 
                     for s in _segments(h, fold)
                 ],
             }
-            for h in hypotheses
+            for uid, h in zip(ids, hypotheses, strict=True)
         ]
         return json.dumps(items, indent=2)
     lines = []
-    for h in hypotheses:
+    for uid, h in zip(ids, hypotheses, strict=True):
         segments = _segments(h, fold)
         if fmt == OutputFormat.TEXT:
-            lines.append(f"{Path(h.name).name} {' '.join(s.phone for s in segments)}".rstrip())
+            lines.append(f"{uid} {' '.join(s.phone for s in segments)}".rstrip())
         else:  # ctm: <file> <channel> <start> <duration> <symbol> <confidence>
-            stem = Path(h.name).stem
             lines.extend(
-                f"{stem} 1 {s.start:.3f} {s.end - s.start:.3f} {s.phone} {s.score:.4f}"
+                f"{uid} 1 {s.start:.3f} {s.end - s.start:.3f} {s.phone} {s.score:.4f}"
                 for s in segments
             )
     return "\n".join(lines)
@@ -145,8 +153,9 @@ def _write_results(
         console.print(text, markup=False, highlight=False, soft_wrap=True)
     if align:
         folder = out if out is not None else Path.cwd()
-        for h in result.hypotheses:
-            png = plot_alignment(h, folder / f"{Path(h.name).stem}.align.png")
+        ids = utterance_ids([h.name for h in result.hypotheses])
+        for uid, h in zip(ids, result.hypotheses, strict=True):
+            png = plot_alignment(h, folder / f"{uid}.align.png")
             err_console.print(f"wrote {png}", soft_wrap=True)
 
 

@@ -46,10 +46,10 @@ def export(
 
         recognizer = torch.jit.load("model.ts"); phones = recognizer(wave)
     """
-    if out.exists() and not force:
+    if out.exists() and not force:  # before loading the model; checked again under the lock
         raise OutputExistsError(f"{out} exists: pass --force to replace it, or choose another OUT")
     loaded = load_acoustic_model(model)
-    path = export_model(loaded, out)
+    path = export_model(loaded, out, force=force)
     summary = {
         "path": str(path),
         "kind": loaded.kind,

@@ -7,6 +7,7 @@ and exit code 2 (a traceback with ``--debug``).
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -25,7 +26,9 @@ class _SeqkitGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning  # one line each, not file:line + source
+                return super().invoke(ctx)
         except SeqkitError as err:
             if (ctx.obj or {}).get("debug"):
                 raise
@@ -33,6 +36,13 @@ class _SeqkitGroup(TyperGroup):
                 f"[bold red]error:[/bold red] {escape(str(err))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(USER_ERROR) from None
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A library warning (truncated audio, a fallback) as one yellow line on stderr."""
+    err_console.print(f"[bold yellow]warning:[/bold yellow] {escape(str(message))}",
+                      highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(

@@ -21,6 +21,7 @@ from seqkit.audio.features import one_torch_thread
 from seqkit.cli.progress import err_console
 from seqkit.data.phones import fold_phones
 from seqkit.decoding.recognize import DecodeOptions, audio_files
+from seqkit.decoding.results import utterance_ids
 from seqkit.decoding.streaming import StreamingRecognizer, StreamResult, check_streamable
 from seqkit.errors import ConfigError, SeqkitError
 from seqkit.models.checkpoint import LoadedModel
@@ -46,6 +47,11 @@ def _pcm_chunks(samples_per_chunk: int) -> Iterator[torch.Tensor]:
             pcm = np.frombuffer(buffer[:usable], dtype="<i2").astype(np.float32) / 32768.0
             yield torch.from_numpy(pcm)
         buffer = buffer[usable:]
+    if buffer:  # an odd byte count: the last sample is cut, and cannot be decoded
+        err_console.print(
+            f"[bold yellow]warning:[/bold yellow] stdin ended inside a sample: {len(buffer)} "
+            "trailing byte dropped (expected 16-bit samples, an even number of bytes)",
+            highlight=False, soft_wrap=True)
 
 
 def _file_chunks(path: str, samples_per_chunk: int) -> Iterator[torch.Tensor]:
@@ -80,7 +86,7 @@ class _Folder:
 
 
 def _stream_one(
-    loaded: LoadedModel, source: str, options: DecodeOptions, chunk_ms: int, fmt: str,
+    loaded: LoadedModel, source: str, uid: str, options: DecodeOptions, chunk_ms: int, fmt: str,
     fold: int | None,
 ) -> StreamResult:
     """Decode one source, printing phones as they come in text mode."""
@@ -89,7 +95,7 @@ def _stream_one(
     chunks = _pcm_chunks(per_chunk) if source == STDIN else _file_chunks(source, per_chunk)
     folder = _Folder(fold)
     if fmt == "text":
-        _echo(Path(source).name if source != STDIN else STDIN)
+        _echo(uid)
     for chunk in chunks:
         phones = folder(recognizer.accept(chunk))
         if fmt == "text" and phones:
@@ -110,9 +116,10 @@ def _stats_line(source: str, result: StreamResult) -> str:
     )
 
 
-def _json_item(source: str, result: StreamResult) -> dict[str, Any]:
+def _json_item(source: str, uid: str, result: StreamResult) -> dict[str, Any]:
     s = result.stats
     return {
+        "id": uid,
         "file": source,
         "duration": round(s.audio_seconds, 4),
         "score": result.score if result.score == result.score else None,
@@ -158,10 +165,10 @@ def stream_sources(
     sources = _sources(audio, recursive)
     failures = 0
     items = []
-    for source in sources:
+    for source, uid in zip(sources, utterance_ids(sources), strict=True):
         try:
             with one_torch_thread():  # many tiny per-chunk ops: one thread is fastest
-                result = _stream_one(loaded, source, options, chunk_ms, fmt, fold)
+                result = _stream_one(loaded, source, uid, options, chunk_ms, fmt, fold)
         except SeqkitError as err:
             if fmt == "text":
                 _echo("\n")
@@ -170,7 +177,7 @@ def stream_sources(
             failures += 1
             continue
         err_console.print(_stats_line(source, result), highlight=False, soft_wrap=True)
-        items.append(_json_item(source, result))
+        items.append(_json_item(source, uid, result))
     if fmt == "json":
         _echo(json.dumps(items, indent=2) + "\n")
     return failures

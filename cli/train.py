@@ -7,12 +7,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqkit.cli.exits import INTERRUPTED
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
+from seqkit.training.runlog import Notice
 
 _EPILOG = (
     "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
@@ -38,7 +40,11 @@ def _train_with_progress(**kwargs: Any) -> TrainSummary:
     """Run :func:`train` with a bar per epoch (latest loss and frames/s); rank 0 draws."""
     latest = {"loss": "-", "fps": "-"}
 
-    def log(record: StepRecord | EpochRecord) -> None:
+    def log(record: StepRecord | EpochRecord | Notice) -> None:
+        if isinstance(record, Notice):
+            err_console.print(f"[yellow]note:[/yellow] {escape(record.text)}", highlight=False,
+                              soft_wrap=True)
+            return
         if isinstance(record, StepRecord):
             latest["loss"], latest["fps"] = f"{record.loss:.3f}", f"{record.frames_per_s:.0f}"
             return
@@ -87,7 +93,8 @@ def train_command(
     """Train a (B)LSTM-CTC, RNN-transducer or phone-LM recipe on a prepared corpus.
 
     Writes OUT/best.pt, OUT/last.pt, OUT/config.toml, OUT/metrics.jsonl and OUT/curves.png.
-    Ctrl-C writes last.pt; --resume continues from it with the same next batch and LR.
+    Ctrl-C or SIGTERM writes last.pt; --resume continues from it with the same next batch and
+    LR (a run stopped before its first checkpoint starts over). One run at a time per OUT.
     """
     sets = list(overrides or [])
     if seed is not None:

@@ -43,3 +43,12 @@ class OutputExistsError(SeqkitError):
 
 class DownloadError(SeqkitError):
     """A corpus cannot be downloaded: no network, an HTTP error, a bad checksum, no disk space."""
+
+
+class OutputLockedError(SeqkitError):
+    """Another live process holds the lock of an output folder (two runs would mix results)."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that can be used but is not what its file says (e.g. truncated): shown as one line
+    by the CLI, decoded anyway."""

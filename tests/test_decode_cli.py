@@ -85,7 +85,7 @@ def test_decode_cli_text_json_ctm_and_align(tiny_runs, audio, tmp_path) -> None:
     result = _invoke("decode", tiny_runs["ctc"], *audio)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == [p.name for p in audio]
+    assert [line.split()[0] for line in lines] == [p.stem for p in audio]
     assert "RTF" in result.stderr
     result = _invoke("decode", tiny_runs["ctc"], audio[0], "--format", "json", "--beam", "4",
                      "--fold", "39")
@@ -97,7 +97,7 @@ def test_decode_cli_text_json_ctm_and_align(tiny_runs, audio, tmp_path) -> None:
     result = _invoke("decode", tiny_runs["ctc"], audio[0], "--beam", "4",
                      "--lm", tiny_runs["prepared"], "--lm-weight", "0.3")
     assert result.exit_code == 0, result.output
-    assert result.stdout.split()[0] == audio[0].name and len(result.stdout.split()) > 5
+    assert result.stdout.split()[0] == audio[0].stem and len(result.stdout.split()) > 5
     result = _invoke("decode", tiny_runs["ctc"], tiny_runs["corpus"] / "TEST", "--recursive",
                      "--format", "ctm", "--align", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -119,7 +119,7 @@ def test_decode_cli_reports_each_bad_file_and_exits_2(tiny_runs, audio, tmp_path
     missing = tmp_path / "missing.wav"
     result = _invoke("decode", tiny_runs["ctc"], audio[0], empty, text, corrupt, silent, missing)
     assert result.exit_code == 2
-    assert result.stdout.split()[0] == audio[0].name  # the good file is still decoded
+    assert result.stdout.split()[0] == audio[0].stem  # the good file is still decoded
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 5
     for bad in (empty, text, corrupt, silent, missing):
@@ -160,3 +160,51 @@ def test_decode_cli_rejects_other_kinds_versions_and_options(tiny_runs, audio, t
     assert result.exit_code == 2 and "--lm" in result.stderr
     result = _invoke("decode", tiny_runs["ctc"], tmp_path / "nothing_here")
     assert result.exit_code == 2
+
+
+def test_ctm_and_text_ids_have_no_whitespace_and_json_names_the_file(
+    tiny_runs, audio, tmp_path
+) -> None:
+    """#20: `decode --format ctm` wrote "my talk" as two fields, shifting every column."""
+    import shutil
+
+    spaced = tmp_path / "my talk.wav"
+    shutil.copy(audio[0], spaced)
+    twin = tmp_path / "sub" / "my\ttalk.wav"  # the same id once whitespace is replaced
+    twin.parent.mkdir()
+    shutil.copy(audio[1], twin)
+    ctm = _invoke("decode", tiny_runs["ctc"], spaced, twin, "--format", "ctm")
+    assert ctm.exit_code == 0, ctm.output
+    rows = [line.split() for line in ctm.stdout.splitlines() if line.strip()]
+    assert rows and all(len(row) == 6 for row in rows)
+    assert {row[0] for row in rows} == {"my_talk", "my_talk-2"}
+    text = _invoke("decode", tiny_runs["ctc"], spaced, twin)
+    assert [line.split()[0] for line in text.stdout.splitlines() if line.strip()] == [
+        "my_talk", "my_talk-2"]
+    items = json.loads(_invoke("decode", tiny_runs["ctc"], spaced, twin, "--format",
+                               "json").stdout)
+    assert [(i["id"], i["file"]) for i in items] == [("my_talk", str(spaced)),
+                                                     ("my_talk-2", str(twin))]
+
+
+def test_a_truncated_wav_decodes_with_one_warning_saying_what_was_read(
+    tiny_runs, audio, tmp_path
+) -> None:
+    """#20: a WAV cut to a third decoded 0.9 s of 2.6 s with exit 0 and no word."""
+    import soundfile
+
+    wave, rate = soundfile.read(audio[0], dtype="int16")
+    full = tmp_path / "full.wav"
+    soundfile.write(full, wave, rate, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 3])
+    result = _invoke("decode", tiny_runs["ctc"], cut, "--format", "json")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "truncated" in warned[0], result.stderr
+    read_s = (full.stat().st_size // 3 - 44) // 2 / rate
+    assert f"read {read_s:.2f} s" in warned[0] and f"header says {len(wave) / rate:.2f} s" in (
+        warned[0])
+    assert json.loads(result.stdout)[0]["duration"] == pytest.approx(read_s, abs=0.01)
+    clean = _invoke("decode", tiny_runs["ctc"], full)
+    assert "warning" not in clean.stderr

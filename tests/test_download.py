@@ -123,3 +123,19 @@ def test_unknown_subset_is_one_line_and_exit_2(tmp_path) -> None:
     assert result.exit_code == 2
     assert "unknown librilight subset 'train-clean-100': choose from 10min" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_download_leaves_no_folder_and_clears_killed_partials(tmp_path) -> None:
+    """#20.5: a failed download left an empty OUT; kill -9 left .part files and staging."""
+    out = tmp_path / "new"
+    result = runner.invoke(app, ["data", "download", "librispeech", str(out),
+                                 "--subsets", "test-clean", "--mirror", _closed_port_url()])
+    assert result.exit_code == 2
+    assert list(tmp_path.iterdir()) == []
+    kept = tmp_path / "kept"
+    (kept / ".test-clean.partial-1-abcd").mkdir(parents=True)
+    (kept / "test-clean.tar.gz.part").write_bytes(b"half an archive")
+    result = runner.invoke(app, ["data", "download", "librispeech", str(kept),
+                                 "--subsets", "test-clean", "--mirror", _closed_port_url()])
+    assert result.exit_code == 2
+    assert kept.is_dir() and list(kept.iterdir()) == []  # it existed before: kept, emptied

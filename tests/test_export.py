@@ -85,3 +85,32 @@ def test_export_refuses_to_overwrite_and_reports_bad_runs(stream_runs, tmp_path)
     result = runner.invoke(app, ["export", str(tmp_path / "missing"), str(tmp_path / "m.ts")])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not Path(tmp_path / "m.ts").exists()
+
+
+def test_export_removes_debris_of_killed_exports_and_refuses_a_held_target(
+    stream_runs, tmp_path
+) -> None:
+    """#20: a killed export left a hidden .m.ts.*.ts beside the target; two exports raced."""
+    import subprocess
+    import sys
+
+    from seqkit.decoding.export import export_model
+    from seqkit.errors import OutputLockedError
+    from seqkit.models.checkpoint import load_model
+
+    target = tmp_path / "m.ts"
+    (tmp_path / ".m.ts.x1y2z3w4.ts").write_bytes(b"half a model")
+    loaded = load_model(stream_runs["ctc_uni"])
+    export_model(loaded, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ts"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from seqkit.locks import output_lock\n"
+         f"with output_lock({str(target)!r}, command='seqkit export'):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            export_model(loaded, target)
+    finally:
+        holder.communicate("", timeout=60)

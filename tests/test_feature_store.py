@@ -161,3 +161,54 @@ def test_a_loaded_split_holds_no_per_utterance_tensors(tmp_path, prepared) -> No
 def test_the_npy_header_reserves_room_for_any_corpus() -> None:
     header = feature_store._npy_header((10**15, 123))
     assert len(header) == 128 and len(header) % 64 == 0
+
+
+def test_bytes_overwritten_inside_the_array_are_noticed_and_the_store_rebuilt(
+    tmp_path, utterances
+) -> None:
+    """#20.4: same size, same header, damaged frames: shape checks pass, the CRC-32 does not."""
+    config = FeatureConfig()
+    base = tmp_path / "dev"
+    _build(utterances, config, base)
+    array, _ = store_files(base)
+    size = array.stat().st_size
+    with array.open("r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xff" * 4096)
+    assert array.stat().st_size == size
+    assert open_store(base, [u.id for u in utterances]) is not None  # the shape still fits
+    assert not feature_store.content_matches(base)
+    notices: list[str] = []
+    rebuilt = _build(utterances, config, base, notice=notices.append)
+    assert len(notices) == 1 and "damaged" in notices[0] and str(array) in notices[0]
+    for got, want in zip(rebuilt, _direct(utterances, config), strict=True):
+        assert torch.equal(got, want)
+    assert feature_store.content_matches(base)
+    _build(utterances, config, base, notice=notices.append)
+    assert len(notices) == 1  # an intact store is used without a word
+
+
+def test_training_rebuilds_a_damaged_store_with_one_notice(tmp_path, prepared) -> None:
+    """#20.4 through `seqkit train`: training used to go on with "2 skipped" batches."""
+    from typer.testing import CliRunner
+
+    from seqkit.cli.main import app
+
+    data = tmp_path / "prepared"
+    shutil.copytree(prepared, data, ignore=shutil.ignore_patterns("cache"))
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text('[model]\nkind = "ctc"\n[model.encoder]\nlayers = 1\nhidden = 16\n'
+                      'stack = 3\n[train]\nthreads = 1\n[data]\nphone_set = 39\n')
+    args = ["train", str(recipe), "--data", str(data), "--max-epochs", "1"]
+    runner = CliRunner()
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    (train_array,) = (data / "cache").glob("train-*.npy")
+    with train_array.open("r+b") as f:
+        f.seek(train_array.stat().st_size // 2)
+        f.write(np.full(1024, np.nan, dtype=np.float32).tobytes())
+    second = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    assert "damaged" in second.output and "rebuilding" in second.output
+    assert " skipped)" not in second.output  # the epoch line's "(N skipped)"
+    assert [p.name for p in (data / "cache").iterdir() if p.name.startswith(".")] == []

@@ -124,3 +124,38 @@ def test_damaged_zip_is_refused(tmp_path):
     with pytest.raises(CorpusError, match="not a readable zip"):
         unpack_nltk_timit(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_download_records_the_zips_sha256_and_refuses_another(tmp_path):
+    """#20.8: the download had no checksum, only the members' CRCs."""
+    import hashlib
+
+    archive = _zip(make_sample(tmp_path / "made"), tmp_path / "timit.zip")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    out = tmp_path / "nltk_timit"
+    ok = runner.invoke(app, ["data", "download", "nltk-timit", str(out), "--url",
+                             archive.as_uri(), "--sha256", digest])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "SOURCE.json").read_text()) == {"url": archive.as_uri(),
+                                                             "sha256": digest}
+    other = tmp_path / "other"
+    bad = runner.invoke(app, ["data", "download", "nltk-timit", str(other), "--from-zip",
+                              str(archive), "--sha256", "0" * 64])
+    assert bad.exit_code == 2 and "does not match" in bad.output
+    assert not other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made", "nltk_timit", "timit.zip"]
+
+
+def test_a_failed_download_leaves_no_folder_and_clears_killed_downloads(tmp_path):
+    """#20.5: a failed download left the empty folders it had made."""
+    (tmp_path / ".x.download-k1lled00").mkdir()  # a download killed with kill -9
+    (tmp_path / ".x.download-k1lled00" / "timit.zip").write_bytes(b"half")
+    result = runner.invoke(app, ["data", "download", "nltk-timit", str(tmp_path / "x"),
+                                 "--url", (tmp_path / "missing.zip").as_uri()])
+    assert result.exit_code == 2 and "could not download" in result.output
+    assert list(tmp_path.iterdir()) == []
+    nested = tmp_path / "a" / "b" / "c"
+    result = runner.invoke(app, ["data", "download", "nltk-timit", str(nested),
+                                 "--url", (tmp_path / "missing.zip").as_uri()])
+    assert result.exit_code == 2
+    assert list(tmp_path.iterdir()) == []

@@ -199,3 +199,15 @@ def test_decode_cli_stream_rejects_what_cannot_stream_in_one_line(runs, args, me
 def test_decode_cli_stdin_needs_stream(runs) -> None:
     result = runner.invoke(app, ["decode", runs["ctc_uni"], "-"], input=b"\0\0" * 800)
     assert result.exit_code == 2 and "add --stream" in result.stderr
+
+
+def test_stdin_ending_inside_a_sample_warns_and_decodes_the_rest(runs) -> None:
+    """#20: an odd byte count on `--stream -` dropped the last byte without a word."""
+    pcm = (load_audio(_audio(runs)[0]).numpy() * 32767).round().astype("<i2").tobytes()
+    whole = runner.invoke(app, ["decode", runs["ctc_uni"], "-", "--stream"], input=pcm)
+    cut = runner.invoke(app, ["decode", runs["ctc_uni"], "-", "--stream"], input=pcm + b"\x01")
+    assert whole.exit_code == cut.exit_code == 0, cut.output
+    assert "warning" not in whole.stderr
+    warned = [line for line in cut.stderr.splitlines() if "warning" in line]
+    assert len(warned) == 1 and "1 trailing byte" in warned[0]
+    assert cut.stdout == whole.stdout

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from seqkit.audio.features import FeatureConfig, FeatureStats
-from seqkit.data.feature_store import FeatureStore, build_store
+from seqkit.data.feature_store import FeatureStore, NoticeFn, build_store
 from seqkit.data.manifest import Utterance, iter_manifest
 from seqkit.data.phones import fold_phones, vocabulary
 from seqkit.data.ragged import RaggedRows
@@ -188,6 +188,7 @@ def load_split(
     cache: bool = True,
     jobs: int = 1,
     progress: ProgressFn | None = None,
+    notice: NoticeFn | None = None,
 ) -> FeatureDataset:
     """Load one split of a prepared directory as a :class:`FeatureDataset`.
 
@@ -201,6 +202,7 @@ def load_split(
             read-only ``data_dir``: a store in the temp directory, deleted once mapped).
         jobs: processes computing features when the store is built (1 = this process).
         progress: called as ``progress("features <split>", done, total)``.
+        notice: called with one line when a damaged cached store is rebuilt.
 
     Returns:
         The dataset, in manifest order.
@@ -229,7 +231,8 @@ def load_split(
     if features is not None:
         store = build_store(ids, audio, features,
                             _cache_path(data_dir, split, features) if cache else None,
-                            jobs=jobs, progress=progress, description=f"features {split}")
+                            jobs=jobs, progress=progress, description=f"features {split}",
+                            notice=notice)
         feats = store.normalized(stats)
     return FeatureDataset(ids, feats, PackedTargets(labels), vocab, phone_set)
 

@@ -12,6 +12,13 @@ whose shape is known only at the end, is reserved first and filled in last. The 
 before the index, each atomically, and a store is used only when the index, the array's header
 and the file size all agree; anything else (a truncated or foreign file, another manifest) is
 recomputed.
+
+Shape and size do not see bytes damaged in place (a bad disk block, a stray write): training
+would go on with garbage frames, skipping the batches that turn non-finite. So the index also
+holds a CRC-32 of the array's data, computed as it is written (no second pass), and
+:func:`build_store` checks it before handing the store out; a mismatch rebuilds the store and
+says so through ``notice``. CRC-32 (zlib) because it is the cheapest checksum in the standard
+library that any accidental damage fails; checking reads the whole array once per load.
 """
 
 from __future__ import annotations
@@ -22,25 +29,30 @@ import multiprocessing
 import shutil
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import remove_debris, write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats, compute_features, one_torch_thread
 from seqkit.audio.load import load_audio
 from seqkit.data.ragged import RaggedRows
 from seqkit.errors import CorpusError
+from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
+
+NoticeFn = Callable[[str], None]
 
 # float32, as computed: normalized batches are bit-identical to features computed directly.
 STORE_DTYPE = np.dtype(np.float32)
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the index holds the data's CRC-32 ("crc32")
 # Bytes reserved for the .npy header (magic, length, dict): room for any (N, F), 64-aligned.
 _HEADER_BYTES = 128
 _CHUNK = 64  # utterances per worker task: progress granularity vs. pickling overhead
+_READ_BYTES = 1 << 24  # bytes per read when checking a store's CRC-32
 
 
 class FeatureStore(RaggedRows):
@@ -103,6 +115,24 @@ def open_store(base: Path, ids: Sequence[str]) -> FeatureStore | None:
     return FeatureStore(frames, lengths)
 
 
+def content_matches(base: Path) -> bool:
+    """Whether the store's data still has the CRC-32 its index recorded when it was written.
+
+    Reads the whole array once (in ``_READ_BYTES`` pieces, never all in memory).
+    """
+    array, index_file = store_files(base)
+    try:
+        expected = json.loads(index_file.read_text(encoding="utf-8"))["crc32"]
+        crc = 0
+        with array.open("rb") as f:
+            f.seek(_HEADER_BYTES)
+            while piece := f.read(_READ_BYTES):
+                crc = zlib.crc32(piece, crc)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return crc == expected
+
+
 def write_store(base: Path, ids: Sequence[str], feature_stream: Iterable[torch.Tensor]) -> None:
     """Write a store from features computed one utterance at a time (never all in memory).
 
@@ -115,15 +145,19 @@ def write_store(base: Path, ids: Sequence[str], feature_stream: Iterable[torch.T
     lengths: list[int] = []
     dims: set[int] = set()
     shape: list[int] = []
+    crc = 0  # of the data after the header, as written
 
     def write_array(tmp: Path) -> None:
+        nonlocal crc
         with tmp.open("wb") as out:
             out.write(b"\0" * _HEADER_BYTES)  # the header, once the shape is known
             for feats in feature_stream:
                 if feats.dim() != 2:
                     raise CorpusError(f"expected features (T, F), found {tuple(feats.shape)}")
                 block = np.ascontiguousarray(feats.detach().cpu().numpy(), dtype=STORE_DTYPE)
-                out.write(block.tobytes())
+                data = block.tobytes()
+                out.write(data)
+                crc = zlib.crc32(data, crc)
                 lengths.append(block.shape[0])
                 dims.add(block.shape[1])
             if len(dims) > 1 or len(lengths) != len(ids):
@@ -137,7 +171,7 @@ def write_store(base: Path, ids: Sequence[str], feature_stream: Iterable[torch.T
 
     write_atomic(array, write_array)
     index = {"version": _FORMAT_VERSION, "dtype": STORE_DTYPE.name, "dim": shape[1],
-             "frames": shape[0], "ids": list(ids), "lengths": lengths}
+             "frames": shape[0], "crc32": crc, "ids": list(ids), "lengths": lengths}
     write_atomic(index_file, lambda tmp: tmp.write_text(json.dumps(index), encoding="utf-8"))
 
 
@@ -160,12 +194,18 @@ def build_store(
     jobs: int = 1,
     progress: ProgressFn | None = None,
     description: str = "features",
+    notice: NoticeFn | None = None,
 ) -> FeatureStore:
     """The raw features of the utterances ``ids``: the store at ``base`` if valid, else computed.
 
     Computed features are streamed into ``base`` (the cache). When ``base`` is None or cannot
     be written (a read-only prepared directory), they go to a store in the temp directory
     (``$TMPDIR``) that is deleted once mapped: the map keeps it readable until released.
+
+    A cached store is used only if its data still matches its CRC-32 (:func:`content_matches`);
+    a damaged one is rebuilt, with a ``notice``. Processes building the same store take turns
+    (a lock beside it, :mod:`seqkit.locks`): the second one then finds the first one's store;
+    temp files of killed builds are removed first.
 
     Args:
         ids: utterance ids, in store order.
@@ -176,23 +216,24 @@ def build_store(
             order as they arrive); 1 = in this process.
         progress: called as ``progress(description, done, total)`` while computing.
         description: the progress description.
+        notice: called with one line when a damaged store is rebuilt.
 
     Raises:
         AudioError: an audio file cannot be read.
         CorpusError: neither the cache nor the temp directory can hold the store.
     """
     if base is not None:
-        found = open_store(base, ids)
-        if found is not None:
-            return found
         try:
-            _write_computed(base, ids, audio, features, jobs, progress, description)
+            with output_lock(base, command="a feature store build", wait=True):
+                stored = _cached_store(base, ids, notice)
+                if stored is None:
+                    remove_debris(base.parent, [p.name for p in store_files(base)])
+                    _write_computed(base, ids, audio, features, jobs, progress, description)
+                    stored = open_store(base, ids)
         except OSError:
-            pass  # no cache here: a temporary store below
-        else:
-            stored = open_store(base, ids)
-            if stored is not None:
-                return stored
+            stored = None  # no cache here: a temporary store below
+        if stored is not None:
+            return stored
     scratch = Path(tempfile.mkdtemp(prefix="seqkit-features-"))
     try:
         temp = scratch / "split"
@@ -208,6 +249,20 @@ def build_store(
     if stored is None:
         raise CorpusError(f"the feature store written in {scratch.parent} did not read back")
     return stored
+
+
+def _cached_store(base: Path, ids: Sequence[str], notice: NoticeFn | None) -> FeatureStore | None:
+    """The cached store at ``base`` if it is complete and undamaged, else None (with a notice
+    when only its content is damaged)."""
+    found = open_store(base, ids)
+    if found is None:
+        return None
+    if content_matches(base):
+        return found
+    if notice is not None:
+        notice(f"feature store {store_files(base)[0]} is damaged (its data no longer matches "
+               "its checksum): rebuilding it")
+    return None
 
 
 def _write_computed(

@@ -28,8 +28,10 @@ import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as AF
 from torch import nn
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import remove_debris, write_atomic
 from seqkit.decoding.recognize import check_acoustic_model
+from seqkit.errors import OutputExistsError
+from seqkit.locks import output_lock
 from seqkit.models.checkpoint import LoadedModel
 
 _PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
@@ -175,23 +177,34 @@ class TransducerRecognizer(nn.Module):
         return phones
 
 
-def export_model(loaded: LoadedModel, out: str | os.PathLike[str]) -> Path:
+def export_model(loaded: LoadedModel, out: str | os.PathLike[str], *, force: bool = True) -> Path:
     """Write ``loaded`` as one TorchScript file: waveform (N,) float32 -> list of phones.
+
+    ``out`` is locked while it is written (:func:`seqkit.locks.output_lock`), so two exports
+    to one file do not race, and temp files of killed exports beside it are removed first.
 
     Args:
         loaded: a CTC or transducer model (bi- or unidirectional) from
             :func:`seqkit.models.checkpoint.load_model`.
         out: the file to write (atomically).
+        force: replace an existing ``out``. Default: True.
 
     Returns:
         The path written.
 
     Raises:
         CheckpointError: the model is not an acoustic model with a front end.
+        OutputExistsError: ``out`` exists and ``force`` is False.
+        OutputLockedError: another process writes ``out``.
     """
     check_acoustic_model(loaded)
-    module = CTCRecognizer(loaded) if loaded.kind == "ctc" else TransducerRecognizer(loaded)
-    scripted = torch.jit.script(module.eval())
     path = Path(out)
-    write_atomic(path, lambda tmp: scripted.save(str(tmp)))
+    with output_lock(path, command="seqkit export"):
+        if path.exists() and not force:
+            raise OutputExistsError(
+                f"{path} exists: pass --force to replace it, or choose another OUT")
+        remove_debris(path.parent, [path.name])
+        module = CTCRecognizer(loaded) if loaded.kind == "ctc" else TransducerRecognizer(loaded)
+        scripted = torch.jit.script(module.eval())
+        write_atomic(path, lambda tmp: scripted.save(str(tmp)))
     return path

@@ -6,8 +6,10 @@ so that a caller cannot mistake "greedy, no score" for a number.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 
 import torch
 
@@ -122,3 +124,31 @@ def fold_segments(segments: Sequence[PhoneSegment], to: int) -> list[PhoneSegmen
         elif pending is None:
             pending = seg.start
     return out
+
+
+def utterance_ids(names: Sequence[str]) -> list[str]:
+    """One id per decoded file for line formats (text, CTM): the file's stem, without whitespace,
+    unique.
+
+    CTM and text lines split on whitespace, so a file named ``my talk.wav`` written as is put
+    ``my`` in the id field and shifted every other field (#20). Whitespace runs become ``_``;
+    a stem met again (``a/x.wav``, ``b/x.wav``, or ``a b`` beside ``a_b``) gets ``-2``, ``-3``, ...
+    JSON output keeps the file beside its id.
+
+    Args:
+        names: the decoded files, in output order.
+
+    Returns:
+        Their ids, in the same order.
+    """
+    ids: list[str] = []
+    taken: set[str] = set()
+    for name in names:
+        base = re.sub(r"\s+", "_", PurePath(name).stem.strip()) or "utterance"
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        taken.add(candidate)
+        ids.append(candidate)
+    return ids

@@ -70,6 +70,18 @@ class EpochRecord:
 
 
 Record = StepRecord | EpochRecord
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a user should know about a run, told through the trainer's ``log`` callback
+    (the library prints nothing); not written to ``metrics.jsonl``.
+
+    Attributes:
+        text: one line, e.g. "runs/x has no checkpoint to resume ...: starting over".
+    """
+
+    text: str
 _KINDS: dict[str, type[StepRecord] | type[EpochRecord]] = {"step": StepRecord,
                                                            "epoch": EpochRecord}
 

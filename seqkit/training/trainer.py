@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,13 +34,14 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from seqkit.atomic import write_atomic
+from seqkit.atomic import remove_debris, write_atomic
 from seqkit.audio.augment import spec_augment
 from seqkit.audio.features import FeatureStats, add_deltas, compute_stats, read_stats
 from seqkit.audio.perturb import mel_band_centers, perturb_static
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
 from seqkit.data.feature_store import FeatureStore
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from seqkit.locks import output_lock
 from seqkit.models import build_model
 from seqkit.models.checkpoint import (
     BEST,
@@ -56,6 +59,7 @@ from seqkit.training.plots import plot_curves
 from seqkit.training.runlog import (
     METRICS,
     EpochRecord,
+    Notice,
     Record,
     StepRecord,
     append_record,
@@ -63,9 +67,21 @@ from seqkit.training.runlog import (
 )
 from seqkit.training.schedule import PlateauSchedule, budget_factor
 
-LogFn = Callable[[Record], None]
+LogFn = Callable[[Record | Notice], None]
 
 RUN_FILES = (BEST, LAST, METRICS, "curves.png", "config.toml")
+
+# A test hook: "STEP:SIGNAL" (e.g. "3:SIGKILL") makes the trainer send itself SIGNAL when STEP
+# optimizer steps are done (0: before the first), so tests can kill a run at a chosen moment.
+KILL_HOOK = "SEQKIT_TEST_KILL_AT_STEP"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during training: handled like Ctrl-C (``last.pt`` written, run resumable).
+
+    ``timeout``, systemd, Slurm and Kubernetes stop a job with SIGTERM, whose default action
+    ends the process without a checkpoint.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,7 @@ class TrainSummary:
         best_metric: ``"dev_per_pct"`` (dev PER in %) or, for an ``lm``, ``"dev_loss"``.
         steps: optimizer steps in total.
         stopped: why the run ended: ``"max_epochs"``, ``"early_stopping"``,
-            ``"max_minutes"``, ``"max_steps"`` or ``"interrupted"``.
+            ``"max_minutes"``, ``"max_steps"`` or ``"interrupted"`` (Ctrl-C or SIGTERM).
         seconds: wall-clock time of this invocation.
     """
 
@@ -144,6 +160,7 @@ class _Run:
     meter: _EpochMeter = field(default_factory=lambda: _EpochMeter(start=0.0))
     anneal_start: float = 0.0  # time.monotonic() when the loop started: the budget left then
     bad_in_row: int = 0
+    kill_at: tuple[int, int] | None = None  # the KILL_HOOK test hook: (step, signal)
 
     @property
     def kind(self) -> str:
@@ -182,20 +199,28 @@ def train(
             ``stats.json``).
         run_dir: where ``best.pt``, ``last.pt``, ``config.toml``, ``metrics.jsonl`` and
             ``curves.png`` go.
-        resume: continue from ``run_dir/last.pt`` exactly (same next batch, same LR).
+        resume: continue from ``run_dir/last.pt`` exactly (same next batch, same LR); a run
+            stopped before its first checkpoint (no ``last.pt``, no ``best.pt``) starts over,
+            with a :class:`Notice`.
         force: start over in an existing run directory (its run files are removed).
         max_epochs: overrides ``train.max_epochs``.
         max_minutes: overrides ``train.max_minutes`` (0 = no limit).
         progress: called as ``progress("epoch N", batches_done, batches_total)``.
         log: called with every :class:`StepRecord` and :class:`EpochRecord` written to
-            ``metrics.jsonl``.
+            ``metrics.jsonl``, and with a :class:`Notice` for what the user should know
+            (a resume that starts over, a damaged feature store rebuilt).
+
+    ``run_dir`` is locked for the whole call (:func:`seqkit.locks.output_lock`), before any
+    work, so a second run into it fails at once instead of mixing its results in; temp files
+    that killed runs left in it are removed.
 
     Returns:
-        What happened; KeyboardInterrupt is caught, ``last.pt`` written and
+        What happened; KeyboardInterrupt and SIGTERM are caught, ``last.pt`` written and
         ``stopped="interrupted"`` returned.
 
     Raises:
         OutputExistsError: ``run_dir`` exists and neither ``resume`` nor ``force`` is set.
+        OutputLockedError: another process trains into ``run_dir``.
         CheckpointError: nothing to resume, or ``last.pt`` does not fit the recipe.
         CorpusError, AudioError, ConfigError: bad data or settings.
         TrainingError: ``train.max_bad_steps`` non-finite losses or gradients in a row.
@@ -207,15 +232,19 @@ def train(
     if max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, found {max_epochs}")
     ctx = distributed.setup()
+    lock = (output_lock(run_dir, command="seqkit train") if ctx.is_main
+            else contextlib.nullcontext())
     try:
-        _prepare_run_dir(run_dir, resume=resume, force=force, is_main=ctx.is_main)
-        distributed.barrier(ctx)
-        deadline = started + max_minutes * 60 if max_minutes > 0 else math.inf
-        run = _build_run(recipe, data_dir, run_dir, ctx, resume=resume, deadline=deadline,
-                         progress=progress, log=log)
-        stopped = _run_epochs(run, max_epochs)
-        if stopped != "interrupted":
-            distributed.barrier(ctx)  # rank 0 has written its files
+        with lock, _sigterm_as_interrupt(), _created_dir(run_dir, ctx.is_main):
+            resume = _prepare_run_dir(run_dir, resume=resume, force=force, is_main=ctx.is_main,
+                                      log=log)
+            distributed.barrier(ctx)
+            deadline = started + max_minutes * 60 if max_minutes > 0 else math.inf
+            run = _build_run(recipe, data_dir, run_dir, ctx, resume=resume, deadline=deadline,
+                             progress=progress, log=log)
+            stopped = _run_epochs(run, max_epochs)
+            if stopped != "interrupted":
+                distributed.barrier(ctx)  # rank 0 has written its files
         state = run.state
         return TrainSummary(
             run_dir=run_dir,
@@ -259,6 +288,8 @@ def _train_epoch(run: _Run) -> str | None:
     while state.position < len(batches):
         if t.max_steps and state.step >= t.max_steps:
             return "max_steps"
+        if run.kill_at is not None and run.kill_at[0] == state.step:
+            os.kill(os.getpid(), run.kill_at[1])
         global_batch = batches[state.position]
         result = _step(run, global_batch)
         if result is None:
@@ -471,7 +502,7 @@ def _build_run(
     """Data, model, optimizer and schedule; restored from ``last.pt`` on resume."""
     t = recipe.train
     _set_threads(recipe, ctx)
-    train_set, dev_set, stats = _load_data(recipe, data_dir, ctx, progress)
+    train_set, dev_set, stats = _load_data(recipe, data_dir, ctx, progress, log)
     input_dim = train_set.feats[0].shape[1] if train_set.feats else 0
     torch.manual_seed(t.seed)  # same initial weights on every worker
     model = build_model(recipe.model, input_dim=input_dim, vocab_size=len(train_set.vocab))
@@ -489,7 +520,7 @@ def _build_run(
         sampler=BucketBatchSampler(train_set.lengths, t.max_frames, seed=t.seed,
                                    bucket_width=recipe.data.bucket_width, rank=ctx.rank,
                                    world_size=ctx.world_size),
-        deadline=deadline, progress=progress, log=log)
+        deadline=deadline, progress=progress, log=log, kill_at=_kill_hook())
     if resume:
         _restore(run)
     if ctx.is_main:
@@ -501,13 +532,32 @@ def _build_run(
     return run
 
 
-def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool) -> None:
+def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool,
+                     log: LogFn | None) -> bool:
+    """Check and clear ``run_dir`` for this run; whether to resume from its ``last.pt``.
+
+    A run killed before its first checkpoint has no ``last.pt`` (only ``config.toml`` and
+    some step records): ``resume`` then starts it over rather than leave a dead end between
+    "pass --resume" and "last.pt not found".
+    """
+    if is_main:
+        remove_debris(run_dir, RUN_FILES)  # of killed runs: the run dir is locked
     if resume:
-        if not (run_dir / LAST).exists():
+        if (run_dir / LAST).exists():
+            return True
+        if (run_dir / BEST).exists():
             raise CheckpointError(
-                f"cannot resume: {run_dir / LAST} not found; drop --resume to start a new run"
+                f"cannot resume: {run_dir / LAST} not found (but {BEST} is): pass --force to "
+                "start over or choose another --out"
             )
-        return
+        if is_main:
+            for name in RUN_FILES:
+                (run_dir / name).unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if log is not None:
+                log(Notice(f"{run_dir} has no checkpoint to resume (stopped before its first "
+                           "one): starting over"))
+        return False
     if run_dir.exists() and any(run_dir.iterdir()):
         if not force:
             raise OutputExistsError(
@@ -519,6 +569,56 @@ def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool)
                 (run_dir / name).unlink(missing_ok=True)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+@contextlib.contextmanager
+def _created_dir(run_dir: Path, is_main: bool) -> Iterator[None]:
+    """Remove ``run_dir`` again if this run created it and fails leaving it empty (e.g. a bad
+    ``--data``), so a failed command leaves no empty folder behind."""
+    created = is_main and not run_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if empty
+        raise
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt) for the block.
+
+    The loop then writes ``last.pt`` as on Ctrl-C. Further SIGTERMs are ignored while it does
+    (a second one would only interrupt the checkpoint). Signal handlers belong to the main
+    thread; elsewhere SIGTERM keeps its meaning.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _kill_hook() -> tuple[int, int] | None:
+    """The :data:`KILL_HOOK` test hook's (step, signal), or None when it is not set."""
+    value = os.environ.get(KILL_HOOK)
+    if not value:
+        return None
+    step, _, name = value.partition(":")
+    try:
+        return int(step), int(signal.Signals[name or "SIGKILL"])
+    except (ValueError, KeyError):
+        raise ConfigError(f"{KILL_HOOK}={value!r}: expected STEP:SIGNAL, e.g. 3:SIGTERM") from None
 
 
 def _set_threads(recipe: RecipeConfig, ctx: distributed.DistributedContext) -> None:
@@ -530,7 +630,7 @@ def _set_threads(recipe: RecipeConfig, ctx: distributed.DistributedContext) -> N
 
 def _load_data(
     recipe: RecipeConfig, data_dir: Path, ctx: distributed.DistributedContext,
-    progress: ProgressFn | None,
+    progress: ProgressFn | None, log: LogFn | None = None,
 ) -> tuple[FeatureDataset, FeatureDataset, FeatureStats | None]:
     data = recipe.data
     if recipe.model.kind == "lm":  # phone language model: transcripts only
@@ -542,6 +642,7 @@ def _load_data(
     if wait is not None and not ctx.is_main:
         distributed.barrier(ctx, wait)
     report = progress if ctx.is_main else None
+    notice = (lambda text: log(Notice(text))) if log is not None and ctx.is_main else None
     # with the cache, rank 0 builds each store while the others wait: all cores are its own
     sharing = 1 if data.cache else ctx.local_world_size
     jobs = data.feature_jobs or max(1, (os.cpu_count() or 1) // sharing)
@@ -549,7 +650,7 @@ def _load_data(
         # Another front end than `seqkit data prepare` used: statistics of the training set.
         train_raw = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=None, cache=data.cache,
-                               jobs=jobs, progress=report)
+                               jobs=jobs, progress=report, notice=notice)
         raw = train_raw.feats
         assert isinstance(raw, FeatureStore)  # load_split's features: a memory-mapped store
         stats = compute_stats(raw)  # one utterance at a time
@@ -557,9 +658,10 @@ def _load_data(
     else:
         train_set = load_split(data_dir, "train", phone_set=data.phone_set,
                                features=data.features, stats=stats, cache=data.cache,
-                               jobs=jobs, progress=report)
+                               jobs=jobs, progress=report, notice=notice)
     dev_set = load_split(data_dir, "dev", phone_set=data.phone_set, features=data.features,
-                         stats=stats, cache=data.cache, jobs=jobs, progress=report)
+                         stats=stats, cache=data.cache, jobs=jobs, progress=report,
+                         notice=notice)
     if wait is not None and ctx.is_main:
         distributed.barrier(ctx, wait)
     distributed.release_group(wait)

@@ -22,6 +22,7 @@ which ``seqkit data prepare OUT PREPARED`` reads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -36,6 +37,7 @@ from typing import IO, Any
 from seqkit.atomic import replace_dir, write_json
 from seqkit.corpora.librispeech.layout import LIBRILIGHT_DIR, LIBRISPEECH_DIR, LIBRISPEECH_SUBSETS
 from seqkit.errors import ConfigError, DownloadError
+from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 
 MARKER = ".seqkit-download.json"
@@ -164,12 +166,32 @@ def download_corpus(
     Raises:
         ConfigError: an unknown corpus or subset.
         DownloadError: no network, an HTTP error, a checksum mismatch, too little disk space.
+        OutputLockedError: another process downloads into ``out_dir``.
     """
     archives = resolve_subsets(corpus, subsets)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    return [fetch_archive(a, out, mirror=mirror, keep_archive=keep_archives, progress=progress)
-            for a in archives]
+    with output_lock(out, command="seqkit data download"):
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_killed_downloads(out, archives)
+        try:
+            return [fetch_archive(a, out, mirror=mirror, keep_archive=keep_archives,
+                                  progress=progress) for a in archives]
+        except BaseException:
+            if created:  # a failed download leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+            raise
+
+
+def _remove_killed_downloads(out: Path, archives: list[Archive]) -> None:
+    """Partial downloads and unpacks that killed processes left in ``out`` (it is locked now,
+    so no live process writes them): ``ARCHIVE.part`` files and ``.NAME.partial-*`` folders."""
+    for archive in archives:
+        (out / (archive.file + ".part")).unlink(missing_ok=True)
+    for staging in out.glob(".*.partial-*"):
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def fetch_archive(

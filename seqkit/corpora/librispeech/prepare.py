@@ -51,6 +51,7 @@ from seqkit.corpora.librispeech.layout import (
 from seqkit.corpora.prepared import PrepareSummary, SkippedUtterance, write_prepared
 from seqkit.data.manifest import Utterance
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
+from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 
 STATS_UTTERANCES = 2000  # train utterances (about 7 h of LibriSpeech) the CMVN stats use
@@ -145,14 +146,15 @@ def prepare_librispeech(
         )
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, found {jobs}")
-    check_output_dir(out, force=force)
-    subsets = choose_subsets(layout, tuple(train) if train is not None else None, dev, test)
-    splits = _read_splits(layout, subsets)
-    pronunciations = pronounce_words(w for utts in splits.values() for u in utts for w in u.words)
-
-    with staged_dir(out) as tmp:  # published when the block ends, deleted on an error
-        summary = _prepare_into(tmp, corpus, out, splits, pronunciations, features, jobs,
-                                skip_bad, progress)
+    with output_lock(out, command="seqkit data prepare"):  # before any work
+        check_output_dir(out, force=force)
+        subsets = choose_subsets(layout, tuple(train) if train is not None else None, dev, test)
+        splits = _read_splits(layout, subsets)
+        pronunciations = pronounce_words(
+            w for utts in splits.values() for u in utts for w in u.words)
+        with staged_dir(out) as tmp:  # published when the block ends, deleted on an error
+            summary = _prepare_into(tmp, corpus, out, splits, pronunciations, features, jobs,
+                                    skip_bad, progress)
     return LibriPrepareSummary(**{**summary, "subsets": subsets})
 
 

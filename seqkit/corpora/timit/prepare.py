@@ -36,6 +36,7 @@ from seqkit.corpora.timit.layout import (
 from seqkit.data.manifest import Utterance
 from seqkit.data.splits import SPLITS
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
+from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 
 
@@ -73,17 +74,19 @@ def prepare_corpus(
 
     Raises:
         OutputExistsError: ``out_dir`` exists and is not empty, and ``force`` is False.
+        OutputLockedError: another process writes ``out_dir``.
         CorpusError: the corpus is not in TIMIT's layout, or an utterance's transcription is
             missing or malformed (without ``skip_bad``), or no train utterance is usable.
         AudioError: an utterance's audio is missing, unreadable or empty (without ``skip_bad``).
     """
     corpus = Path(corpus_dir)
     out = Path(out_dir)
-    check_output_dir(out, force=force)
-    splits = split_utterances(corpus, find_utterances(corpus))
-
-    with staged_dir(out) as tmp, one_torch_thread():  # published when the block ends
-        summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
+    # the lock first: a second prepare into OUT fails now instead of replacing the first's
+    with output_lock(out, command="seqkit data prepare"):
+        check_output_dir(out, force=force)
+        splits = split_utterances(corpus, find_utterances(corpus))
+        with staged_dir(out) as tmp, one_torch_thread():  # published when the block ends
+            summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
     return summary
 
 
