@@ -29,8 +29,10 @@ from seqkit.data.feature_store import FeatureStore, build_store
 from seqkit.data.manifest import Utterance, iter_manifest
 from seqkit.data.phones import fold_phones, vocabulary
 from seqkit.data.ragged import RaggedRows
+from seqkit.data.splits import split_manifest
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
+from seqkit.seeds import stream_seed
 
 _CACHE_VERSION = 2  # 2: memory-mapped stores (.npy + .json); 1 was one .pt per split
 
@@ -173,7 +175,7 @@ def _cache_path(data_dir: Path, split: str, features: FeatureConfig) -> Path:
     """The feature store of ``split`` (a name without suffix: the store adds .npy and .json)."""
     key = hashlib.sha1()
     key.update(json.dumps(features.to_dict(), sort_keys=True).encode())
-    key.update((data_dir / f"{split}.jsonl").read_bytes())
+    key.update(split_manifest(data_dir, split).read_bytes())
     key.update(str(_CACHE_VERSION).encode())
     return data_dir / "cache" / f"{split}-{features.kind}-{key.hexdigest()[:16]}"
 
@@ -210,7 +212,7 @@ def load_split(
         AudioError: an audio file cannot be read.
     """
     data_dir = Path(data_dir)
-    manifest = data_dir / f"{split}.jsonl"
+    manifest = split_manifest(data_dir, split)
     if not manifest.exists():
         raise CorpusError(
             f"manifest {manifest} not found: expected a directory made by `seqkit data prepare`"
@@ -291,7 +293,7 @@ class BucketBatchSampler:
         """Every worker's batches of ``epoch``, as lists of utterance indices."""
         n = len(self.lengths)
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, epoch))
             order = torch.randperm(n, generator=gen).tolist()
         else:
             gen = None

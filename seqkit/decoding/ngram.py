@@ -254,10 +254,11 @@ def ngram_from_manifest(
     from seqkit.data.manifest import read_manifest
     from seqkit.data.phones import fold_phones
     from seqkit.data.phones import phone_set as phones_of
+    from seqkit.data.splits import split_manifest
 
     source = Path(path)
     if source.is_dir():
-        source = source / "train.jsonl"
+        source = split_manifest(source, "train")
     symbols = [p for p in phones_of(phone_set) if p != "q"]
     sentences = [
         [p for p in fold_phones(u.phone_labels, to=phone_set) if p != "q"]
