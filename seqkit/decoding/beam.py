@@ -187,7 +187,7 @@ def ctc_beam_search(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)
@@ -452,7 +452,7 @@ def transducer_beam_search(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)
@@ -692,7 +692,7 @@ def transducer_beam_search_batched(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)

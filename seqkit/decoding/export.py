@@ -31,6 +31,7 @@ from torch import nn
 from seqkit.atomic import write_atomic
 from seqkit.decoding.recognize import check_acoustic_model
 from seqkit.models.checkpoint import LoadedModel
+from seqkit.models.config import ModelKind
 
 _PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
 
@@ -190,7 +191,7 @@ def export_model(loaded: LoadedModel, out: str | os.PathLike[str]) -> Path:
         CheckpointError: the model is not an acoustic model with a front end.
     """
     check_acoustic_model(loaded)
-    module = CTCRecognizer(loaded) if loaded.kind == "ctc" else TransducerRecognizer(loaded)
+    module = CTCRecognizer(loaded) if loaded.kind == ModelKind.CTC else TransducerRecognizer(loaded)
     scripted = torch.jit.script(module.eval())
     path = Path(out)
     write_atomic(path, lambda tmp: scripted.save(str(tmp)))
