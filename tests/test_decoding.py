@@ -12,9 +12,9 @@ import torch
 from seqkit.data.splits import split_manifest
 from seqkit.decoding.beam import (
     CTCPrefixBeamSearch,
+    FusionScorer,
     TransducerBeamSearch,
     ctc_beam_search,
-    fusion_scorer,
     transducer_beam_search,
     transducer_beam_search_batched,
 )
@@ -234,8 +234,10 @@ def _fusion_lm():
 
 
 def _fused(lm, labels: tuple[int, ...], weight: float, bonus: float) -> float:
-    phones = ["<blank>", "a", "b"]
-    return weight * lm.sequence_log_prob([phones[k] for k in labels]) + bonus * len(labels)
+    phones = [("<blank>", "a", "b")[k] for k in labels]
+    # the whole sequence's log-probability, its end included, from the LM itself
+    log_prob = sum(lm.log_prob(phones[:i], p) for i, p in enumerate((*phones, EOS)))
+    return weight * log_prob + bonus * len(labels)
 
 
 def _one_label_per_frame_log_prob(model, f: torch.Tensor, labels: tuple[int, ...]) -> float:
@@ -362,7 +364,7 @@ def test_transducer_stream_memo_and_hypotheses_stay_bounded_with_unpruned_result
     beam, vocab = 3, 4
     model = TinyTransducer(vocab=vocab, seed=2).eval()
     f = torch.randn(frames, 8, generator=torch.Generator().manual_seed(6)) * 3
-    fusion = fusion_scorer(_long_stream_lm(vocab), lm_weight, 0.5, vocab)
+    fusion = FusionScorer(_long_stream_lm(vocab), lm_weight, 0.5, vocab)
     with torch.no_grad():
         reference = _UnprunedTransducer(model, beam=beam, fusion=fusion)
         reference.step(f)

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -246,8 +245,9 @@ class BucketBatchSampler:
     batches; worker ``rank`` of ``world_size`` takes items ``rank, rank + world_size, ...`` of
     each, so every global batch holds at least ``world_size`` utterances.
 
-    State for resuming is ``(epoch, position)``: the epoch and the number of global batches
-    already consumed in it.
+    The sampler keeps no state: an epoch's batches depend on ``(seed, epoch)`` only, so a resumed
+    run takes ``global_batches(epoch)[position:]`` with the training loop's own ``(epoch,
+    position)``.
 
     Args:
         lengths: batching length of every utterance (frames).
@@ -286,8 +286,6 @@ class BucketBatchSampler:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
-        self.position = 0
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """Every worker's batches of ``epoch``, as lists of utterance indices."""
@@ -325,26 +323,3 @@ class BucketBatchSampler:
         """This worker's utterances of a global batch."""
         return list(batch[self.rank :: self.world_size])
 
-    def __len__(self) -> int:
-        """Global batches in the current epoch."""
-        return len(self.global_batches(self.epoch))
-
-    def __iter__(self):  # noqa: ANN204 - a generator of index lists
-        """This worker's share of each remaining global batch of the current epoch."""
-        for batch in self.global_batches(self.epoch)[self.position :]:
-            self.position += 1
-            yield self.local_share(batch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch."""
-        self.epoch = epoch
-        self.position = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{"epoch", "position"}`` for resuming."""
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at the batch after the last one consumed."""
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])

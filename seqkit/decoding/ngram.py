@@ -71,13 +71,6 @@ class PhoneNgram:
         """Natural log of :meth:`prob`."""
         return math.log(self.prob(history, symbol))
 
-    def sequence_log_prob(self, phones: Sequence[str]) -> float:
-        """Log-probability of a whole phone sequence, including its end."""
-        total = 0.0
-        for i, phone in enumerate((*phones, EOS)):
-            total += self.log_prob(phones[:i], phone)
-        return total
-
     def _interpolated(self, context: tuple[str, ...], symbol: str) -> float:
         # the shorter history's distribution (uniform below the unigram) gets the freed mass
         lower = self._interpolated(context[1:], symbol) if context else 1.0 / len(self.outcomes)

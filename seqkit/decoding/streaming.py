@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from seqkit.audio.streaming import StreamingFeatures
-from seqkit.decoding.beam import CTCPrefixBeamSearch, TransducerBeamSearch, fusion_scorer
+from seqkit.decoding.beam import CTCPrefixBeamSearch, FusionScorer, TransducerBeamSearch
 from seqkit.decoding.greedy import CTCGreedySearch, TransducerGreedySearch
 from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_acoustic_model
 from seqkit.errors import ConfigError
@@ -222,7 +222,7 @@ def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
         return TransducerGreedySearch(
             loaded.model, max_symbols_per_frame=options.max_symbols_per_frame
         )
-    fusion = fusion_scorer(
+    fusion = FusionScorer(
         options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
         options.lm_weight, options.insertion_bonus, vocab,
     )
