@@ -311,8 +311,10 @@ class CTCPrefixBeamSearch:
         self.committed = _Committed(max(context, 1) if context is not None else None)
 
     def decided_since(self, start: int) -> tuple[int, ...]:
-        """Labels every kept prefix starts with (final whatever the later frames hold), from
-        label ``start`` on: cheap however long the stream."""
+        """The decided labels (every kept hypothesis starts with them) from label ``start`` on.
+
+        Final whatever the later frames hold; cheap however long the stream.
+        """
         return self.committed.decided_since(start, list(self.beams))
 
     def memo_size(self) -> int:
@@ -504,8 +506,10 @@ class TransducerBeamSearch:
         self.committed = _Committed(_lm_context(self.fusion.lm))
 
     def decided_since(self, start: int) -> tuple[int, ...]:
-        """Labels every kept hypothesis starts with (final whatever the later frames hold), from
-        label ``start`` on: cheap however long the stream."""
+        """The decided labels (every kept hypothesis starts with them) from label ``start`` on.
+
+        Final whatever the later frames hold; cheap however long the stream.
+        """
         return self.committed.decided_since(start, list(self.kept))
 
     def memo_size(self) -> int:

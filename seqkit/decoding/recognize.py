@@ -35,7 +35,7 @@ from seqkit.decoding.beam import (
     transducer_beam_search_batched,
 )
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
-from seqkit.decoding.ngram import PhoneNgram
+from seqkit.decoding.ngram import LabelScorer, PhoneNgram
 from seqkit.decoding.protocol import CTCLike, TransducerAcoustic
 from seqkit.decoding.results import DecodedUtterance, Hypothesis, PhoneSegment, RecognitionResult
 from seqkit.errors import AudioError, CheckpointError, ConfigError, SeqkitError
@@ -83,6 +83,10 @@ class DecodeOptions:
     transducer_search: TransducerSearch = TransducerSearch.AUTO
     max_symbols_per_frame: int = 5
     batch_size: int = 8
+
+    def label_lm(self, vocab: Sequence[str]) -> LabelScorer | None:
+        """The LM over the model's label indices (``vocab``: its symbols, 0 the blank), or None."""
+        return self.lm.label_scorer(vocab) if self.lm is not None else None
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -180,7 +184,7 @@ def _search_ctc(
     if options.beam == 1:
         labels = [tuple(lab) for lab in ctc_greedy(log_probs, out_lengths)]
         return _Searched(labels, [None] * len(labels), log_probs, out_lengths)
-    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    lm = options.label_lm(vocab)
     hyps = ctc_beam_search(
         log_probs,
         out_lengths,
@@ -208,7 +212,7 @@ def _search_transducer(
         options.transducer_search == TransducerSearch.AUTO and f.shape[1] > _LONG_FRAMES
     )
     search = transducer_beam_search_batched if batched else transducer_beam_search
-    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    lm = options.label_lm(vocab)
     hyps = search(model, f, out_lengths, beam=options.beam, lm=lm, lm_weight=options.lm_weight,
                   insertion_bonus=options.insertion_bonus)
     return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], f, out_lengths)

@@ -213,7 +213,7 @@ def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
     if loaded.kind == ModelKind.CTC:
         return CTCPrefixBeamSearch(
             beam=options.beam,
-            lm=options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
+            lm=options.label_lm(loaded.vocab),
             lm_weight=options.lm_weight,
             insertion_bonus=options.insertion_bonus,
             top_k=min(vocab, options.beam + 1),  # as ctc_beam_search's default
@@ -222,10 +222,8 @@ def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
         return TransducerGreedySearch(
             loaded.model, max_symbols_per_frame=options.max_symbols_per_frame
         )
-    fusion = FusionScorer(
-        options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
-        options.lm_weight, options.insertion_bonus, vocab,
-    )
+    fusion = FusionScorer(options.label_lm(loaded.vocab), options.lm_weight,
+                          options.insertion_bonus, vocab)
     return TransducerBeamSearch(loaded.model, beam=options.beam, fusion=fusion)
 
 
