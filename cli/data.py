@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,7 @@ from rich.table import Table
 from seqkit.audio.features import FEATURE_KINDS, FeatureConfig
 from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import rich_progress
-from seqkit.corpora.librispeech.download import CORPORA, download_corpus
+from seqkit.corpora.librispeech.download import CORPORA, Fetched, download_corpus
 from seqkit.corpora.librispeech.prepare import (
     LibriPrepareSummary,
     is_libri_corpus,
@@ -163,11 +164,30 @@ _Jobs = Annotated[
 ]
 
 
-def _names(values: list[str] | None) -> tuple[str, ...] | None:
-    """Subset names from repeated and/or comma-separated options (None when none given)."""
-    if not values:
-        return None
-    return tuple(name for value in values for name in value.split(",") if name)
+_PrepareCorpus = Annotated[
+    Path,
+    typer.Argument(
+        help="Corpus root: a TIMIT copy (any name case), `seqkit data synth` output, or a "
+        "folder with LibriSpeech/ and/or librispeech_finetuning/ (Libri-Light)."
+    ),
+]
+_Features = Annotated[
+    FeatureKind,
+    typer.Option(
+        help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
+        "fbank80 = plain 80 log-mel.",
+        rich_help_panel="Features",
+    ),
+]
+_SkipBad = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad",
+        help="Leave out utterances that fail their checks and list "
+        "them in OUT/skipped.json, instead of stopping.",
+        rich_help_panel="Data",
+    ),
+]
 
 
 @app.command(
@@ -176,31 +196,10 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
     "LibriSpeech: seqkit data prepare librispeech prepared/ls100 --subsets train-clean-100",
 )
 def prepare(
-    corpus: Annotated[
-        Path,
-        typer.Argument(
-            help="Corpus root: a TIMIT copy (any name case), `seqkit data synth` output, or a "
-            "folder with LibriSpeech/ and/or librispeech_finetuning/ (Libri-Light)."
-        ),
-    ],
+    corpus: _PrepareCorpus,
     out: Annotated[Path, typer.Argument(help="Directory to create with the manifests and stats.")],
-    features: Annotated[
-        FeatureKind,
-        typer.Option(
-            help="fbank123 = 40 log-mel + energy with deltas (Graves et al. 2013); "
-            "fbank80 = plain 80 log-mel.",
-            rich_help_panel="Features",
-        ),
-    ] = FeatureKind.fbank123,
-    skip_bad: Annotated[
-        bool,
-        typer.Option(
-            "--skip-bad",
-            help="Leave out utterances that fail their checks and list "
-            "them in OUT/skipped.json, instead of stopping.",
-            rich_help_panel="Data",
-        ),
-    ] = False,
+    features: _Features = FeatureKind.fbank123,
+    skip_bad: _SkipBad = False,
     subsets: _TrainSubsets = None,
     dev: _DevSubset = "dev-clean",
     test: _TestSubset = "test-clean",
@@ -234,20 +233,20 @@ def prepare(
     train; none for the NLTK sample, which has no train split), written in full or not at all.
     """
     feature_config = FeatureConfig(kind=features.value)
+    libri = is_libri_corpus(corpus)
+    if not libri and (subsets or jobs is not None or (dev, test) != ("dev-clean", "test-clean")):
+        raise ConfigError(
+            "--subsets, --dev, --test and --jobs are for LibriSpeech layouts, but "
+            f"{corpus} has no LibriSpeech/ or librispeech_finetuning/ folder: drop them for TIMIT"
+        )
     with rich_progress(transient=output_format is TableFormat.json) as progress:
-        if is_libri_corpus(corpus):
+        if libri:
             summary = prepare_librispeech(
-                corpus, out, train=_names(subsets), dev=dev, test=test, features=feature_config,
+                corpus, out, train=split_names(subsets), dev=dev, test=test, features=feature_config,
                 jobs=jobs if jobs is not None else (os.cpu_count() or 1), skip_bad=skip_bad,
                 force=force, progress=progress,
             )
         else:
-            if subsets or jobs is not None or (dev, test) != ("dev-clean", "test-clean"):
-                raise ConfigError(
-                    "--subsets, --dev, --test and --jobs are for LibriSpeech layouts, but "
-                    f"{corpus} has no LibriSpeech/ or librispeech_finetuning/ folder: drop them "
-                    "for TIMIT"
-                )
             summary = prepare_corpus(
                 corpus, out, features=feature_config, skip_bad=skip_bad, force=force,
                 progress=progress,
@@ -303,35 +302,40 @@ class _Download(StrEnum):
     nltk_timit = "nltk-timit"
 
 
+_DownloadCorpus = Annotated[
+    _Download,
+    typer.Argument(help="librispeech (read audiobooks, 1000 h, CC BY 4.0); librilight (its "
+                   "10 h fine-tuning set; LibriSpeech's dev and test come with it); "
+                   "nltk-timit (NLTK's TIMIT sample: 16 speakers, CC BY-NC-SA)."),
+]
+_DownloadSubsets = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="LibriSpeech / Libri-Light subsets; repeat or comma-separate. librispeech: "
+        + ", ".join(CORPORA["librispeech"][0]) + " (default: "
+        + ", ".join(CORPORA["librispeech"][1]) + "). librilight: "
+        + ", ".join(CORPORA["librilight"][0]) + " (default: "
+        + ", ".join(CORPORA["librilight"][1]) + ").",
+        rich_help_panel="LibriSpeech",
+    ),
+]
+_Mirror = Annotated[
+    str | None,
+    typer.Option(help="Base URL holding the LibriSpeech archives by file name (an OpenSLR "
+                 "mirror, a local server) instead of their usual addresses.",
+                 rich_help_panel="LibriSpeech"),
+]
+
+
 @app.command(
     "download",
     epilog="Example: seqkit data download librilight data && seqkit data prepare data prepared",
 )
 def download(
-    corpus: Annotated[
-        _Download,
-        typer.Argument(help="librispeech (read audiobooks, 1000 h, CC BY 4.0); librilight (its "
-                       "10 h fine-tuning set; LibriSpeech's dev and test come with it); "
-                       "nltk-timit (NLTK's TIMIT sample: 16 speakers, CC BY-NC-SA)."),
-    ],
+    corpus: _DownloadCorpus,
     out: Annotated[Path, typer.Argument(help="Folder to download and unpack into.")],
-    subsets: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="LibriSpeech / Libri-Light subsets; repeat or comma-separate. librispeech: "
-            + ", ".join(CORPORA["librispeech"][0]) + " (default: "
-            + ", ".join(CORPORA["librispeech"][1]) + "). librilight: "
-            + ", ".join(CORPORA["librilight"][0]) + " (default: "
-            + ", ".join(CORPORA["librilight"][1]) + ").",
-            rich_help_panel="LibriSpeech",
-        ),
-    ] = None,
-    mirror: Annotated[
-        str | None,
-        typer.Option(help="Base URL holding the LibriSpeech archives by file name (an OpenSLR "
-                     "mirror, a local server) instead of their usual addresses.",
-                     rich_help_panel="LibriSpeech"),
-    ] = None,
+    subsets: _DownloadSubsets = None,
+    mirror: _Mirror = None,
     keep_archives: Annotated[
         bool,
         typer.Option("--keep-archives", help="Keep each verified archive after unpacking.",
@@ -386,13 +390,17 @@ def download(
                           "takes --mirror, and skips subsets already downloaded")
     with rich_progress(transient=output_format is TableFormat.json) as progress:
         fetched = download_corpus(
-            corpus.value, out, subsets=_names(subsets), mirror=mirror,
+            corpus.value, out, subsets=split_names(subsets), mirror=mirror,
             keep_archives=keep_archives, progress=progress,
         )
     if output_format is TableFormat.json:
         typer.echo(json.dumps([f.to_dict() for f in fetched], indent=1))
         return
-    table = Table(title=f"{corpus.value} in {out}")
+    _print_downloaded(f"{corpus.value} in {out}", fetched)
+
+
+def _print_downloaded(title: str, fetched: Sequence[Fetched]) -> None:
+    table = Table(title=title)
     for column in ("subset", "status", "folder"):
         table.add_column(column)
     for item in fetched:

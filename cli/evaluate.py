@@ -26,17 +26,13 @@ from seqkit.cli.search import (
     search_options,
 )
 from seqkit.data.manifest import read_manifest
+from seqkit.data.splits import SPLITS, split_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
 from seqkit.decoding.recognize import TransducerSearch
 from seqkit.errors import CorpusError
 
-
-class Split(StrEnum):
-    """A split of a prepared directory (its <split>.jsonl manifest)."""
-
-    TRAIN = "train"
-    DEV = "dev"
-    TEST = "test"
+# A split of a prepared directory (its <split>.jsonl manifest), as the library names them.
+Split = StrEnum("Split", [(name.upper(), name) for name in SPLITS])  # type: ignore[misc]
 
 
 console = Console(soft_wrap=True)
@@ -112,7 +108,7 @@ def evaluate_command(
     top confusions. --format json prints the whole report (per_pct, per61_pct, sub, del,
     ins, ref_phones, utterances) for scripts.
     """
-    manifest = data / f"{split.value}.jsonl"
+    manifest = split_manifest(data, split.value)
     if not manifest.is_file():
         raise CorpusError(
             f"{manifest} not found: expected a directory made by seqkit data prepare"

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from seqkit.decoding.ngram import load_lm_source
-from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_acoustic_model
+from seqkit.decoding.recognize import (
+    DEFAULT_LM_WEIGHT,
+    DecodeOptions,
+    TransducerSearch,
+    check_acoustic_model,
+)
+from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 
 ModelArg = Annotated[
@@ -29,8 +35,8 @@ LmOpt = Annotated[
 ]
 LmWeightOpt = Annotated[
     float | None,
-    typer.Option("--lm-weight", help="LM weight in beam search (needs --lm; default 0.5 with "
-                 "--lm).", rich_help_panel="Search"),
+    typer.Option("--lm-weight", help="LM weight in beam search (needs --lm; default "
+                 f"{DEFAULT_LM_WEIGHT:g} with --lm).", rich_help_panel="Search"),
 ]
 InsertionBonusOpt = Annotated[
     float,
@@ -62,15 +68,19 @@ def search_options(
     transducer_search: TransducerSearch,
     batch_size: int,
 ) -> DecodeOptions:
-    """Validated search options; an LM defaults to weight 0.5 and is estimated if needed.
+    """Validated search options; an LM is estimated if needed (its weight defaults in the library).
 
     Raises:
-        ConfigError: options :class:`DecodeOptions` rejects.
+        ConfigError: flags that do not go together, or options :class:`DecodeOptions` rejects.
     """
+    if lm_weight and lm is None:
+        raise ConfigError("--lm-weight needs an LM: pass --lm PATH or drop --lm-weight")
+    if lm is not None and beam == 1:
+        raise ConfigError("--lm is only used by beam search: add --beam K (e.g. 8)")
     return DecodeOptions(
         beam=beam,
         lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
-        lm_weight=lm_weight if lm_weight is not None else (0.5 if lm is not None else 0.0),
+        lm_weight=lm_weight,
         insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
         batch_size=batch_size,

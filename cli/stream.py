@@ -19,7 +19,7 @@ from rich.markup import escape
 from seqkit.audio import load_audio
 from seqkit.audio.features import one_torch_thread
 from seqkit.cli.progress import err_console
-from seqkit.data.phones import fold_phones
+from seqkit.data.phones import ScoringFolder
 from seqkit.decoding.recognize import DecodeOptions, audio_files
 from seqkit.decoding.results import utterance_ids
 from seqkit.decoding.streaming import StreamingRecognizer, StreamResult, check_streamable
@@ -54,8 +54,8 @@ def _pcm_chunks(samples_per_chunk: int) -> Iterator[torch.Tensor]:
             highlight=False, soft_wrap=True)
 
 
-def _file_chunks(path: str, samples_per_chunk: int) -> Iterator[torch.Tensor]:
-    wave = load_audio(path)
+def _file_chunks(path: str, samples_per_chunk: int, rate: int) -> Iterator[torch.Tensor]:
+    wave = load_audio(path, sample_rate=rate)
     for start in range(0, wave.shape[0], samples_per_chunk):
         yield wave[start : start + samples_per_chunk]
 
@@ -66,43 +66,26 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-class _Folder:
-    """Fold phones one at a time as decode folds a sequence (q dropped, sil runs merged)."""
-
-    def __init__(self, fold: int | None) -> None:
-        self.fold = fold
-        self.last: str | None = None
-
-    def __call__(self, phones: list[str]) -> list[str]:
-        if self.fold is None:
-            return phones
-        out = []
-        for phone in phones:
-            for folded in fold_phones([phone], to=self.fold):
-                if not (folded == "sil" and self.last == "sil"):
-                    out.append(folded)
-                self.last = folded
-        return out
-
-
 def _stream_one(
     loaded: LoadedModel, source: str, uid: str, options: DecodeOptions, chunk_ms: int, fmt: str,
     fold: int | None,
 ) -> StreamResult:
     """Decode one source, printing phones as they come in text mode."""
     recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
-    per_chunk = int(16000 * chunk_ms / 1000)
-    chunks = _pcm_chunks(per_chunk) if source == STDIN else _file_chunks(source, per_chunk)
-    folder = _Folder(fold)
+    per_chunk = recognizer.samples_per_chunk
+    chunks = (_pcm_chunks(per_chunk) if source == STDIN
+              else _file_chunks(source, per_chunk, recognizer.rate))
+    folder = ScoringFolder(fold) if fold is not None else None
     if fmt == "text":
         _echo(uid)
     for chunk in chunks:
-        phones = folder(recognizer.accept(chunk))
+        phones = recognizer.accept(chunk)
+        phones = folder.fold(phones) if folder is not None else phones
         if fmt == "text" and phones:
             _echo(" " + " ".join(phones))
     last, result = recognizer.finish()
     if fmt == "text":
-        last = folder(last)
+        last = folder.fold(last) if folder is not None else last
         _echo((" " + " ".join(last) if last else "") + "\n")
     return result
 
@@ -159,9 +142,10 @@ def stream_sources(
             f"--stream prints text or json, found --format {fmt}: ctm needs the forced "
             "alignment of the whole file, so drop --stream for ctm"
         )
-    if chunk_ms < 10:
-        raise ConfigError(f"expected --chunk-ms of at least 10 (one frame), found {chunk_ms}")
-    check_streamable(loaded, options)
+    try:
+        check_streamable(loaded, options, chunk_ms)
+    except ConfigError as err:  # the library says what is wrong; the flag is ours to name
+        raise ConfigError(f"--stream (--chunk-ms {chunk_ms}): {err}") from None
     sources = _sources(audio, recursive)
     failures = 0
     items = []

@@ -23,6 +23,7 @@ from seqkit.atomic import write_json
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_for_scoring
+from seqkit.data.splits import SPLITS_FILE, split_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
 from seqkit.decoding.ngram import load_lm_source
 from seqkit.decoding.plots import plot_alignment
@@ -30,6 +31,7 @@ from seqkit.decoding.recognize import DecodeOptions, recognize_files
 from seqkit.errors import CheckpointError, ConfigError
 from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.progress import ProgressFn
+from seqkit.seeds import STREAM_PRIME, stream_seed
 from seqkit.synth.corpus import (
     DEFAULT_SENTENCES,
     DEFAULT_SPEAKERS,
@@ -228,7 +230,7 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 def _corpus_matches(corpus: Path, options: DemoOptions) -> bool:
     try:
-        meta = json.loads((corpus / "splits.json").read_text())
+        meta = json.loads((corpus / SPLITS_FILE).read_text())
     except (OSError, ValueError):
         return False
     return (
@@ -272,7 +274,7 @@ def run_demo(
 
     say(f"evaluating {run_dir / 'best.pt'} on the held-out test voices")
     loaded = load_model(run_dir)
-    test = read_manifest(out / "prepared" / "test.jsonl")
+    test = read_manifest(split_manifest(out / "prepared", "test"))
     greedy = evaluate(loaded, test, progress=progress)
     search = SEARCH[options.model]
     say(f"evaluating again with {search['name']}")
@@ -428,7 +430,8 @@ def _decode_sample(loaded: LoadedModel, options: DemoOptions) -> tuple[DemoSampl
     """Synthesize a new sentence in a test voice, decode it and draw its alignment."""
     out = Path(options.out)
     speaker = next(s for s in read_speakers(out / "corpus") if s.split == "test")
-    text = SentenceGenerator(options.seed + 1_000_003).sentence()
+    # a sentence stream apart from the corpus's (seeded with options.seed itself)
+    text = SentenceGenerator(stream_seed(options.seed, STREAM_PRIME, multiplier=1)).sentence()
     wav = synthesize_utterance(out / "sample", "SAMPLE", text, speaker, seed=options.seed)
     reference = [line.split()[2] for line in wav.with_suffix(".PHN").read_text().splitlines()]
     decoded = recognize_files(loaded, [wav], keep_features=True)

@@ -25,7 +25,11 @@ class CheckpointError(SeqkitError):
     """A checkpoint is missing, corrupt, of another model kind or of an incompatible version."""
 
 
-class LossInputError(SeqkitError, ValueError):
+class TensorInputError(SeqkitError, ValueError):
+    """Tensors given to a model, a search or an alignment have the wrong shape, dtype or lengths."""
+
+
+class LossInputError(TensorInputError):
     """Tensors passed to a loss have the wrong shape, dtype, device or lengths."""
 
 

@@ -10,7 +10,9 @@ kind for decoding and evaluation tests).
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -19,10 +21,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from seqkit.audio import read_stats  # noqa: E402
-from seqkit.audio.features import FeatureConfig, FeatureStats  # noqa: E402
+from seqkit.audio.features import FeatureConfig, FeatureStats, one_torch_thread  # noqa: E402
 from seqkit.corpora.timit.prepare import prepare_corpus  # noqa: E402
 from seqkit.data.batching import Batch, load_split  # noqa: E402
 from seqkit.data.manifest import read_manifest  # noqa: E402
+from seqkit.data.splits import split_manifest  # noqa: E402
 from seqkit.models import build_model  # noqa: E402
 from seqkit.models.checkpoint import model_payload, save_checkpoint  # noqa: E402
 from seqkit.models.config import EncoderConfig, ModelConfig, PredictorConfig  # noqa: E402
@@ -38,6 +41,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "prepared"
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for a test of many tiny ops (searches, streams): fastest on a shared CPU."""
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A tiny clean corpus and models of each kind trained briefly on its two test utterances.
@@ -47,20 +57,50 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     holding best.pt), ``transducer`` (a checkpoint file) and ``lm`` (a phone LM checkpoint, not an
     acoustic model).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
-    try:
+    with one_torch_thread():  # tiny tensors: one thread is fastest on the shared CPU
         return _build_tiny_runs(tmp_path_factory.mktemp("tiny_runs"))
-    finally:
-        torch.set_num_threads(threads)
 
 
-def _test_batch(prepared: Path, phone_set: int) -> tuple[FeatureConfig, FeatureStats, list[str],
-                                                         Batch]:
+class _TestSplit(NamedTuple):
     """The front end, statistics, vocabulary and the whole test split as one padded batch."""
+
+    features: FeatureConfig
+    stats: FeatureStats
+    vocab: list[str]
+    phone_set: int
+    batch: Batch
+
+
+def _test_split(prepared: Path, phone_set: int) -> _TestSplit:
     features, stats = read_stats(prepared / "stats.json")
     test = load_split(prepared, "test", phone_set=phone_set, features=features, stats=stats)
-    return features, stats, list(test.vocab), test.collate(range(len(test)))
+    return _TestSplit(features, stats, list(test.vocab), phone_set, test.collate(range(len(test))))
+
+
+def _train_and_save(config: ModelConfig, data: _TestSplit, steps: int, target: Path) -> None:
+    """Train a model of ``config`` for ``steps`` Adam steps on the whole test batch; save it."""
+    model = build_model(config, input_dim=data.features.dim, vocab_size=len(data.vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    b = data.batch
+    for _ in range(steps):
+        optimizer.zero_grad()
+        if config.kind == "lm":
+            loss = model(b.targets, b.target_lengths).mean()
+        else:
+            loss = model(b.feats, b.feat_lengths, b.targets, b.target_lengths).mean()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    payload = model_payload(model, vocab=data.vocab, phone_set=data.phone_set,
+                            features=data.features, stats=data.stats)
+    save_checkpoint(target, payload)
+
+
+def _tiny_config(kind: str, layers: int = 1, bidirectional: bool = True) -> ModelConfig:
+    encoder = EncoderConfig(layers=layers, hidden=32, stack=3, bidirectional=bidirectional)
+    return ModelConfig(
+        kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
+    )
 
 
 def _build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
@@ -68,29 +108,11 @@ def _build_tiny_runs(root: Path, steps: int = 40) -> dict[str, Path]:
     corpus, prepared = root / "corpus", root / "prepared"
     synthesize_corpus(corpus, speakers=3, sentences=2, clean=True, seed=1)
     prepare_corpus(corpus, prepared)
-    features, stats, vocab, test = _test_batch(prepared, 61)
-    batch, feat_lengths, padded, target_lengths = (test.feats, test.feat_lengths, test.targets,
-                                                   test.target_lengths)
+    data = _test_split(prepared, 61)
     out: dict[str, Path] = {"corpus": corpus, "prepared": prepared}
-    encoder = EncoderConfig(layers=1, hidden=32, stack=3)
     for kind in ("ctc", "transducer", "lm"):
-        config = ModelConfig(
-            kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
-        )
-        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-        for _ in range(steps if kind != "lm" else 2):
-            optimizer.zero_grad()
-            if kind == "lm":
-                loss = model(padded, target_lengths).mean()
-            else:
-                loss = model(batch, feat_lengths, padded, target_lengths).mean()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        payload = model_payload(model, vocab=vocab, phone_set=61, features=features, stats=stats)
         target = root / "runs" / kind / "best.pt" if kind == "ctc" else root / f"{kind}.pt"
-        save_checkpoint(target, payload)
+        _train_and_save(_tiny_config(kind), data, steps if kind != "lm" else 2, target)
         out[kind] = target.parent if kind == "ctc" else target
     return out
 
@@ -106,37 +128,21 @@ def stream_runs(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     multi-label paths of the searches), ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM
     models); ``audio``: the test utterances' files as a JSON list.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: one thread is fastest on the shared CPU
-    try:
+    with one_torch_thread():  # tiny tensors: one thread is fastest on the shared CPU
         return _build_stream_runs(tiny_runs, tmp_path_factory.mktemp("stream_runs"))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]:
     torch.manual_seed(0)
     prepared = tiny_runs["prepared"]
-    features, stats, vocab, test = _test_batch(prepared, 39)
-    batch, feat_lengths, padded, target_lengths = (test.feats, test.feat_lengths, test.targets,
-                                                   test.target_lengths)
-    out = {"audio": json.dumps([u.audio for u in read_manifest(prepared / "test.jsonl")]),
+    data = _test_split(prepared, 39)
+    out = {"audio": json.dumps([u.audio for u in read_manifest(split_manifest(prepared, "test"))]),
            "ctc_bi": str(tiny_runs["ctc"]), "transducer_bi": str(tiny_runs["transducer"])}
     for name, kind, layers, steps in (
         ("ctc_uni", "ctc", 1, 40), ("transducer_uni", "transducer", 1, 40),
         ("transducer_random", "transducer", 2, 0),
     ):
-        encoder = EncoderConfig(layers=layers, hidden=32, stack=3, bidirectional=False)
-        config = ModelConfig(kind=kind, encoder=encoder,
-                             predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32)
-        model = build_model(config, input_dim=features.dim, vocab_size=len(vocab))
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            model(batch, feat_lengths, padded, target_lengths).mean().backward()
-            optimizer.step()
-        model.eval()
-        payload = model_payload(model, vocab=vocab, phone_set=39, features=features, stats=stats)
-        save_checkpoint(root / f"{name}.pt", payload)
+        config = _tiny_config(kind, layers, bidirectional=False)
+        _train_and_save(config, data, steps, root / f"{name}.pt")
         out[name] = str(root / f"{name}.pt")
     return out

@@ -9,7 +9,7 @@ import torch
 
 from seqkit.decoding.align import ctc_align, ctc_path_alignment, transducer_align
 from seqkit.decoding.greedy import ctc_greedy
-from seqkit.errors import LossInputError
+from seqkit.errors import TensorInputError
 
 
 def _brute_force_ctc(lp: torch.Tensor, labels: tuple[int, ...]) -> tuple[float, tuple[int, ...]]:
@@ -76,11 +76,11 @@ def test_ctc_align_equals_brute_force_best_path_T6_V4(seed: int, labels: tuple[i
 
 def test_ctc_align_rejects_too_few_frames_and_bad_labels() -> None:
     lp = torch.log_softmax(torch.randn(3, 4), dim=-1)
-    with pytest.raises(LossInputError, match="at least one frame per label"):
+    with pytest.raises(TensorInputError, match="at least one frame per label"):
         ctc_align(lp, [1, 1, 2])
-    with pytest.raises(LossInputError, match="other than blank"):
+    with pytest.raises(TensorInputError, match="other than blank"):
         ctc_align(lp, [0])
-    with pytest.raises(LossInputError, match=r"\(T, V\)"):
+    with pytest.raises(TensorInputError, match=r"\(T, V\)"):
         ctc_align(lp[None], [1])
     assert ctc_align(lp, []).segments == ()
 
@@ -100,7 +100,7 @@ def test_transducer_align_equals_brute_force_best_path_T4_V4(
 
 
 def test_transducer_align_rejects_a_lattice_for_other_labels() -> None:
-    with pytest.raises(LossInputError, match="U\\+1"):
+    with pytest.raises(TensorInputError, match="U\\+1"):
         transducer_align(torch.zeros(4, 2, 5), [1, 2])
 
 

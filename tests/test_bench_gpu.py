@@ -91,7 +91,7 @@ def _report(stages: list[gpu.StageResult]) -> gpu.GpuReport:
 def test_report_writer_writes_markdown_and_json_with_a_failing_stage_recorded(tmp_path):
     stages = [
         gpu.run_stage("cuda tests", lambda s: gpu.StageOutput(
-            [{"file": "test_ctc_triton.py", "passed": 12, "failed": 0}], ["command: pytest"]),
+            [{"file": "test_ctc_loss.py", "passed": 12, "failed": 0}], ["command: pytest"]),
             planned_minutes=1.5, deadline=time.monotonic() + 60),
         gpu.run_stage("loss kernels", _raise, planned_minutes=1.0,
                       deadline=time.monotonic() + 60),
@@ -102,7 +102,7 @@ def test_report_writer_writes_markdown_and_json_with_a_failing_stage_recorded(tm
     text = markdown.read_text()
     assert "| loss kernels | failed |" in text
     assert "RuntimeError: kernel launch failed: out of resources" in text
-    assert "| test_ctc_triton.py | 12 | 0 |" in text
+    assert "| test_ctc_loss.py | 12 | 0 |" in text
     assert "| train synth/ctc_blstm | skipped |" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gpu-report.json",
                                                                      "gpu-report.md"]

@@ -15,6 +15,7 @@ from seqkit.audio import compute_features, load_audio
 from seqkit.cli.main import app
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_61
+from seqkit.data.splits import split_manifest
 from seqkit.decoding.recognize import DecodeOptions, decode_features, recognize_files
 from seqkit.metrics import phone_error_rate
 from seqkit.models.checkpoint import load_model
@@ -22,7 +23,7 @@ from seqkit.models.checkpoint import load_model
 
 @pytest.fixture(scope="module")
 def audio(tiny_runs: dict[str, Path]) -> list[Path]:
-    return [Path(u.audio) for u in read_manifest(tiny_runs["prepared"] / "test.jsonl")]
+    return [Path(u.audio) for u in read_manifest(split_manifest(tiny_runs["prepared"], "test"))]
 
 
 runner = CliRunner()
@@ -51,7 +52,8 @@ def test_decode_espeak_audio_returns_61_phones_with_monotone_timings(tiny_runs, 
             assert a.start <= a.end == b.start <= b.end <= hyp.duration
         assert all(0.0 <= s.score <= 1.0 for s in hyp.segments)
     # trained on these two utterances: the 39-folded PER is low
-    refs = {u.audio: u.phone_labels for u in read_manifest(tiny_runs["prepared"] / "test.jsonl")}
+    test = read_manifest(split_manifest(tiny_runs["prepared"], "test"))
+    refs = {u.audio: u.phone_labels for u in test}
     per = phone_error_rate([refs[h.name] for h in result.hypotheses],
                            [h.phones for h in result.hypotheses])
     assert per < 0.3

@@ -9,26 +9,20 @@ import numpy as np
 import pytest
 import torch
 
+from seqkit.data.splits import split_manifest
 from seqkit.decoding.beam import (
     CTCPrefixBeamSearch,
+    FusionScorer,
     TransducerBeamSearch,
     ctc_beam_search,
-    fusion_scorer,
     transducer_beam_search,
     transducer_beam_search_batched,
 )
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import EOS, estimate_ngram, load_ngram, save_ngram
-from seqkit.errors import ConfigError, LossInputError
+from seqkit.errors import ConfigError, TensorInputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny per-step tensors run fastest on one thread (the shared CPU is busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny per-step tensors: one thread is fastest
 
 
 class TinyTransducer(torch.nn.Module):
@@ -100,9 +94,9 @@ def test_ctc_greedy_merges_repeats_and_drops_blanks() -> None:
 
 
 def test_ctc_greedy_rejects_lengths_past_the_time_axis() -> None:
-    with pytest.raises(LossInputError, match="lengths"):
+    with pytest.raises(TensorInputError, match="lengths"):
         ctc_greedy(torch.zeros(1, 3, 4), torch.tensor([5]))
-    with pytest.raises(LossInputError, match=r"\(B, T, V\)"):
+    with pytest.raises(TensorInputError, match=r"\(B, T, V\)"):
         ctc_greedy(torch.zeros(3, 4), torch.tensor([3]))
 
 
@@ -226,7 +220,7 @@ def test_ngram_from_manifest_folds_and_drops_q(tmp_path) -> None:
 
     phones = ((0, 10, "h#"), (10, 20, "q"), (20, 30, "ix"), (30, 40, "h#"))
     utterance = Utterance("S1_SX1", "/a.wav", 40, 16000, "S1", "DR1", phones, (), "a")
-    write_manifest(tmp_path / "train.jsonl", [utterance])
+    write_manifest(split_manifest(tmp_path, "train"), [utterance])
     lm = load_lm_source(tmp_path, 39)
     assert "q" not in lm.symbols and lm.prob(["sil"], "ih") > lm.prob(["sil"], "aa")
     scorer = estimate_ngram([["a"]], ["a"]).label_scorer(["<blank>", "a", "q"])
@@ -240,8 +234,10 @@ def _fusion_lm():
 
 
 def _fused(lm, labels: tuple[int, ...], weight: float, bonus: float) -> float:
-    phones = ["<blank>", "a", "b"]
-    return weight * lm.sequence_log_prob([phones[k] for k in labels]) + bonus * len(labels)
+    phones = [("<blank>", "a", "b")[k] for k in labels]
+    # the whole sequence's log-probability, its end included, from the LM itself
+    log_prob = sum(lm.log_prob(phones[:i], p) for i, p in enumerate((*phones, EOS)))
+    return weight * log_prob + bonus * len(labels)
 
 
 def _one_label_per_frame_log_prob(model, f: torch.Tensor, labels: tuple[int, ...]) -> float:
@@ -368,7 +364,7 @@ def test_transducer_stream_memo_and_hypotheses_stay_bounded_with_unpruned_result
     beam, vocab = 3, 4
     model = TinyTransducer(vocab=vocab, seed=2).eval()
     f = torch.randn(frames, 8, generator=torch.Generator().manual_seed(6)) * 3
-    fusion = fusion_scorer(_long_stream_lm(vocab), lm_weight, 0.5, vocab)
+    fusion = FusionScorer(_long_stream_lm(vocab), lm_weight, 0.5, vocab)
     with torch.no_grad():
         reference = _UnprunedTransducer(model, beam=beam, fusion=fusion)
         reference.step(f)

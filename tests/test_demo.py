@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_39
+from seqkit.data.splits import SPLITS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -40,10 +41,10 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path
     assert set(report["sample"]["reference"]) <= set(PHONES_39)
     assert set(report["sample"]["hypothesis"]) <= set(PHONES_39)
 
-    corpus_stamp = (out / "corpus" / "splits.json").stat().st_mtime_ns
+    corpus_stamp = (out / "corpus" / SPLITS_FILE).stat().st_mtime_ns
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert (out / "corpus" / "splits.json").stat().st_mtime_ns == corpus_stamp
+    assert (out / "corpus" / SPLITS_FILE).stat().st_mtime_ns == corpus_stamp
     assert json.loads((out / "report.json").read_text())["train_seconds"] == report["train_seconds"]
 
     # A run this demo cannot resume (here: a last.pt without training state, as an older seqkit

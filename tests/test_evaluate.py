@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from seqkit.cli.main import app
 from seqkit.data.manifest import read_manifest
+from seqkit.data.splits import split_manifest
 from seqkit.decoding.evaluate import evaluate, score_hypotheses, write_report
 from seqkit.errors import CorpusError
 from seqkit.models.checkpoint import load_model
@@ -55,7 +56,7 @@ def test_report_files_exist_and_parse(tmp_path) -> None:
 
 def test_evaluate_tiny_model_on_its_training_utterances(tiny_runs) -> None:
     loaded = load_model(tiny_runs["ctc"])
-    utterances = read_manifest(tiny_runs["prepared"] / "test.jsonl")
+    utterances = read_manifest(split_manifest(tiny_runs["prepared"], "test"))
     report = evaluate(loaded, utterances, beam=4)
     assert len(report.utterances) == len(utterances) and not report.failures
     assert 0.0 <= report.per < 0.3

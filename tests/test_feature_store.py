@@ -25,11 +25,12 @@ from seqkit.data.feature_store import (
 )
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import vocabulary
+from seqkit.data.splits import split_manifest
 
 
 @pytest.fixture
 def utterances(prepared: Path) -> list[Utterance]:
-    return read_manifest(prepared / "dev.jsonl")
+    return read_manifest(split_manifest(prepared, "dev"))
 
 
 def _build(utterances: list[Utterance], config: FeatureConfig, base: Path | None,
@@ -147,7 +148,7 @@ def test_a_loaded_split_holds_no_per_utterance_tensors(tmp_path, prepared) -> No
         assert not isinstance(value, torch.Tensor)
         assert not (isinstance(value, list) and any(isinstance(x, torch.Tensor) for x in value))
     assert dataset.lengths == feats.lengths
-    utterances = read_manifest(data / "train.jsonl")
+    utterances = read_manifest(split_manifest(data, "train"))
     for got, want in zip(feats, _direct(utterances, features), strict=True):
         assert torch.equal(got, stats.normalize(want))  # normalized on access, exactly
     batch = dataset.collate([1, 0])

@@ -21,6 +21,7 @@ from seqkit.corpora.librispeech import prepare as librispeech_prepare
 from seqkit.corpora.librispeech.prepare import prepare_librispeech
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_39
+from seqkit.data.splits import split_manifest
 from seqkit.errors import BackendUnavailableError
 from seqkit.synth.sentences import SentenceGenerator
 
@@ -115,7 +116,7 @@ def test_prepare_reads_the_librispeech_layout_into_phone_manifests(prepared) -> 
     lexicon = summary["lexicon"]
     assert lexicon["oov_words"] >= 1 and lexicon["oov_tokens"] >= lexicon["oov_words"]
     assert "zyzzlequot\tz ih z" in (out / "oov.tsv").read_text()
-    first = read_manifest(out / "train.jsonl")[0]
+    first = read_manifest(split_manifest(out, "train"))[0]
     assert first.text == FIRST_TEXT and first.dialect == "train-clean-100"
     assert first.phone_labels[:5] == ["ay", "d", "ow", "n", "t"]  # I DON'T
     assert first.sample_rate == 16000 and first.samples > 16000 // 2
@@ -170,7 +171,7 @@ def test_librilight_layout_trains_on_its_subset_with_librispeech_dev_and_test(co
     assert summary.subsets == {"train": ("10min",), "dev": ("dev-clean",),
                                "test": ("test-clean",)}
     assert summary.splits[0].utterances == 8
-    dialects = {u.dialect for u in read_manifest(tmp_path / "p" / "train.jsonl")}
+    dialects = {u.dialect for u in read_manifest(split_manifest(tmp_path / "p", "train"))}
     assert dialects == {"1h/0/clean", "1h/0/other"}
 
 

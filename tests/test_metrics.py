@@ -140,3 +140,15 @@ def test_timed_folding_gives_q_to_its_neighbour_merges_sil_and_matches_scoring()
     assert folded[-1].end == pytest.approx(0.9)
     assert all(a.end == b.start for a, b in zip(folded, folded[1:], strict=False))
     assert [s.phone for s in fold_segments(segments, to=61)] == phones
+
+
+@pytest.mark.parametrize("to", [61, 48, 39])
+def test_scoring_folder_fed_in_pieces_folds_as_the_whole_sequence(to) -> None:
+    from seqkit.data.phones import ScoringFolder, fold_for_scoring
+
+    phones = ["h#", "q", "pau", "b", "q", "ae", "tcl", "pau", "t", "epi", "h#", "q"]
+    for cut in range(len(phones) + 1):  # a stream delivers the phones in two pieces
+        folder = ScoringFolder(to)
+        assert folder.fold(phones[:cut]) + folder.fold(phones[cut:]) == fold_for_scoring(
+            phones, to
+        )

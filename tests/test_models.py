@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqkit.errors import ConfigError, LossInputError
+from seqkit.errors import ConfigError, TensorInputError
 from seqkit.models import (
     EncoderConfig,
     ModelConfig,
@@ -186,9 +186,9 @@ def test_batched_encoder_equals_per_utterance(name: str) -> None:
 
 def test_encoder_rejects_wrong_feature_dim_and_lengths() -> None:
     encoder = Encoder(ENCODERS["lstm"], F)
-    with pytest.raises(LossInputError, match=r"\(B, T, 6\).*\(2, 5, 4\)"):
+    with pytest.raises(TensorInputError, match=r"\(B, T, 6\).*\(2, 5, 4\)"):
         encoder(torch.zeros(2, 5, 4), torch.tensor([5, 5]))
-    with pytest.raises(LossInputError, match="feat_lengths"):
+    with pytest.raises(TensorInputError, match="feat_lengths"):
         encoder(torch.zeros(2, 5, F), torch.tensor([6, 5]))
 
 
@@ -256,7 +256,7 @@ def test_predictor_step_by_step_equals_whole_sequence() -> None:
 
 
 def test_predictor_rejects_out_of_vocabulary_labels() -> None:
-    with pytest.raises(LossInputError, match=r"\[0, 7\)"):
+    with pytest.raises(TensorInputError, match=r"\[0, 7\)"):
         make("transducer").predict(torch.tensor([[0, 7]]))
 
 

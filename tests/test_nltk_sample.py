@@ -12,14 +12,16 @@ import pytest
 import soundfile
 from typer.testing import CliRunner
 
+from seqkit.audio import SAMPLE_RATE
 from seqkit.cli.main import app
 from seqkit.corpora.timit.nltk_sample import unpack_nltk_timit
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.data.manifest import read_manifest
+from seqkit.data.splits import split_manifest
 from seqkit.errors import CorpusError
 
 runner = CliRunner()
-SR = 16000
+SR = SAMPLE_RATE
 N = 4800
 PHN = ((0, 800, "h#"), (800, 2000, "sh"), (2000, 4000, "iy"), (4000, N, "h#"))
 # folder -> audio format: the sample circulates with SPHERE and with RIFF audio
@@ -52,8 +54,8 @@ def make_sample(root: Path, last_end: int = N) -> Path:
 def test_prepare_puts_the_whole_sample_in_test_without_sa(tmp_path):
     summary = prepare_corpus(make_sample(tmp_path / "timit"), tmp_path / "out")
     out = tmp_path / "out"
-    assert read_manifest(out / "train.jsonl") == [] and read_manifest(out / "dev.jsonl") == []
-    test = read_manifest(out / "test.jsonl")
+    assert all(read_manifest(split_manifest(out, split)) == [] for split in ("train", "dev"))
+    test = read_manifest(split_manifest(out, "test"))
     assert sorted(u.id for u in test) == [
         "FVMH0_SI943", "FVMH0_SX13", "MBCG0_SI943", "MBCG0_SX13",
     ]
@@ -65,7 +67,7 @@ def test_prepare_puts_the_whole_sample_in_test_without_sa(tmp_path):
 
 def test_last_boundary_two_samples_past_the_end_is_clamped_and_counted(tmp_path):
     summary = prepare_corpus(make_sample(tmp_path / "timit", last_end=N + 2), tmp_path / "out")
-    test = read_manifest(tmp_path / "out" / "test.jsonl")
+    test = read_manifest(split_manifest(tmp_path / "out", "test"))
     assert all(u.phones[-1][1] == N and u.words[-1][1] == N for u in test)
     assert summary.clamped == 2 * len(test)  # .phn and .wrd of each utterance
     assert summary.to_dict()["clamped_boundaries"] == 8

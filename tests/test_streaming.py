@@ -33,7 +33,7 @@ def _audio(runs: dict[str, str]) -> list[str]:
 def _stream(loaded, path: str, options: DecodeOptions, chunk_ms: float):
     recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
     wave = load_audio(path)
-    step = int(16000 * chunk_ms / 1000)
+    step = recognizer.samples_per_chunk
     printed = []
     for start in range(0, wave.shape[0], step):
         printed.extend(recognizer.accept(wave[start : start + step]))
@@ -41,13 +41,7 @@ def _stream(loaded, path: str, options: DecodeOptions, chunk_ms: float):
     return printed + last, result
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Streaming runs many tiny ops: one thread, as decoding's front end uses, keeps it fast."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many tiny ops, as the CLI streams them
 
 
 _SLOW = pytest.mark.slow

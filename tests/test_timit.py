@@ -11,7 +11,14 @@ import pytest
 import soundfile
 import torch
 
-from seqkit.audio import FeatureConfig, compute_features, compute_stats, load_audio, read_stats
+from seqkit.audio import (
+    SAMPLE_RATE,
+    FeatureConfig,
+    compute_features,
+    compute_stats,
+    load_audio,
+    read_stats,
+)
 from seqkit.corpora.timit.layout import (
     CLAMP_SAMPLES,
     find_utterances,
@@ -21,9 +28,10 @@ from seqkit.corpora.timit.layout import (
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.corpora.timit.speakers import CORE_TEST_SPEAKERS, DEV_SPEAKERS
 from seqkit.data.manifest import Utterance, read_manifest, write_manifest
+from seqkit.data.splits import SPLITS, SPLITS_FILE, split_manifest
 from seqkit.errors import AudioError, CorpusError, OutputExistsError
 
-SR = 16000
+SR = SAMPLE_RATE
 N = 4800  # 0.3 s per utterance
 PHN = ((0, 800, "h#"), (800, 2000, "sh"), (2000, 3000, "iy"), (3000, 4000, "q"), (4000, N, "h#"))
 WRD = ((800, 4000, "she"),)
@@ -100,7 +108,7 @@ def test_prepare_writes_standard_timit_splits_without_sa(tmp_path, upper):
     ]
     expected_splits = {"train": {"FCJF0", "MKAB0"}, "dev": {"FAKS0"}, "test": {"MDAB0"}}
     for split, speakers in expected_splits.items():
-        utts = read_manifest(out / f"{split}.jsonl")
+        utts = read_manifest(split_manifest(out, split))
         assert {u.speaker for u in utts} == speakers
         # SA1/SA2 excluded: SX and SI remain, in a stable order
         assert sorted(u.id for u in utts) == sorted(
@@ -126,7 +134,7 @@ def test_prepare_stats_equal_stats_of_train_features(tmp_path):
     prepare_corpus(corpus, tmp_path / "out", features=config)
     saved_config, stats = read_stats(tmp_path / "out" / "stats.json")
     assert saved_config == config
-    train = read_manifest(tmp_path / "out" / "train.jsonl")
+    train = read_manifest(split_manifest(tmp_path / "out", "train"))
     feats = [compute_features(load_audio(u.audio), config) for u in train]
     expected = compute_stats(feats)
     all_frames = torch.cat(feats).double()
@@ -140,9 +148,9 @@ def test_prepare_stats_equal_stats_of_train_features(tmp_path):
 def test_both_name_cases_give_identical_manifests(tmp_path):
     for upper in (True, False):
         prepare_corpus(make_corpus(tmp_path / f"c{upper}", upper=upper), tmp_path / f"o{upper}")
-    for split in ("train", "dev", "test"):
-        a = read_manifest(tmp_path / "oTrue" / f"{split}.jsonl")
-        b = read_manifest(tmp_path / "oFalse" / f"{split}.jsonl")
+    for split in SPLITS:
+        a = read_manifest(split_manifest(tmp_path / "oTrue", split))
+        b = read_manifest(split_manifest(tmp_path / "oFalse", split))
         strip = [(u.id, u.speaker, u.dialect, u.phones, u.words, u.samples) for u in a]
         assert strip == [(u.id, u.speaker, u.dialect, u.phones, u.words, u.samples) for u in b]
 
@@ -155,21 +163,21 @@ def test_splits_json_decides_the_splits(tmp_path):
         ("TEST", "DR5", "FSYN3"): "test",
     }
     corpus = make_corpus(tmp_path / "synth", speakers=speakers)
-    (corpus / "splits.json").write_text(json.dumps({
+    (corpus / SPLITS_FILE).write_text(json.dumps({
         "train": ["MSYN0", "fsyn1"], "dev": ["MSYN2"], "test": ["FSYN3"], "seed": 0,
     }))
     summary = prepare_corpus(corpus, tmp_path / "out")
     assert [(s.name, s.speakers, s.utterances) for s in summary.splits] == [
         ("train", 2, 4), ("dev", 1, 2), ("test", 1, 2)
     ]
-    assert {u.speaker for u in read_manifest(tmp_path / "out" / "train.jsonl")} == {
+    assert {u.speaker for u in read_manifest(split_manifest(tmp_path / "out", "train"))} == {
         "MSYN0", "FSYN1"
     }
 
 
 def test_split_file_naming_an_absent_speaker_is_rejected(tmp_path):
     corpus = make_corpus(tmp_path / "synth")
-    (corpus / "splits.json").write_text(json.dumps(
+    (corpus / SPLITS_FILE).write_text(json.dumps(
         {"train": ["FCJF0"], "dev": ["NOPE0"], "test": ["MDAB0"]}
     ))
     with pytest.raises(CorpusError, match=r"splits.json lists dev speaker NOPE0"):
@@ -179,7 +187,7 @@ def test_split_file_naming_an_absent_speaker_is_rejected(tmp_path):
 
 def test_split_file_with_a_speaker_in_two_splits_is_rejected(tmp_path):
     corpus = make_corpus(tmp_path / "synth")
-    (corpus / "splits.json").write_text(json.dumps(
+    (corpus / SPLITS_FILE).write_text(json.dumps(
         {"train": ["FCJF0"], "dev": ["FCJF0"], "test": ["MDAB0"]}
     ))
     with pytest.raises(CorpusError, match="in both train and dev"):
@@ -285,9 +293,9 @@ def test_skip_bad_leaves_bad_utterances_out_and_reports_why(tmp_path):
     assert [s.to_dict() for s in summary.skipped] == report
     reasons = {r["id"]: r["reason"] for r in report}
     assert "61 phones" in reasons["FAKS0_SI943"] and "no samples" in reasons["FCJF0_SI943"]
-    assert {r["split"] for r in report} == {"train", "dev", "test"}
+    assert {r["split"] for r in report} == set(SPLITS)
     assert [s.utterances for s in summary.splits] == [2, 1, 1]
-    assert len(read_manifest(tmp_path / "out" / "train.jsonl")) == 2
+    assert len(read_manifest(split_manifest(tmp_path / "out", "train"))) == 2
     assert broken  # every breaker returned the file it broke
 
 
@@ -310,7 +318,7 @@ def test_existing_output_is_refused_unless_forced(tmp_path):
         prepare_corpus(corpus, out)
     assert (out / "keep.txt").read_text() == "mine"
     prepare_corpus(corpus, out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "train.jsonl").exists()
+    assert not (out / "keep.txt").exists() and split_manifest(out, "train").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "timit"]
 
 
@@ -318,11 +326,11 @@ def test_failed_forced_prepare_keeps_the_previous_output(tmp_path):
     corpus = make_corpus(tmp_path / "timit")
     out = tmp_path / "out"
     prepare_corpus(corpus, out)
-    before = (out / "train.jsonl").read_text()
+    before = split_manifest(out, "train").read_text()
     _break_label(corpus)
     with pytest.raises(CorpusError):
         prepare_corpus(corpus, out, force=True)
-    assert (out / "train.jsonl").read_text() == before
+    assert split_manifest(out, "train").read_text() == before
 
 
 def test_read_utterance_returns_the_loaded_audio(tmp_path):
@@ -369,7 +377,7 @@ def test_cli_prepare_prints_a_summary_table(tmp_path):
     assert result.exit_code == 0, result.output
     for word in ("split", "speakers", "utterances", "hours", "phones", "train", "dev", "test"):
         assert word in result.stdout
-    assert (tmp_path / "out" / "train.jsonl").exists()
+    assert split_manifest(tmp_path / "out", "train").exists()
 
 
 def test_cli_prepare_json_summary_and_skip_bad(tmp_path):

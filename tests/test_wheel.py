@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from seqkit.data.splits import split_manifest
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,4 +83,4 @@ def test_wheel_holds_only_seqkit_and_runs_the_demo_from_another_folder(tmp_path:
     assert demo.returncode == 0, demo.stderr[-3000:]
     report = json.loads((elsewhere / "demo" / "report.json").read_text())
     assert report["model"] == "ctc"
-    assert (elsewhere / "demo" / "prepared" / "train.jsonl").is_file()
+    assert split_manifest(elsewhere / "demo" / "prepared", "train").is_file()

@@ -61,9 +61,9 @@ TRANSDUCER_BENCHMARK_SHAPE = (30, 500, 100, 500)
 CTC_SHAPES = ctc_loss.SHAPES
 TRANSDUCER_SHAPES = (*transducer_loss.SHAPES, TRANSDUCER_BENCHMARK_SHAPE)
 
-# The test files with CUDA cases: every case in them runs on CUDA tensors when CUDA is there
+# The test files with CUDA cases: their Triton cases run on CUDA tensors when CUDA is there
 # (including the `cuda`-marked ones, the only such tests); the other loss tests are CPU-only.
-CUDA_TEST_FILES = ("tests/test_ctc_triton.py", "tests/test_transducer_triton.py")
+CUDA_TEST_FILES = ("tests/test_ctc_loss.py", "tests/test_transducer_loss.py")
 
 # Each stage's share of the default 10-minute budget, in minutes; REPORT_RESERVE is kept back
 # for the stages' overrun (a training run stops after the step that crosses its deadline, then

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,8 +28,10 @@ from seqkit.data.feature_store import FeatureStore, NoticeFn, build_store
 from seqkit.data.manifest import Utterance, iter_manifest
 from seqkit.data.phones import fold_phones, vocabulary
 from seqkit.data.ragged import RaggedRows
+from seqkit.data.splits import split_manifest
 from seqkit.errors import ConfigError, CorpusError
 from seqkit.progress import ProgressFn
+from seqkit.seeds import stream_seed
 
 _CACHE_VERSION = 2  # 2: memory-mapped stores (.npy + .json); 1 was one .pt per split
 
@@ -173,7 +174,7 @@ def _cache_path(data_dir: Path, split: str, features: FeatureConfig) -> Path:
     """The feature store of ``split`` (a name without suffix: the store adds .npy and .json)."""
     key = hashlib.sha1()
     key.update(json.dumps(features.to_dict(), sort_keys=True).encode())
-    key.update((data_dir / f"{split}.jsonl").read_bytes())
+    key.update(split_manifest(data_dir, split).read_bytes())
     key.update(str(_CACHE_VERSION).encode())
     return data_dir / "cache" / f"{split}-{features.kind}-{key.hexdigest()[:16]}"
 
@@ -212,7 +213,7 @@ def load_split(
         AudioError: an audio file cannot be read.
     """
     data_dir = Path(data_dir)
-    manifest = data_dir / f"{split}.jsonl"
+    manifest = split_manifest(data_dir, split)
     if not manifest.exists():
         raise CorpusError(
             f"manifest {manifest} not found: expected a directory made by `seqkit data prepare`"
@@ -247,8 +248,9 @@ class BucketBatchSampler:
     batches; worker ``rank`` of ``world_size`` takes items ``rank, rank + world_size, ...`` of
     each, so every global batch holds at least ``world_size`` utterances.
 
-    State for resuming is ``(epoch, position)``: the epoch and the number of global batches
-    already consumed in it.
+    The sampler keeps no state: an epoch's batches depend on ``(seed, epoch)`` only, so a resumed
+    run takes ``global_batches(epoch)[position:]`` with the training loop's own ``(epoch,
+    position)``.
 
     Args:
         lengths: batching length of every utterance (frames).
@@ -287,14 +289,12 @@ class BucketBatchSampler:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
-        self.position = 0
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """Every worker's batches of ``epoch``, as lists of utterance indices."""
         n = len(self.lengths)
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            gen = torch.Generator().manual_seed(stream_seed(self.seed, epoch))
             order = torch.randperm(n, generator=gen).tolist()
         else:
             gen = None
@@ -326,26 +326,3 @@ class BucketBatchSampler:
         """This worker's utterances of a global batch."""
         return list(batch[self.rank :: self.world_size])
 
-    def __len__(self) -> int:
-        """Global batches in the current epoch."""
-        return len(self.global_batches(self.epoch))
-
-    def __iter__(self):  # noqa: ANN204 - a generator of index lists
-        """This worker's share of each remaining global batch of the current epoch."""
-        for batch in self.global_batches(self.epoch)[self.position :]:
-            self.position += 1
-            yield self.local_share(batch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start ``epoch`` from its first batch."""
-        self.epoch = epoch
-        self.position = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """``{"epoch", "position"}`` for resuming."""
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at the batch after the last one consumed."""
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])

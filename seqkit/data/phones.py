@@ -8,11 +8,12 @@ same). Silence is scored.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from seqkit.errors import ConfigError
 
 BLANK = "<blank>"
+SILENCE = "sil"  # the 48/39-phone silence class: closures and pauses fold to it
 
 # Each group: the 61-phone symbol, its 48-phone class, its 39-phone class (None: deleted).
 # Closures fold to a voiced / voiceless closure class in 48 and to silence in 39.
@@ -63,19 +64,29 @@ def phone_set(size: int) -> tuple[str, ...]:
     return PHONE_SETS[size]
 
 
+def _fold_table(to: int) -> dict[str, str | None]:
+    """Any 61/48/39-phone symbol -> its symbol in the ``to`` set (48 or 39; None: deleted)."""
+    table: dict[str, str | None] = dict(FOLD_61_TO_48 if to == 48 else FOLD_61_TO_39)
+    if to == 39:
+        table.update(FOLD_48_TO_39)
+    return table
+
+
+def _check_fold_target(to: int) -> None:
+    if to not in PHONE_SETS:
+        raise ConfigError(f"cannot fold to {to} phones: choose one of 61, 48, 39")
+
+
 def fold_phones(phones: Iterable[str], to: int = 39) -> list[str]:
     """Fold phone symbols (from the 61, 48 or 39 set) down to the ``to`` set; ``q`` is dropped.
 
     A symbol already in the target set folds to itself, so a hypothesis from a model trained on
     48 or 39 phones folds the same way as a 61-phone reference.
     """
-    if to not in PHONE_SETS:
-        raise ConfigError(f"cannot fold to {to} phones: choose one of 61, 48, 39")
+    _check_fold_target(to)
     if to == 61:
         return list(phones)
-    table: dict[str, str | None] = dict(FOLD_61_TO_48 if to == 48 else FOLD_61_TO_39)
-    if to == 39:
-        table.update(FOLD_48_TO_39)
+    table = _fold_table(to)
     out: list[str] = []
     for p in phones:
         if p not in table:
@@ -86,29 +97,63 @@ def fold_phones(phones: Iterable[str], to: int = 39) -> list[str]:
     return out
 
 
-def merge_repeated_silence(phones: Sequence[str], silence: str = "sil") -> list[str]:
-    """Merge runs of consecutive silence symbols into one (done after folding, before scoring)."""
-    out: list[str] = []
-    for p in phones:
-        if p == silence and out and out[-1] == silence:
-            continue
-        out.append(p)
-    return out
+class ScoringFolder:
+    """Folds phones one at a time exactly as :func:`fold_for_scoring` folds a whole sequence.
+
+    The one definition of scoring's folding, for callers whose phones arrive in pieces (a
+    stream's decided phones, timed segments) as well as for whole sequences: each phone folds to
+    the ``to`` set, ``q`` is dropped, and a ``sil`` right after a kept ``sil`` merges into it
+    (Lee & Hon 1989). ``to=61`` passes every symbol through, as scoring compares 61 phones as they
+    are. The state is the last kept symbol, so pieces fold as their concatenation would.
+
+    Args:
+        to: the phone set to fold to: 61, 48 or 39. Default: 39.
+
+    Raises:
+        ConfigError: ``to`` is not 61, 48 or 39 (at construction), or a pushed phone is not a
+            TIMIT symbol.
+    """
+
+    def __init__(self, to: int = 39) -> None:
+        _check_fold_target(to)
+        self.to = to
+        self._table = _fold_table(to) if to != 61 else None
+        self._last: str | None = None
+
+    def symbol(self, phone: str) -> str | None:
+        """``phone`` in the ``to`` set, None for ``q`` (no state: runs are not looked at)."""
+        if self._table is None:
+            return phone
+        if phone not in self._table:
+            raise ConfigError(f"unknown phone {phone!r}: expected a TIMIT phone symbol")
+        return self._table[phone]
+
+    def push(self, phone: str) -> str | None:
+        """The next phone's folded symbol to keep, or None: dropped (``q``) or merged (``sil``)."""
+        folded = self.symbol(phone)
+        if folded is None:
+            return None
+        if self._table is not None and folded == SILENCE and self._last == SILENCE:
+            return None
+        self._last = folded
+        return folded
+
+    def fold(self, phones: Iterable[str]) -> list[str]:
+        """The kept symbols of ``phones``, continuing from the phones pushed before."""
+        return [kept for p in phones if (kept := self.push(p)) is not None]
 
 
 def fold_for_scoring(phones: Iterable[str], to: int = 39) -> list[str]:
     """Phones the way PER compares them: folded to ``to`` symbols, then ``sil`` runs merged.
 
-    The one definition that scoring, reports and the demo share (Lee & Hon 1989: ``q`` dropped,
-    closures and pauses become ``sil``, adjacent ``sil`` count once). ``to=61`` compares the
-    symbols as they are.
+    The one definition that scoring, reports, decoding's ``--fold`` and the demo share (Lee & Hon
+    1989: ``q`` dropped, closures and pauses become ``sil``, adjacent ``sil`` count once); see
+    :class:`ScoringFolder`. ``to=61`` compares the symbols as they are.
 
     Raises:
         ConfigError: ``to`` is not 61, 48 or 39, or a phone is not a TIMIT symbol.
     """
-    if to == 61:
-        return list(phones)
-    return merge_repeated_silence(fold_phones(phones, to=to))
+    return ScoringFolder(to).fold(phones)
 
 
 def vocabulary(size: int) -> tuple[str, ...]:

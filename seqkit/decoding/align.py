@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from seqkit.decoding.protocol import TransducerLike
-from seqkit.errors import LossInputError
+from seqkit.errors import TensorInputError
 
 _NEG_INF = float("-inf")
 
@@ -89,11 +89,11 @@ def ctc_align(log_probs: torch.Tensor, labels: Sequence[int], *, blank: int = 0)
         The best path and its segments (one per label).
 
     Raises:
-        LossInputError: on a wrong shape, a blank or out-of-range label, or when T is too short
+        TensorInputError: on a wrong shape, a blank or out-of-range label, or when T is too short
             for the labels (U plus the number of repeated neighbours).
     """
     if log_probs.dim() != 2:
-        raise LossInputError(
+        raise TensorInputError(
             f"expected log_probs (T, V) of one utterance, found {tuple(log_probs.shape)}: "
             "index the batch first"
         )
@@ -102,12 +102,12 @@ def ctc_align(log_probs: torch.Tensor, labels: Sequence[int], *, blank: int = 0)
     labels = [int(x) for x in labels]
     for lab in labels:
         if lab == blank or not 0 <= lab < vocab:
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected labels in [0, {vocab}) other than blank {blank}, found {lab}"
             )
     repeats = sum(1 for a, b in zip(labels, labels[1:], strict=False) if a == b)
     if frames < len(labels) + repeats:
-        raise LossInputError(
+        raise TensorInputError(
             f"cannot align {len(labels)} labels ({repeats} repeats) to {frames} frames: "
             "CTC needs at least one frame per label plus one blank between repeats"
         )
@@ -133,7 +133,7 @@ def ctc_align(log_probs: torch.Tensor, labels: Sequence[int], *, blank: int = 0)
     end = states - 1 if alpha[-1] >= alpha[-2] else states - 2
     best = float(alpha[end])
     if best == _NEG_INF:
-        raise LossInputError(
+        raise TensorInputError(
             "no CTC path with finite probability collapses to these labels: "
             "check the labels against the model's vocabulary"
         )
@@ -191,17 +191,17 @@ def transducer_align(lattice: torch.Tensor, labels: Sequence[int], *, blank: int
         frame at which the path emits the label.
 
     Raises:
-        LossInputError: if the lattice does not fit the labels, or T is 0.
+        TensorInputError: if the lattice does not fit the labels, or T is 0.
     """
     labels = [int(x) for x in labels]
     if lattice.dim() != 3 or lattice.shape[1] != len(labels) + 1:
-        raise LossInputError(
+        raise TensorInputError(
             f"expected a lattice (T, U+1, V) with U+1 = {len(labels) + 1}, found "
             f"{tuple(lattice.shape)}: build it with transducer_lattice for the same labels"
         )
     frames = lattice.shape[0]
     if frames == 0:
-        raise LossInputError("cannot align to 0 frames: the transducer needs at least one frame")
+        raise TensorInputError("cannot align to 0 frames: the transducer needs at least one frame")
     lp = lattice.detach().double().cpu().numpy()
     n = len(labels)
     blank_lp = lp[:, :, blank]  # (T, U+1)
@@ -257,11 +257,11 @@ def ctc_path_alignment(
         Segments of the collapsed labels, monotone and covering [0, T).
 
     Raises:
-        LossInputError: if ``path`` is not one symbol per frame.
+        TensorInputError: if ``path`` is not one symbol per frame.
     """
     frames = log_probs.shape[0]
     if len(path) != frames:
-        raise LossInputError(
+        raise TensorInputError(
             f"expected a path of {frames} symbols (one per frame), found {len(path)}"
         )
     lp = log_probs.detach().double().cpu().numpy()

@@ -70,17 +70,26 @@ def _logaddexp(a: float, b: float) -> float:
     return b + math.log1p(math.exp(a - b))
 
 
-class _Fusion:
+class FusionScorer:
     """Shallow-fusion score of label sequences: ``lm_weight`` x LM log-prob + bonus per label.
 
-    The score depends on the labels only, not on the alignment, so a transducer search can keep
-    each hypothesis's acoustic log-probability exact and rank by acoustic + fusion score. The
-    next-label scores are computed once per prefix; a search calls :meth:`retain` after each
-    frame so that only its live prefixes keep theirs.
+    The one LM scorer of every beam search here (icefall's ``LmScorer``). The score depends on
+    the labels only, not on the alignment, so a search keeps each hypothesis's acoustic
+    log-probability exact and ranks by acoustic + fusion score. Scores are memoized per prefix:
+    the transducer searches read whole rows (:meth:`row`, every next label at once), the CTC
+    prefix search single labels (:meth:`extension`, only the labels it tries); a search calls
+    :meth:`retain` after each frame so that only its live prefixes keep theirs.
+
+    Args:
+        lm: label LM (see :data:`LabelLM`), or None.
+        lm_weight: weight of the LM log-probability; 0 ignores the LM.
+        insertion_bonus: added per label (not for the end of sequence).
+        vocab: V, labels per :meth:`row` (blank included; 0 if rows are never read).
+        blank: index of the blank, which scores 0 in a row. Default 0.
     """
 
     def __init__(self, lm: LabelLM | None, lm_weight: float, insertion_bonus: float,
-                 vocab: int, blank: int) -> None:
+                 vocab: int, blank: int = 0) -> None:
         self.lm = lm if lm_weight != 0.0 else None
         self.lm_weight = lm_weight
         self.bonus = insertion_bonus
@@ -89,6 +98,7 @@ class _Fusion:
         self.active = self.lm is not None or insertion_bonus != 0.0
         self._rows: dict[tuple[int, ...], np.ndarray] = {}
         self._totals: dict[tuple[int, ...], float] = {(): 0.0}
+        self._labels: dict[tuple[int, ...], dict[int | None, float]] = {}
 
     def row(self, prefix: tuple[int, ...]) -> np.ndarray:
         """(V,) float64 score of appending each label to ``prefix`` (0 for the blank)."""
@@ -102,6 +112,16 @@ class _Fusion:
             cached[self.blank] = 0.0
             self._rows[prefix] = cached
         return cached
+
+    def extension(self, prefix: tuple[int, ...], label: int | None) -> float:
+        """Score of appending ``label`` to ``prefix`` (None: of ending the sequence there)."""
+        bonus = self.bonus if label is not None else 0.0
+        if self.lm is None:
+            return bonus
+        scores = self._labels.setdefault(prefix, {})
+        if label not in scores:
+            scores[label] = self.lm_weight * self.lm(prefix, label) + bonus
+        return scores[label]
 
     def total(self, labels: tuple[int, ...]) -> float:
         """Fusion score of the prefix ``labels`` (end of sequence not included)."""
@@ -121,9 +141,9 @@ class _Fusion:
         end = self.lm_weight * self.lm(labels, None) if self.lm is not None else 0.0
         return self.total(labels) + end
 
-    def fresh(self) -> _Fusion:
+    def fresh(self) -> FusionScorer:
         """The same scorer with empty memo tables (a search prunes and re-keys its own)."""
-        return _Fusion(self.lm, self.lm_weight, self.bonus, self.vocab, self.blank)
+        return FusionScorer(self.lm, self.lm_weight, self.bonus, self.vocab, self.blank)
 
     def retain(self, live: Callable[[tuple[int, ...]], bool], cut: int = 0) -> None:
         """Keep the memo entries of the prefixes ``live`` accepts, their first ``cut`` labels off.
@@ -132,17 +152,12 @@ class _Fusion:
         """
         self._rows = {key[cut:]: row for key, row in self._rows.items() if live(key)}
         self._totals = {key[cut:]: total for key, total in self._totals.items() if live(key)}
+        self._labels = {key[cut:]: row for key, row in self._labels.items() if live(key)}
 
     def memo_size(self) -> int:
-        """Prefixes with a memoized row or total."""
-        return len(self._rows) + len(self._totals)
-
-
-def fusion_scorer(
-    lm: LabelLM | None, lm_weight: float, insertion_bonus: float, vocab: int, blank: int = 0
-) -> _Fusion:
-    """The shallow-fusion scorer a :class:`TransducerBeamSearch` ranks with (V = ``vocab``)."""
-    return _Fusion(lm, lm_weight, insertion_bonus, vocab, blank)
+        """Memoized rows, totals and single-label scores."""
+        return (len(self._rows) + len(self._totals)
+                + sum(len(scores) for scores in self._labels.values()))
 
 
 def _vocab_size(model: TransducerLike, f: torch.Tensor, blank: int) -> int:
@@ -187,7 +202,7 @@ def ctc_beam_search(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)
@@ -287,36 +302,24 @@ class CTCPrefixBeamSearch:
     ) -> None:
         _check_beam(beam)
         self.beam, self.blank, self.top_k = beam, blank, top_k
-        self.lm = lm if lm is not None and lm_weight != 0.0 else None
-        self.lm_weight, self.insertion_bonus = lm_weight, insertion_bonus
+        # the LM + bonus of appending a label, memoized for the kept prefixes only
+        self.fusion = FusionScorer(lm, lm_weight, insertion_bonus, 0, blank)
         # prefix -> [log P(prefix, ends in blank), log P(prefix, ends in label), LM + bonus];
         # prefixes are keyed after the labels in ``committed`` (a label repeat needs the last)
         self.beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG_INF, 0.0]}
-        context = _lm_context(self.lm)
+        context = _lm_context(self.fusion.lm)
         self.committed = _Committed(max(context, 1) if context is not None else None)
-        # prefix -> {label or None: LM + bonus score of appending it}, kept prefixes only
-        self.lm_cache: dict[tuple[int, ...], dict[int | None, float]] = {}
-
-    def _extension_score(self, prefix: tuple[int, ...], label: int | None) -> float:
-        bonus = self.insertion_bonus if label is not None else 0.0
-        if self.lm is None:
-            return bonus
-        scores = self.lm_cache.setdefault(prefix, {})
-        if label not in scores:
-            scores[label] = self.lm_weight * self.lm(prefix, label) + bonus
-        return scores[label]
-
-    def decided(self) -> tuple[int, ...]:
-        """Labels every kept prefix starts with: final whatever the later frames hold."""
-        return self.decided_since(0)
 
     def decided_since(self, start: int) -> tuple[int, ...]:
-        """:meth:`decided` from label ``start`` on (cheap however long the stream)."""
+        """The decided labels (every kept hypothesis starts with them) from label ``start`` on.
+
+        Final whatever the later frames hold; cheap however long the stream.
+        """
         return self.committed.decided_since(start, list(self.beams))
 
     def memo_size(self) -> int:
         """Entries in the LM memo table (bounded by ``beam`` x V)."""
-        return sum(len(scores) for scores in self.lm_cache.values())
+        return self.fusion.memo_size()
 
     def held_labels(self) -> int:
         """Labels the longest kept prefix holds (decided ones beyond the LM's context dropped)."""
@@ -337,9 +340,7 @@ class CTCPrefixBeamSearch:
         """Keep ``beams`` and only the LM scores they can still use; drop decided labels."""
         cut = self.committed.drop(list(beams))
         self.beams = {prefix[cut:]: cell for prefix, cell in beams.items()} if cut else beams
-        self.lm_cache = {
-            prefix[cut:]: self.lm_cache[prefix] for prefix in beams if prefix in self.lm_cache
-        }
+        self.fusion.retain(lambda prefix: prefix in beams, cut)
 
     def _frame(self, row: np.ndarray, candidates: list[int]) -> dict[tuple[int, ...], list[float]]:
         blank_lp = float(row[self.blank])
@@ -356,7 +357,7 @@ class CTCPrefixBeamSearch:
                 new = (*prefix, k)
                 cell_new = nxt.get(new)
                 if cell_new is None:
-                    cell_new = [_NEG_INF, _NEG_INF, extra + self._extension_score(prefix, k)]
+                    cell_new = [_NEG_INF, _NEG_INF, extra + self.fusion.extension(prefix, k)]
                     nxt[new] = cell_new
                 # a repeated label needs a blank in between to count as a new label
                 source = p_b if prefix and k == prefix[-1] else total
@@ -372,7 +373,7 @@ class CTCPrefixBeamSearch:
         results = []
         for prefix, (p_b, p_nb, extra) in self.beams.items():
             acoustic = _logaddexp(p_b, p_nb)
-            end = self._extension_score(prefix, None) if self.lm is not None else 0.0
+            end = self.fusion.extension(prefix, None) if self.fusion.lm is not None else 0.0
             results.append(BeamHypothesis(self.committed.full(prefix), acoustic + extra + end,
                                           acoustic))
         results.sort(key=lambda h: h.score, reverse=True)
@@ -452,7 +453,7 @@ def transducer_beam_search(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)
@@ -464,7 +465,7 @@ def transducer_beam_search(
         fusing = (lm is not None and lm_weight != 0.0) or insertion_bonus != 0.0
         vocab = _vocab_size(model, f, blank) if fusing and batch else 0
         for b in range(batch):
-            fusion = _Fusion(lm, lm_weight, insertion_bonus, vocab, blank)
+            fusion = FusionScorer(lm, lm_weight, insertion_bonus, vocab, blank)
             out.append(_transducer_beam_one(model, f[b, : valid[b]], beam, blank, length_norm,
                                             cap, fusion))
     return out
@@ -472,7 +473,7 @@ def transducer_beam_search(
 
 def _transducer_beam_one(
     model: TransducerLike, f: torch.Tensor, beam: int, blank: int, length_norm: bool, cap: int,
-    fusion: _Fusion,
+    fusion: FusionScorer,
 ) -> list[BeamHypothesis]:
     """Graves's beam search over one utterance's (T, H) encoder output."""
     search = TransducerBeamSearch(model, beam=beam, blank=blank, cap=cap, fusion=fusion,
@@ -491,11 +492,11 @@ class TransducerBeamSearch:
 
     def __init__(
         self, model: TransducerLike, *, beam: int, blank: int = 0, cap: int | None = None,
-        fusion: _Fusion | None = None, device: torch.device | str = "cpu",
+        fusion: FusionScorer | None = None, device: torch.device | str = "cpu",
     ) -> None:
         _check_beam(beam)
         self.model, self.beam, self.blank = model, beam, blank
-        fusion = fusion if fusion is not None else _Fusion(None, 0.0, 0.0, 0, blank)
+        fusion = fusion if fusion is not None else FusionScorer(None, 0.0, 0.0, 0, blank)
         self.fusion = fusion.fresh()  # its memo tables are re-keyed with this search's
         self.cap = cap if cap is not None else 4 * beam + 16
         self.predictor = _PredictorCache(model, blank, torch.device(device))
@@ -504,12 +505,11 @@ class TransducerBeamSearch:
         self.kept: dict[tuple[int, ...], float] = {(): 0.0}
         self.committed = _Committed(_lm_context(self.fusion.lm))
 
-    def decided(self) -> tuple[int, ...]:
-        """Labels every kept hypothesis starts with: final whatever the later frames hold."""
-        return self.decided_since(0)
-
     def decided_since(self, start: int) -> tuple[int, ...]:
-        """:meth:`decided` from label ``start`` on (cheap however long the stream)."""
+        """The decided labels (every kept hypothesis starts with them) from label ``start`` on.
+
+        Final whatever the later frames hold; cheap however long the stream.
+        """
         return self.committed.decided_since(start, list(self.kept))
 
     def memo_size(self) -> int:
@@ -692,13 +692,13 @@ def transducer_beam_search_batched(
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``beam`` < 1.
     """
     _check_beam(beam)
     valid = checked_lengths(f, lengths, "transducer_beam_search_batched", TRANSDUCER_INPUT)
     batch = f.shape[0]
-    fusion: _Fusion | None = None
+    fusion: FusionScorer | None = None
     with torch.no_grad():
         live = _start_hypotheses(model, batch, blank, f.device)
         for t in range(f.shape[1]):
@@ -710,7 +710,7 @@ def transducer_beam_search_batched(
             logits = model.joint(ft[:, None, None, :], live.g[:, None, None, :])  # (N, 1, 1, V)
             logp = torch.log_softmax(logits.reshape(len(live.utt), -1).double(), dim=-1).cpu()
             if fusion is None:
-                fusion = _Fusion(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
+                fusion = FusionScorer(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
             extensions = _extend(live, logp, active, beam, blank, fusion)
             if fusion.active:  # the next frame extends these by at most one label
                 fusion.retain(set(live.labels).__contains__)
@@ -746,7 +746,7 @@ def _start_hypotheses(
 
 def _extend(
     live: _LiveHypotheses, logp: torch.Tensor, active: list[bool], beam: int, blank: int,
-    fusion: _Fusion,
+    fusion: FusionScorer,
 ) -> _Extensions:
     """Each active utterance's ``beam`` best one-frame extensions, equal labels merged.
 

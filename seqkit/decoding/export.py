@@ -33,6 +33,7 @@ from seqkit.decoding.recognize import check_acoustic_model
 from seqkit.errors import OutputExistsError
 from seqkit.locks import output_lock
 from seqkit.models.checkpoint import LoadedModel
+from seqkit.models.config import ModelKind
 
 _PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
 
@@ -204,7 +205,8 @@ def export_model(loaded: LoadedModel, out: str | os.PathLike[str], *, force: boo
             raise OutputExistsError(
                 f"{path} exists: pass --force to replace it, or choose another OUT")
         remove_debris(path.parent, [path.name])
-        module = CTCRecognizer(loaded) if loaded.kind == "ctc" else TransducerRecognizer(loaded)
+        ctc = loaded.kind == ModelKind.CTC
+        module = CTCRecognizer(loaded) if ctc else TransducerRecognizer(loaded)
         scripted = torch.jit.script(module.eval())
         write_atomic(path, lambda tmp: scripted.save(str(tmp)))
     return path

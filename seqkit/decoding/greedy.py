@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from seqkit.decoding.protocol import TransducerLike
-from seqkit.errors import ConfigError, LossInputError
+from seqkit.errors import ConfigError, TensorInputError
 
 CTC_INPUT = ("log_probs (B, T, V)", "pass the CTC model's log_probs output (batch first)")
 TRANSDUCER_INPUT = ("encoder output f (B, T, H)", "pass model.encode(...)[0]")
@@ -27,19 +27,19 @@ def checked_lengths(
         expected: :data:`CTC_INPUT` or :data:`TRANSDUCER_INPUT` (what ``x`` should be, and how).
 
     Raises:
-        LossInputError: ``x`` is not 3-D, or the lengths do not fit it.
+        TensorInputError: ``x`` is not 3-D, or the lengths do not fit it.
     """
     if x.dim() != 3:
-        raise LossInputError(f"expected {expected[0]}, found {tuple(x.shape)}: {expected[1]}")
+        raise TensorInputError(f"expected {expected[0]}, found {tuple(x.shape)}: {expected[1]}")
     batch, frames = x.shape[0], x.shape[1]
     if lengths.dim() != 1 or lengths.shape[0] != batch:
-        raise LossInputError(
+        raise TensorInputError(
             f"expected lengths (B,) = ({batch},) for {what}, found {tuple(lengths.shape)}: "
             "pass one length per utterance"
         )
     out = [int(v) for v in lengths.tolist()]
     if out and (min(out) < 0 or max(out) > frames):
-        raise LossInputError(
+        raise TensorInputError(
             f"expected lengths in [0, {frames}] for {what}, found {min(out)}..{max(out)}: "
             "lengths must not exceed the padded time axis"
         )
@@ -60,7 +60,7 @@ def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -
         One list of label indices (blank excluded) per utterance.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
     """
     valid = checked_lengths(log_probs, lengths, "ctc_greedy", CTC_INPUT)
     batch = log_probs.shape[0]
@@ -103,7 +103,7 @@ def transducer_greedy(
         One list of label indices (blank excluded) per utterance.
 
     Raises:
-        LossInputError: if the shapes or lengths do not fit.
+        TensorInputError: if the shapes or lengths do not fit.
         ConfigError: if ``max_symbols_per_frame`` < 1.
     """
     valid = checked_lengths(f, lengths, "transducer_greedy", TRANSDUCER_INPUT)

@@ -71,13 +71,6 @@ class PhoneNgram:
         """Natural log of :meth:`prob`."""
         return math.log(self.prob(history, symbol))
 
-    def sequence_log_prob(self, phones: Sequence[str]) -> float:
-        """Log-probability of a whole phone sequence, including its end."""
-        total = 0.0
-        for i, phone in enumerate((*phones, EOS)):
-            total += self.log_prob(phones[:i], phone)
-        return total
-
     def _interpolated(self, context: tuple[str, ...], symbol: str) -> float:
         # the shorter history's distribution (uniform below the unigram) gets the freed mass
         lower = self._interpolated(context[1:], symbol) if context else 1.0 / len(self.outcomes)
@@ -254,10 +247,11 @@ def ngram_from_manifest(
     from seqkit.data.manifest import read_manifest
     from seqkit.data.phones import fold_phones
     from seqkit.data.phones import phone_set as phones_of
+    from seqkit.data.splits import split_manifest
 
     source = Path(path)
     if source.is_dir():
-        source = source / "train.jsonl"
+        source = split_manifest(source, "train")
     symbols = [p for p in phones_of(phone_set) if p != "q"]
     sentences = [
         [p for p in fold_phones(u.phone_labels, to=phone_set) if p != "q"]

@@ -35,12 +35,17 @@ from seqkit.decoding.beam import (
     transducer_beam_search_batched,
 )
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
-from seqkit.decoding.ngram import PhoneNgram
+from seqkit.decoding.ngram import LabelScorer, PhoneNgram
 from seqkit.decoding.protocol import CTCLike, TransducerAcoustic
 from seqkit.decoding.results import DecodedUtterance, Hypothesis, PhoneSegment, RecognitionResult
 from seqkit.errors import AudioError, CheckpointError, ConfigError, SeqkitError
 from seqkit.models.checkpoint import LoadedModel
+from seqkit.models.config import ModelKind
 from seqkit.progress import ProgressFn
+
+# Shallow fusion's LM weight when an LM is given without a weight (0 would ignore the LM): the
+# value ``seqkit decode/evaluate --lm`` and the CTC demo have always used; tune it per model.
+DEFAULT_LM_WEIGHT = 0.5
 
 # above this many encoder frames (60 s at 10 ms, no stacking), "auto" uses the batched search
 _LONG_FRAMES = 6000
@@ -61,7 +66,9 @@ class DecodeOptions:
     Attributes:
         beam: 1 = greedy; K > 1 = beam search keeping K hypotheses.
         lm: phone n-gram LM for shallow fusion in CTC or transducer beam search (beam > 1).
-        lm_weight: weight of the LM log-probability (0 = no LM).
+        lm_weight: weight of the LM log-probability; None (the default) takes
+            :data:`DEFAULT_LM_WEIGHT` with an LM and 0 without. It changes results, so its
+            default lives here and every caller (CLI, demo, scripts) gets the same one.
         insertion_bonus: score added per phone with an LM (balances its bias to short outputs).
         transducer_search: which transducer beam search (:class:`TransducerSearch`; a plain
             string is accepted and converted).
@@ -71,11 +78,15 @@ class DecodeOptions:
 
     beam: int = 1
     lm: PhoneNgram | None = None
-    lm_weight: float = 0.0
+    lm_weight: float | None = None
     insertion_bonus: float = 0.0
     transducer_search: TransducerSearch = TransducerSearch.AUTO
     max_symbols_per_frame: int = 5
     batch_size: int = 8
+
+    def label_lm(self, vocab: Sequence[str]) -> LabelScorer | None:
+        """The LM over the model's label indices (``vocab``: its symbols, 0 the blank), or None."""
+        return self.lm.label_scorer(vocab) if self.lm is not None else None
 
     def __post_init__(self) -> None:
         if self.beam < 1:
@@ -88,15 +99,21 @@ class DecodeOptions:
                 f"{', '.join(TransducerSearch)}"
             )
         object.__setattr__(self, "transducer_search", TransducerSearch(self.transducer_search))
+        if self.lm_weight is None:
+            object.__setattr__(self, "lm_weight", DEFAULT_LM_WEIGHT if self.lm is not None else 0.0)
         if self.lm_weight != 0.0 and self.lm is None:
-            raise ConfigError("lm_weight needs an LM: pass --lm PATH or drop --lm-weight")
+            raise ConfigError(
+                f"lm_weight {self.lm_weight:g} needs an LM: give an lm, or set lm_weight to 0"
+            )
         if self.lm is not None and self.beam == 1:
-            raise ConfigError("an LM is only used by beam search: add --beam K (e.g. 8)")
+            raise ConfigError(
+                "an LM is only used by beam search, found beam 1: set beam to K > 1 (e.g. 8)"
+            )
 
 
 def check_acoustic_model(loaded: LoadedModel) -> None:
     """Raise CheckpointError unless ``loaded`` is a CTC or transducer model with a front end."""
-    if loaded.kind not in ("ctc", "transducer"):
+    if loaded.kind not in (ModelKind.CTC, ModelKind.TRANSDUCER):
         raise CheckpointError(
             f"{loaded.path} holds a {loaded.kind} model, expected a ctc or transducer acoustic "
             "model: pass a run trained with a ctc or transducer recipe"
@@ -167,7 +184,7 @@ def _search_ctc(
     if options.beam == 1:
         labels = [tuple(lab) for lab in ctc_greedy(log_probs, out_lengths)]
         return _Searched(labels, [None] * len(labels), log_probs, out_lengths)
-    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    lm = options.label_lm(vocab)
     hyps = ctc_beam_search(
         log_probs,
         out_lengths,
@@ -195,7 +212,7 @@ def _search_transducer(
         options.transducer_search == TransducerSearch.AUTO and f.shape[1] > _LONG_FRAMES
     )
     search = transducer_beam_search_batched if batched else transducer_beam_search
-    lm = options.lm.label_scorer(vocab) if options.lm is not None else None
+    lm = options.label_lm(vocab)
     hyps = search(model, f, out_lengths, beam=options.beam, lm=lm, lm_weight=options.lm_weight,
                   insertion_bonus=options.insertion_bonus)
     return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], f, out_lengths)
@@ -227,16 +244,16 @@ def decode_features(
     lengths = torch.tensor([x.shape[0] for x in features], dtype=torch.long)
     feats = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
     with torch.no_grad():
-        if loaded.kind == "ctc":
+        if loaded.kind == ModelKind.CTC:
             found = _search_ctc(model, feats, lengths, options, loaded.vocab)
         else:
             found = _search_transducer(model, feats, lengths, options, loaded.vocab)
         decoded = []
         for b, (labels, score) in enumerate(zip(found.labels, found.scores, strict=True)):
             out = found.outputs[b, : int(found.lengths[b])]  # (T', V) or (T', H)
-            if loaded.kind == "ctc" and options.beam == 1:
+            if loaded.kind == ModelKind.CTC and options.beam == 1:
                 alignment = ctc_path_alignment(out, out.argmax(dim=-1).tolist())
-            elif loaded.kind == "ctc":
+            elif loaded.kind == ModelKind.CTC:
                 alignment = ctc_align(out, labels)
             else:
                 alignment = transducer_align(transducer_lattice(model, out, labels), labels)

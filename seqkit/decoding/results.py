@@ -13,7 +13,7 @@ from pathlib import PurePath
 
 import torch
 
-from seqkit.data.phones import fold_phones
+from seqkit.data.phones import ScoringFolder
 from seqkit.decoding.align import Alignment
 
 
@@ -103,24 +103,26 @@ def fold_segments(segments: Sequence[PhoneSegment], to: int) -> list[PhoneSegmen
 
     Folding drops ``q``: its span goes to the phone before it (a leading ``q``'s to the first
     phone kept). Runs of ``sil`` become one segment with the best score of the run. The segments
-    still cover the same time span, so the labels equal
-    :func:`seqkit.data.phones.fold_for_scoring` of the phones.
+    still cover the same time span, and the labels are
+    :func:`seqkit.data.phones.fold_for_scoring` of the phones (one :class:`ScoringFolder`).
 
     Raises:
         ConfigError: ``to`` is not 61, 48 or 39, or a phone is not a TIMIT symbol.
     """
+    folder = ScoringFolder(to)
     out: list[PhoneSegment] = []
     pending: float | None = None  # start of a leading q, given to the first kept phone
     for seg in segments:
-        folded = fold_phones([seg.phone], to=to)
-        if out and (not folded or folded[0] == out[-1].phone == "sil"):
-            last = out[-1]
-            score = max(last.score, seg.score) if folded else last.score
-            out[-1] = replace(last, end=seg.end, score=score)
-        elif folded:
+        kept = folder.push(seg.phone)
+        if kept is not None:
             start = seg.start if pending is None else pending
             pending = None
-            out.append(PhoneSegment(folded[0], start, seg.end, seg.score))
+            out.append(PhoneSegment(kept, start, seg.end, seg.score))
+        elif out:  # a q joins the phone before it; a sil joins the sil run with its best score
+            last = out[-1]
+            merged = folder.symbol(seg.phone) is not None
+            score = max(last.score, seg.score) if merged else last.score
+            out[-1] = replace(last, end=seg.end, score=score)
         elif pending is None:
             pending = seg.start
     return out

@@ -25,25 +25,40 @@ import numpy as np
 import torch
 
 from seqkit.audio.streaming import StreamingFeatures
-from seqkit.decoding.beam import CTCPrefixBeamSearch, TransducerBeamSearch, fusion_scorer
+from seqkit.decoding.beam import CTCPrefixBeamSearch, FusionScorer, TransducerBeamSearch
 from seqkit.decoding.greedy import CTCGreedySearch, TransducerGreedySearch
-from seqkit.decoding.recognize import DecodeOptions, check_acoustic_model
+from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_acoustic_model
 from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import LoadedModel
+from seqkit.models.config import ModelKind
 
 
-def check_streamable(loaded: LoadedModel, options: DecodeOptions) -> None:
-    """Raise ConfigError unless ``loaded`` can be streamed with ``options``."""
+def check_streamable(loaded: LoadedModel, options: DecodeOptions, chunk_ms: float = 100) -> None:
+    """Raise ConfigError unless ``loaded`` can be streamed with ``options`` in ``chunk_ms`` chunks.
+
+    Raises:
+        ConfigError: the model is bidirectional, the options do not stream, or the chunk is
+            shorter than one feature frame (it could not complete a single frame).
+        CheckpointError: the model is not an acoustic model.
+    """
     check_acoustic_model(loaded)
+    assert loaded.features is not None  # check_acoustic_model
+    shift = loaded.features.frame_shift_ms
+    if chunk_ms < shift:
+        raise ConfigError(
+            f"expected a chunk of at least {shift:g} ms (one frame), found {chunk_ms:g} ms"
+        )
     if loaded.config.encoder.bidirectional:
         raise ConfigError(
             f"{loaded.path} is a bidirectional model: its first output needs the whole "
             "recording, so it cannot stream; train a unidirectional recipe "
-            "(recipes/synth/ctc_lstm_stream.toml or transducer_stream.toml) or drop --stream"
+            "(recipes/synth/ctc_lstm_stream.toml or transducer_stream.toml) or decode whole files"
         )
-    if loaded.kind == "transducer" and options.beam > 1 and options.transducer_search == "batched":
+    batched = options.transducer_search == TransducerSearch.BATCHED
+    if loaded.kind == ModelKind.TRANSDUCER and options.beam > 1 and batched:
         raise ConfigError(
-            "--stream runs Graves's transducer beam search: drop --transducer-search batched"
+            "a stream is searched with Graves's transducer beam search, found transducer_search "
+            "batched (whole files only): use graves or auto"
         )
 
 
@@ -105,10 +120,12 @@ class StreamingRecognizer:
         loaded: the model (:func:`seqkit.models.checkpoint.load_model`).
         options: search options; ``beam`` 1 = greedy, K > 1 = CTC prefix beam search (with the
             LM if given) or Graves's transducer beam search.
-        chunk_ms: the chunk size callers feed, for the latency figure. Default 100.
+        chunk_ms: the chunk size callers feed (at least one feature frame), for the latency
+            figure and :attr:`samples_per_chunk`. Default 100.
 
     Raises:
-        ConfigError: the model is bidirectional, or the options do not stream.
+        ConfigError: the model is bidirectional, the options do not stream, or the chunk is
+            shorter than one frame.
         CheckpointError: the model is not an acoustic model.
     """
 
@@ -116,10 +133,9 @@ class StreamingRecognizer:
         self, loaded: LoadedModel, options: DecodeOptions | None = None, *, chunk_ms: float = 100
     ) -> None:
         options = options or DecodeOptions()
-        check_streamable(loaded, options)
-        if chunk_ms <= 0:
-            raise ConfigError(f"expected a chunk of more than 0 ms, found {chunk_ms:g}")
+        check_streamable(loaded, options, chunk_ms)
         assert loaded.features is not None  # check_acoustic_model
+        shift = loaded.features.frame_shift_ms
         self.loaded = loaded
         self.model = loaded.model
         self.front = StreamingFeatures(loaded.features, loaded.stats)
@@ -134,7 +150,7 @@ class StreamingRecognizer:
         self.decided_at: list[float] = []
         self.chunk_seconds: list[float] = []
         self.finish_seconds = 0.0
-        shift = loaded.features.frame_shift_ms
+        self.samples_per_chunk = int(self.rate * chunk_ms / 1000)
         self.latency_ms = chunk_ms + self.front.lookahead_ms + (self.stack - 1) * shift
 
     def _advance(self, frames: torch.Tensor, final: bool) -> list[str]:
@@ -191,13 +207,13 @@ class StreamingRecognizer:
 
 
 def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
-    if loaded.kind == "ctc" and options.beam == 1:
+    if loaded.kind == ModelKind.CTC and options.beam == 1:
         return CTCGreedySearch()
     vocab = len(loaded.vocab)
-    if loaded.kind == "ctc":
+    if loaded.kind == ModelKind.CTC:
         return CTCPrefixBeamSearch(
             beam=options.beam,
-            lm=options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
+            lm=options.label_lm(loaded.vocab),
             lm_weight=options.lm_weight,
             insertion_bonus=options.insertion_bonus,
             top_k=min(vocab, options.beam + 1),  # as ctc_beam_search's default
@@ -206,10 +222,8 @@ def _make_search(loaded: LoadedModel, options: DecodeOptions) -> Any:
         return TransducerGreedySearch(
             loaded.model, max_symbols_per_frame=options.max_symbols_per_frame
         )
-    fusion = fusion_scorer(
-        options.lm.label_scorer(loaded.vocab) if options.lm is not None else None,
-        options.lm_weight, options.insertion_bonus, vocab,
-    )
+    fusion = FusionScorer(options.label_lm(loaded.vocab), options.lm_weight,
+                          options.insertion_bonus, vocab)
     return TransducerBeamSearch(loaded.model, beam=options.beam, fusion=fusion)
 
 

@@ -216,28 +216,9 @@ def ctc_loss(
         BackendUnavailableError: backend="triton" cannot run here (no CUDA and no
             TRITON_INTERPRET=1, or triton missing), or backend="cpu" with CUDA tensors.
     """
-    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
-        found = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
-        raise LossInputError(
-            f"expected log_probs (T, B, C), found {found}: transducer logits (B, T, U+1, V) "
-            "belong to transducer_loss; add a batch axis for a single sequence"
-        )
+    _check_log_probs(log_probs, blank)
     check_reduction(reduction)
-    dtype = log_probs.dtype
-    if dtype not in (torch.float32, torch.float64) + HALF_DTYPES:
-        raise LossInputError(
-            f"expected float32 or float64 log_probs, found {dtype}: apply log_softmax to floats"
-        )
-    if dtype in HALF_DTYPES and not log_probs.is_cuda:
-        raise LossInputError(
-            f"expected float32 or float64 log_probs on CPU, found {dtype} (half precision is "
-            "accepted on CUDA only): call .float() first"
-        )
     num_frames, batch, num_classes = log_probs.shape
-    if not 0 <= blank < num_classes:
-        raise LossInputError(
-            f"expected blank in [0, {num_classes}) (C={num_classes} classes), found {blank}"
-        )
     chosen = choose_backend(backend, log_probs)
     device = log_probs.device
     input_lengths = _as_lengths(input_lengths, "input_lengths", batch, device)
@@ -253,6 +234,36 @@ def ctc_loss(
     nll = _CTCLossFunction.apply(
         log_probs, padded, input_lengths, target_lengths, blank, zero_infinity, chosen
     )
+    return _reduce(nll, target_lengths, reduction)
+
+
+def _check_log_probs(log_probs: torch.Tensor, blank: int) -> None:
+    """Raise LossInputError unless log_probs is (T, B, C) floats this device takes and blank < C."""
+    if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
+        found = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs)
+        raise LossInputError(
+            f"expected log_probs (T, B, C), found {found}: transducer logits (B, T, U+1, V) "
+            "belong to transducer_loss; add a batch axis for a single sequence"
+        )
+    dtype = log_probs.dtype
+    if dtype not in (torch.float32, torch.float64) + HALF_DTYPES:
+        raise LossInputError(
+            f"expected float32 or float64 log_probs, found {dtype}: apply log_softmax to floats"
+        )
+    if dtype in HALF_DTYPES and not log_probs.is_cuda:
+        raise LossInputError(
+            f"expected float32 or float64 log_probs on CPU, found {dtype} (half precision is "
+            "accepted on CUDA only): call .float() first"
+        )
+    num_classes = log_probs.shape[2]
+    if not 0 <= blank < num_classes:
+        raise LossInputError(
+            f"expected blank in [0, {num_classes}) (C={num_classes} classes), found {blank}"
+        )
+
+
+def _reduce(nll: torch.Tensor, target_lengths: torch.Tensor, reduction: str) -> torch.Tensor:
+    """(B,) losses reduced as torch's ctc_loss: "mean" divides by max(target length, 1) first."""
     if reduction == "none":
         return nll
     if reduction == "sum":

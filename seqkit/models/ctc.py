@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seqkit.losses.ctc import ctc_loss
-from seqkit.models.config import ModelConfig
+from seqkit.models.config import ModelConfig, ModelKind
 from seqkit.models.encoder import Encoder, sequence_mask
 
 
@@ -28,7 +28,7 @@ class CTCModel(nn.Module):
         output_stride: input frames per output frame (the encoder's ``stack``).
     """
 
-    kind = "ctc"
+    kind = ModelKind.CTC
 
     def __init__(self, config: ModelConfig, *, input_dim: int, vocab_size: int, blank: int = 0):
         super().__init__()
@@ -53,7 +53,7 @@ class CTCModel(nn.Module):
             lengths.
 
         Raises:
-            LossInputError: the features do not fit the model (shape or lengths).
+            TensorInputError: the features do not fit the model (shape or lengths).
         """
         h, out_lengths = self.encoder(feats, feat_lengths)  # (B, T', H)
         logits = self.output(h).float()  # (B, T', V); float32 even under autocast
@@ -79,7 +79,7 @@ class CTCModel(nn.Module):
             normalized; ``inf`` if the utterance has fewer frames than its labels need).
 
         Raises:
-            LossInputError: the inputs do not fit the model or the loss.
+            TensorInputError: the inputs do not fit the model, or (LossInputError) the loss.
         """
         log_probs, out_lengths = self.log_probs(feats, feat_lengths)  # (B, T', V)
         target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)

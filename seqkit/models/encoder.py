@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqkit.errors import ConfigError, LossInputError
+from seqkit.errors import ConfigError, TensorInputError
 from seqkit.models.config import Cell, EncoderConfig
 
 
@@ -171,7 +171,7 @@ class EncoderLayer(nn.Module):
         if self.backward_rnn is None:
             return out
         if reverse is None:
-            raise LossInputError("a bidirectional layer needs the reverse index: pass lengths")
+            raise TensorInputError("a bidirectional layer needs the reverse index: pass lengths")
         index_in = reverse.unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (B, T, F)
         back = self.backward_rnn(x.gather(1, index_in))  # (B, T, H), time-reversed
         index_out = reverse.unsqueeze(-1).expand(-1, -1, back.shape[-1])  # (B, T, H)
@@ -258,23 +258,23 @@ class Encoder(nn.Module):
             (B,) int64 output lengths ``ceil(feat_lengths / stack)`` on the same device.
 
         Raises:
-            LossInputError: ``feats`` is not (B, T, F) with this encoder's F, or the lengths do
+            TensorInputError: ``feats`` is not (B, T, F) with this encoder's F, or the lengths do
                 not fit the batch.
         """
         if feats.dim() != 3 or feats.shape[-1] != self.input_dim:
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected feats (B, T, {self.input_dim}), found {tuple(feats.shape)}: "
                 "were the features computed with the model's feature config?"
             )
         batch, frames, _ = feats.shape
         feat_lengths = feat_lengths.to(device=feats.device, dtype=torch.long)
         if feat_lengths.shape != (batch,):
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected feat_lengths ({batch},), found {tuple(feat_lengths.shape)}: "
                 "pass one length per utterance"
             )
         if batch and (int(feat_lengths.min()) < 0 or int(feat_lengths.max()) > frames):
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected feat_lengths in [0, {frames}], found "
                 f"{int(feat_lengths.min())}..{int(feat_lengths.max())}: lengths must not exceed "
                 "the padded time axis"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqkit.errors import LossInputError
-from seqkit.models.config import ModelConfig
+from seqkit.errors import TensorInputError
+from seqkit.models.config import ModelConfig, ModelKind
 from seqkit.models.encoder import sequence_mask
 from seqkit.models.transducer import Predictor, start_with_blank
 
@@ -33,7 +33,7 @@ class PhoneLM(nn.Module):
         output_stride: 1 (no acoustic frames; kept so every model has the attribute).
     """
 
-    kind = "lm"
+    kind = ModelKind.LM
     output_stride = 1
 
     def __init__(self, config: ModelConfig, *, vocab_size: int, blank: int = 0) -> None:
@@ -71,10 +71,10 @@ class PhoneLM(nn.Module):
             predictions, not normalized).
 
         Raises:
-            LossInputError: bad shapes or label indices.
+            TensorInputError: bad shapes or label indices.
         """
         if targets.dim() != 2:
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected targets (B, U), found {tuple(targets.shape)}: add a batch axis"
             )
         target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)

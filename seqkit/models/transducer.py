@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqkit.errors import LossInputError
+from seqkit.errors import TensorInputError
 from seqkit.losses.fused_joint import fused_transducer_loss
 from seqkit.losses.transducer import transducer_loss
-from seqkit.models.config import ModelConfig, PredictorConfig
+from seqkit.models.config import ModelConfig, ModelKind, PredictorConfig
 from seqkit.models.encoder import Encoder, sequence_mask
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
@@ -61,14 +61,14 @@ class Predictor(nn.Module):
             (B, U, H) float outputs g and the new state (h, c).
 
         Raises:
-            LossInputError: ``labels`` is not (B, U) or holds an index outside [0, V).
+            TensorInputError: ``labels`` is not (B, U) or holds an index outside [0, V).
         """
         if labels.dim() != 2:
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected labels (B, U), found {tuple(labels.shape)}: add a batch axis"
             )
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.vocab_size):
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected label indices in [0, {self.vocab_size}), found "
                 f"{int(labels.min())}..{int(labels.max())}: is the vocabulary the model's?"
             )
@@ -112,7 +112,7 @@ class TransducerModel(nn.Module):
         predictor: prediction network (:class:`Predictor`), output (B, U, H_g).
     """
 
-    kind = "transducer"
+    kind = ModelKind.TRANSDUCER
 
     def __init__(self, config: ModelConfig, *, input_dim: int, vocab_size: int, blank: int = 0):
         super().__init__()
@@ -139,7 +139,7 @@ class TransducerModel(nn.Module):
             f (B, T', H_f) float and (B,) int64 output lengths (T' = ceil(T / stack)).
 
         Raises:
-            LossInputError: the features do not fit the model.
+            TensorInputError: the features do not fit the model.
         """
         return self.encoder(feats, feat_lengths)
 
@@ -156,7 +156,7 @@ class TransducerModel(nn.Module):
             g (B, U, H_g) float and the new state.
 
         Raises:
-            LossInputError: bad label shape or index.
+            TensorInputError: bad label shape or index.
         """
         return self.predictor(labels, state)
 
@@ -193,10 +193,10 @@ class TransducerModel(nn.Module):
             (B,) float32 negative log-likelihood of each utterance (summed, not normalized).
 
         Raises:
-            LossInputError: the inputs do not fit the model or the loss.
+            TensorInputError: the inputs do not fit the model, or (LossInputError) the loss.
         """
         if targets.dim() != 2 or targets.shape[0] != feats.shape[0]:
-            raise LossInputError(
+            raise TensorInputError(
                 f"expected targets (B, U) with B = {feats.shape[0]}, found {tuple(targets.shape)}"
             )
         f, out_lengths = self.encode(feats, feat_lengths)  # (B, T', H_f)

@@ -14,6 +14,7 @@ import torch
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.metrics import phone_error_rate
+from seqkit.models.config import ModelKind
 from seqkit.training import distributed
 
 
@@ -30,23 +31,23 @@ class DevScores:
         return self.per_pct if self.per_pct is not None else self.loss
 
 
-def forward_nll(model: torch.nn.Module, kind: str, batch: Batch) -> torch.Tensor:
+def forward_nll(model: torch.nn.Module, kind: ModelKind, batch: Batch) -> torch.Tensor:
     """(B,) per-utterance NLL of a batch (an ``lm`` reads only the targets)."""
-    if kind == "lm":
+    if kind == ModelKind.LM:
         return model(batch.targets, batch.target_lengths)
     return model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
 
 
-def label_count(dataset: FeatureDataset, indices: list[int], kind: str) -> int:
+def label_count(dataset: FeatureDataset, indices: list[int], kind: ModelKind) -> int:
     """Labels predicted in a batch: the normalizer of the loss (LMs also predict the end)."""
-    extra = 1 if kind == "lm" else 0
+    extra = 1 if kind == ModelKind.LM else 0
     return sum(int(dataset.targets[i].numel()) + extra for i in indices)
 
 
 @torch.no_grad()
 def measure_dev(
     model: torch.nn.Module,
-    kind: str,
+    kind: ModelKind,
     dataset: FeatureDataset,
     *,
     max_frames: int,
@@ -56,7 +57,7 @@ def measure_dev(
 
     Args:
         model: the unwrapped model (switched to eval mode and back).
-        kind: ``"ctc"``, ``"transducer"`` or ``"lm"``.
+        kind: the model kind (a :class:`ModelKind`; its plain string compares equal).
         dataset: the dev set.
         max_frames: padded frame budget per batch.
         ctx: with several workers each measures a share and the results are combined.
@@ -76,12 +77,12 @@ def measure_dev(
         loss_sum += float(nll[finite].sum())
         labels += label_count(dataset, [i for i, ok in zip(indices, finite.tolist(), strict=True)
                                         if ok], kind)
-        if kind != "lm":
+        if kind != ModelKind.LM:
             hyps.update(zip(batch.ids, _greedy(model, kind, batch), strict=True))
     loss_sum, labels = distributed.sum_values(ctx, loss_sum, float(labels))
     model.train(was_training)
     loss = loss_sum / max(labels, 1.0)
-    if kind == "lm":
+    if kind == ModelKind.LM:
         return DevScores(loss, None)
     for part in distributed.gather_objects(ctx, hyps)[1:]:
         hyps.update(part)
@@ -92,8 +93,8 @@ def measure_dev(
     return DevScores(loss, 100.0 * float(phone_error_rate(refs, hyp_phones, fold=39)))
 
 
-def _greedy(model: torch.nn.Module, kind: str, batch: Batch) -> list[list[int]]:
-    if kind == "ctc":
+def _greedy(model: torch.nn.Module, kind: ModelKind, batch: Batch) -> list[list[int]]:
+    if kind == ModelKind.CTC:
         log_probs, out_lengths = model.log_probs(batch.feats, batch.feat_lengths)
         return ctc_greedy(log_probs, out_lengths)
     f, out_lengths = model.encode(batch.feats, batch.feat_lengths)
