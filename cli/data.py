@@ -242,7 +242,8 @@ def prepare(
     with rich_progress(transient=output_format is TableFormat.json) as progress:
         if libri:
             summary = prepare_librispeech(
-                corpus, out, train=split_names(subsets), dev=dev, test=test, features=feature_config,
+                corpus, out, train=split_names(subsets), dev=dev, test=test,
+                features=feature_config,
                 jobs=jobs if jobs is not None else (os.cpu_count() or 1), skip_bad=skip_bad,
                 force=force, progress=progress,
             )
