@@ -273,24 +273,7 @@ def label_segments(
         CorpusError: a phoneme without a TIMIT mapping.
     """
     total = len(audio)
-    # Event spans in audio coordinates; pause events at the ends become h#.
-    spans: list[tuple[int, int, tuple[str, ...]]] = []
-    for i, event in enumerate(phonemes):
-        start = speech_start + event.sample
-        end = speech_start + phonemes[i + 1].sample if i + 1 < len(phonemes) else total
-        start, end = min(max(start, 0), total), min(max(end, 0), total)
-        labels = timit_phones(event.phoneme, voice)
-        if end <= start:
-            continue
-        if not labels and spans:  # a modifier: its span belongs to the phone before
-            s, _, prev = spans[-1]
-            spans[-1] = (s, end, prev)
-            continue
-        spans.append((start, end, labels or ("pau",)))
-    while spans and spans[0][2] == ("pau",):
-        spans.pop(0)
-    while spans and spans[-1][2] == ("pau",):
-        spans.pop()
+    spans = _event_spans(phonemes, voice, total, speech_start)
     if not spans:
         return [(0, total, "h#")]
     head, tail = spans[0][0], spans[-1][1]
@@ -326,7 +309,36 @@ def label_segments(
             segments.append((a, b, label))
     segments = [s for s in segments if s[1] > s[0]]
     segments.append((tail, total, "h#"))
-    # Merge neighbours with the same silence label (pau pau, h# pau at the edges never occur).
+    return _merge_pauses(segments)
+
+
+def _event_spans(
+    phonemes: Sequence[PhonemeEvent], voice: str, total: int, speech_start: int
+) -> list[tuple[int, int, tuple[str, ...]]]:
+    """Each event's span in audio coordinates with its TIMIT phones; a modifier's span joins the
+    phone before, and pauses at either end are dropped (they become h#)."""
+    spans: list[tuple[int, int, tuple[str, ...]]] = []
+    for i, event in enumerate(phonemes):
+        start = speech_start + event.sample
+        end = speech_start + phonemes[i + 1].sample if i + 1 < len(phonemes) else total
+        start, end = min(max(start, 0), total), min(max(end, 0), total)
+        labels = timit_phones(event.phoneme, voice)
+        if end <= start:
+            continue
+        if not labels and spans:  # a modifier: its span belongs to the phone before
+            s, _, prev = spans[-1]
+            spans[-1] = (s, end, prev)
+            continue
+        spans.append((start, end, labels or ("pau",)))
+    while spans and spans[0][2] == ("pau",):
+        spans.pop(0)
+    while spans and spans[-1][2] == ("pau",):
+        spans.pop()
+    return spans
+
+
+def _merge_pauses(segments: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Neighbouring pau segments as one (pau pau; h# pau at the edges never occur)."""
     merged: list[tuple[int, int, str]] = []
     for seg in segments:
         if merged and merged[-1][2] == seg[2] == "pau":
