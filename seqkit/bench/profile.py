@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from seqkit.bench.train import training_batches
+from seqkit.bench.train import check_prepared, training_batches
 from seqkit.data.batching import Batch
-from seqkit.errors import ConfigError, CorpusError
+from seqkit.errors import ConfigError
 from seqkit.losses import cpu_transducer
 from seqkit.losses.ctc import ctc_loss
 from seqkit.losses.fused_joint import fused_transducer_loss
@@ -202,12 +202,7 @@ def run(
     Raises:
         CorpusError: ``data_dir`` holds no prepared corpus.
     """
-    data_dir = Path(data_dir)
-    if not (data_dir / "train.jsonl").is_file():
-        raise CorpusError(
-            f"{data_dir} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
-            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
-        )
+    data_dir = check_prepared(data_dir)
     rows: list[dict[str, Any]] = []
     for n, path in enumerate(recipes):
         rows += _profile_recipe(path, data_dir, steps, overrides)

@@ -20,6 +20,7 @@ import torch
 
 from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, FeatureDataset, load_split
+from seqkit.data.splits import split_manifest
 from seqkit.errors import CorpusError
 from seqkit.models import build_model
 from seqkit.progress import ProgressFn
@@ -109,12 +110,7 @@ def run(
     Raises:
         CorpusError: ``data_dir`` holds no prepared corpus.
     """
-    data_dir = Path(data_dir)
-    if not (data_dir / "train.jsonl").is_file():
-        raise CorpusError(
-            f"{data_dir} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
-            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
-        )
+    data_dir = check_prepared(data_dir)
     rows: list[dict[str, Any]] = []
     for n, path in enumerate(recipes):
         # the plain loop has no augmentation: time the same work on our side
@@ -132,3 +128,18 @@ def run(
         if progress is not None:
             progress("bench train", n + 1, len(recipes))
     return rows
+
+
+def check_prepared(data_dir: str | os.PathLike[str]) -> Path:
+    """``data_dir`` as a Path, if it holds a prepared corpus (the benches train on its split).
+
+    Raises:
+        CorpusError: it does not, with the commands that make one.
+    """
+    data_dir = Path(data_dir)
+    if not split_manifest(data_dir, "train").is_file():
+        raise CorpusError(
+            f"{data_dir} is not a prepared corpus: run `make demo` (it makes demo/prepared) or "
+            "`seqkit data synth corpus && seqkit data prepare corpus prepared`, then --data"
+        )
+    return data_dir
