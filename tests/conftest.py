@@ -8,8 +8,11 @@ tiny synthesized corpus for training tests) and ``tiny_runs`` (briefly trained m
 kind for decoding and evaluation tests).
 """
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -146,3 +149,24 @@ def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]
         _train_and_save(config, data, steps, root / f"{name}.pt")
         out[name] = str(root / f"{name}.pt")
     return out
+
+
+@contextlib.contextmanager
+def _held(out: Path, command: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``out``'s lock for the block (it waits on its stdin)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from seqkit.locks import output_lock\n"
+         f"with output_lock({str(out)!r}, command={command!r}):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.communicate("", timeout=60)
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(out, command)``: a context in which another process holds ``out``'s lock."""
+    return _held

@@ -88,11 +88,9 @@ def test_export_refuses_to_overwrite_and_reports_bad_runs(stream_runs, tmp_path)
 
 
 def test_export_removes_debris_of_killed_exports_and_refuses_a_held_target(
-    stream_runs, tmp_path
+    stream_runs, tmp_path, hold_lock
 ) -> None:
     """#20: a killed export left a hidden .m.ts.*.ts beside the target; two exports raced."""
-    import subprocess
-    import sys
 
     from seqkit.decoding.export import export_model
     from seqkit.errors import OutputLockedError
@@ -103,14 +101,6 @@ def test_export_removes_debris_of_killed_exports_and_refuses_a_held_target(
     loaded = load_model(stream_runs["ctc_uni"])
     export_model(loaded, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ts"]
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from seqkit.locks import output_lock\n"
-         f"with output_lock({str(target)!r}, command='seqkit export'):\n"
-         "    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
-            export_model(loaded, target)
-    finally:
-        holder.communicate("", timeout=60)
+    with hold_lock(target, "seqkit export") as holder, pytest.raises(
+            OutputLockedError, match=f"pid {holder.pid}"):
+        export_model(loaded, target)

@@ -4,14 +4,12 @@ chosen step through the trainer's test hook (no sleeps, no timed assertions)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,21 +58,6 @@ def recipe(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return path
-
-
-@contextlib.contextmanager
-def _held(out: Path, command: str) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding ``out``'s lock for the block (it waits on its stdin)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from seqkit.locks import output_lock\n"
-         f"with output_lock({str(out)!r}, command={command!r}):\n"
-         "    print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        yield holder
-    finally:
-        holder.communicate("", timeout=60)
 
 
 def _epochs(run: Path) -> list[int]:
@@ -158,10 +141,9 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_a_lock_held_by_another_process_is_refused_and_reentrant_in_this_one(
-    tmp_path: Path
-) -> None:
+    tmp_path: Path, hold_lock) -> None:
     out = tmp_path / "out"
-    with _held(out, "holder") as holder:
+    with hold_lock(out, "holder") as holder:
         with pytest.raises(OutputLockedError, match=rf"in use by holder \(pid {holder.pid}"):
             with output_lock(out):
                 pass
@@ -214,13 +196,12 @@ def _in_process_recipe(recipe: Path):
 
 
 def test_train_refuses_an_out_another_process_holds(
-    prepared: Path, recipe: Path, tmp_path: Path
-) -> None:
+    prepared: Path, recipe: Path, tmp_path: Path, hold_lock) -> None:
     """#20.1 in one test process: the lock is taken before any work (here: before the data)."""
     from seqkit.training import train
 
     out = tmp_path / "run"
-    with _held(out, "seqkit train") as holder:
+    with hold_lock(out, "seqkit train") as holder:
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
             train(_in_process_recipe(recipe), tmp_path / "no-data", out)
     assert not out.exists()
@@ -287,27 +268,26 @@ def test_a_second_prepare_into_one_out_fails_instead_of_replacing_the_first(
 
 
 def test_prepare_cli_into_a_held_out_exits_2_and_leaves_it_alone(
-    prepared: Path, tmp_path: Path
-) -> None:
+    prepared: Path, tmp_path: Path, hold_lock) -> None:
     """#20.3, fast: the lock is what `seqkit data prepare` takes before reading the corpus."""
     from typer.testing import CliRunner
 
     from seqkit.cli.main import app
 
     out = tmp_path / "prepared"
-    with _held(out, "seqkit data prepare") as holder:
+    with hold_lock(out, "seqkit data prepare") as holder:
         result = CliRunner().invoke(app, ["data", "prepare", str(prepared.parent / "corpus"),
                                           str(out)])
     assert result.exit_code == 2 and f"pid {holder.pid}" in result.output
     assert not out.exists()
 
 
-def test_synth_into_a_held_out_fails_before_synthesizing(tmp_path: Path) -> None:
+def test_synth_into_a_held_out_fails_before_synthesizing(tmp_path: Path, hold_lock) -> None:
     """#20.1: synth OUT is locked too (through staged_dir, which every staged output uses)."""
     from seqkit.synth.corpus import synthesize_corpus
 
     out = tmp_path / "corpus"
-    with _held(out, "seqkit data synth") as holder:
+    with hold_lock(out, "seqkit data synth") as holder:
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
             synthesize_corpus(out, speakers=3, sentences=1, seed=0)
     assert list(tmp_path.iterdir()) == []
