@@ -283,7 +283,7 @@ def test_prepare_cli_into_a_held_out_exits_2_and_leaves_it_alone(
 
 
 def test_synth_into_a_held_out_fails_before_synthesizing(tmp_path: Path, hold_lock) -> None:
-    """#20.1: synth OUT is locked too (through staged_dir, which every staged output uses)."""
+    """#20.1: synth OUT is locked too, before any work."""
     from seqkit.synth.corpus import synthesize_corpus
 
     out = tmp_path / "corpus"
@@ -291,3 +291,19 @@ def test_synth_into_a_held_out_fails_before_synthesizing(tmp_path: Path, hold_lo
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
             synthesize_corpus(out, speakers=3, sentences=1, seed=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_into_a_held_non_empty_out_names_the_holder_not_the_files(
+    tmp_path: Path, hold_lock) -> None:
+    """#20: synth checked OUT before taking its lock, so a second synth into an OUT another
+    synth was still writing got "exists and is not empty" instead of who holds it; as prepare
+    and train do, the lock comes first, then the check."""
+    from seqkit.synth.corpus import synthesize_corpus
+
+    out = tmp_path / "corpus"
+    out.mkdir()
+    (out / "splits.json").write_text("{}")
+    with hold_lock(out, "seqkit data synth") as holder:
+        with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
+            synthesize_corpus(out, speakers=3, sentences=1, seed=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]

@@ -40,6 +40,7 @@ from seqkit.audio.corruption import Corruption, corrupt
 from seqkit.audio.load import SAMPLE_RATE
 from seqkit.data.splits import SPLITS, SPLITS_FILE
 from seqkit.errors import ConfigError, CorpusError
+from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 from seqkit.synth.engines import ESPEAK, check_engines, engine_info, open_engine
 from seqkit.synth.espeak import Espeak
@@ -415,6 +416,8 @@ def synthesize_corpus(
     Raises:
         ConfigError: an argument out of range.
         OutputExistsError: ``out`` is not empty and ``force`` is not set.
+        OutputLockedError: another process writes ``out`` (its lock is taken before the
+            check above, see :mod:`seqkit.locks`).
         BackendUnavailableError: espeak-ng or a chosen engine cannot be used here.
     """
     if speakers < 3:
@@ -427,14 +430,16 @@ def synthesize_corpus(
         raise ConfigError(f"--voice-speakers must be at least 0, found {voice_speakers}")
     engines = check_engines(engines)
     out = Path(out)
-    check_output_dir(out, force=force)
-    plan, work = _plan(speakers, sentences, seed, clean, engines, voice_speakers)
-
-    with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
-        counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
-        _write_splits(tmp / SPLITS_FILE, plan, engines, {
-            "seed": seed, "clean": clean, "espeak_speakers": speakers,
-            "sentences_per_speaker": sentences, "voice_speakers": voice_speakers})
+    # the lock first, then the check: checked unlocked, OUT could be published by another
+    # synth between the two, and this one would replace it without --force
+    with output_lock(out, command="seqkit data synth"):
+        check_output_dir(out, force=force)
+        plan, work = _plan(speakers, sentences, seed, clean, engines, voice_speakers)
+        with staged_dir(out) as tmp:  # published when the block ends, removed if it raises
+            counts, seconds = _synthesize_speakers(work, tmp, jobs, progress)
+            _write_splits(tmp / SPLITS_FILE, plan, engines, {
+                "seed": seed, "clean": clean, "espeak_speakers": speakers,
+                "sentences_per_speaker": sentences, "voice_speakers": voice_speakers})
     return CorpusSummary(out, {
         s: SplitSummary(sum(p.split == s for p in plan), counts[s], seconds[s] / 3600.0)
         for s in SPLITS
