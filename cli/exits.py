@@ -2,3 +2,4 @@
 
 USER_ERROR = 2  # a SeqkitError: input the user can fix (click also exits 2 on a bad option)
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after writing what lets --resume continue
+TERMINATED = 143  # SIGTERM (128 + 15: timeout, systemd, Slurm), after the same checkpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,11 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seqkit.cli.exits import INTERRUPTED
+from seqkit.cli.exits import INTERRUPTED, TERMINATED
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
 from seqkit.training.runlog import Notice
+from seqkit.training.trainer import Terminated
 
 _EPILOG = (
     "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
@@ -93,8 +95,9 @@ def train_command(
     """Train a (B)LSTM-CTC, RNN-transducer or phone-LM recipe on a prepared corpus.
 
     Writes OUT/best.pt, OUT/last.pt, OUT/config.toml, OUT/metrics.jsonl and OUT/curves.png.
-    Ctrl-C or SIGTERM writes last.pt; --resume continues from it with the same next batch and
-    LR (a run stopped before its first checkpoint starts over). One run at a time per OUT.
+    Ctrl-C or SIGTERM writes last.pt and exits 130 or 143; --resume continues from it with the
+    same next batch and LR (a run stopped before its first checkpoint starts over). One run at
+    a time per OUT.
     """
     sets = list(overrides or [])
     if seed is not None:
@@ -106,10 +109,15 @@ def train_command(
         launch_local(nproc, f"{__package__}.main", launch)
         err_console.print(f"trained with {nproc} workers: {out}", highlight=False)
         return
-    summary = _train_with_progress(
-        recipe=resolved, data_dir=data, run_dir=out, resume=resume, force=force,
-        max_epochs=max_epochs, max_minutes=max_minutes,
-    )
+    try:
+        summary = _train_with_progress(
+            recipe=resolved, data_dir=data, run_dir=out, resume=resume, force=force,
+            max_epochs=max_epochs, max_minutes=max_minutes,
+        )
+    except KeyboardInterrupt as stop:  # before the first step (e.g. building the features)
+        err_console.print("interrupted before training began; run the command again",
+                          highlight=False)
+        raise typer.Exit(TERMINATED if isinstance(stop, Terminated) else INTERRUPTED) from None
     if not is_main_process():
         return
     typer.echo()
@@ -117,7 +125,7 @@ def train_command(
     if summary.stopped == "interrupted":
         err_console.print(f"interrupted: wrote {out / 'last.pt'}; continue with --resume",
                           highlight=False)
-        raise typer.Exit(INTERRUPTED)
+        raise typer.Exit(TERMINATED if summary.stop_signal == signal.SIGTERM else INTERRUPTED)
 
 
 def register(app: typer.Typer) -> None:

@@ -110,7 +110,7 @@ def test_a_run_killed_at_any_step_resumes_to_completion_without_duplicate_epochs
     killed = _run(_train_cmd(recipe, prepared, out), kill=kill)
     name = kill.split(":")[1]
     if name == "SIGTERM":  # handled like Ctrl-C: last.pt written, exit non-zero
-        assert killed.returncode == 130, killed.stderr
+        assert killed.returncode == 143, killed.stderr  # 128 + SIGTERM, as after `timeout`
         assert (out / "last.pt").exists() and "continue with --resume" in killed.stderr
     else:
         assert killed.returncode == -signal.SIGKILL
@@ -220,6 +220,7 @@ def test_sigterm_checkpoints_like_ctrl_c_and_a_run_without_checkpoint_resumes_fr
     before = signal.getsignal(signal.SIGTERM)
     stopped = train(_in_process_recipe(recipe), prepared, out, max_epochs=2)
     assert stopped.stopped == "interrupted" and stopped.steps == 2
+    assert stopped.stop_signal == signal.SIGTERM
     assert (out / "last.pt").exists()
     assert signal.getsignal(signal.SIGTERM) == before  # the handler was put back
     monkeypatch.delenv(KILL_HOOK)
@@ -233,6 +234,43 @@ def test_sigterm_checkpoints_like_ctrl_c_and_a_run_without_checkpoint_resumes_fr
                   log=lambda r: notices.append(r.text) if isinstance(r, Notice) else None)
     assert again.steps == resumed.steps and _epochs(out) == [1, 2]
     assert len(notices) == 1 and "starting over" in notices[0]
+
+
+def test_train_stopped_by_sigterm_exits_143_and_by_ctrl_c_130(
+    prepared: Path, recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#20: SIGTERM exited 130 like Ctrl-C; `timeout`, systemd and Slurm expect 128 + 15."""
+    from typer.testing import CliRunner
+
+    from seqkit.cli.main import app
+
+    args = ["train", str(recipe), "--data", str(prepared), "--max-epochs", "2", "--out"]
+    for kill, code in (("2:SIGTERM", 143), ("2:SIGINT", 130)):
+        out = tmp_path / kill.replace(":", "-")
+        monkeypatch.setenv(KILL_HOOK, kill)
+        result = CliRunner().invoke(app, [*args, str(out)])
+        assert result.exit_code == code, result.output
+        assert (out / "last.pt").exists() and "continue with --resume" in result.output
+
+
+def test_train_stopped_by_sigterm_before_its_first_step_exits_143_not_1(
+    recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#20: a SIGTERM while the features were built ended as click's "Aborted!", exit 1."""
+    from typer.testing import CliRunner
+
+    from seqkit.cli.main import app
+    from seqkit.training import trainer
+
+    def terminated(*args: object, **kwargs: object) -> None:
+        raise trainer.Terminated("signal 15")
+
+    monkeypatch.setattr(trainer, "_build_run", terminated)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(recipe), "--data", str(tmp_path),
+                                      "--out", str(out)])
+    assert result.exit_code == 143, result.output
+    assert "interrupted before training began" in result.output and not out.exists()
 
 
 @pytest.mark.slow  # ~30 s on 2 shared cores: two prepare processes

@@ -98,6 +98,10 @@ class TrainSummary:
         stopped: why the run ended: ``"max_epochs"``, ``"early_stopping"``,
             ``"max_minutes"``, ``"max_steps"`` or ``"interrupted"`` (Ctrl-C or SIGTERM).
         seconds: wall-clock time of this invocation.
+        stop_signal: what interrupted it: ``signal.SIGINT`` (Ctrl-C) or ``signal.SIGTERM``;
+            None when ``stopped`` is not ``"interrupted"``. A command exits 128 + it, as a
+            process that signal ended would (130, 143), which is what ``timeout``, systemd
+            and Slurm read.
     """
 
     run_dir: Path
@@ -108,6 +112,7 @@ class TrainSummary:
     steps: int
     stopped: str
     seconds: float
+    stop_signal: int | None = None
 
 
 @dataclass
@@ -161,6 +166,7 @@ class _Run:
     anneal_start: float = 0.0  # time.monotonic() when the loop started: the budget left then
     bad_in_row: int = 0
     kill_at: tuple[int, int] | None = None  # the KILL_HOOK test hook: (step, signal)
+    stop_signal: int | None = None  # SIGINT or SIGTERM, once one interrupted the run
 
     @property
     def kind(self) -> str:
@@ -216,7 +222,7 @@ def train(
 
     Returns:
         What happened; KeyboardInterrupt and SIGTERM are caught, ``last.pt`` written and
-        ``stopped="interrupted"`` returned.
+        ``stopped="interrupted"`` returned, with the signal in ``stop_signal``.
 
     Raises:
         OutputExistsError: ``run_dir`` exists and neither ``resume`` nor ``force`` is set.
@@ -255,6 +261,7 @@ def train(
             steps=state.step,
             stopped=stopped,
             seconds=time.monotonic() - started,
+            stop_signal=run.stop_signal,
         )
     finally:
         distributed.teardown(ctx)
@@ -273,8 +280,9 @@ def _run_epochs(run: _Run, max_epochs: int) -> str:
             if _end_epoch(run):
                 return "early_stopping"
         return "max_epochs"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         _save(run, LAST)
+        run.stop_signal = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
         return "interrupted"
 
 
