@@ -24,7 +24,6 @@ from seqkit.corpora.librispeech.prepare import (
 )
 from seqkit.corpora.prepared import PrepareSummary
 from seqkit.corpora.timit.nltk_sample import (
-    NLTK_TIMIT_SHA256,
     NLTK_TIMIT_URL,
     download_nltk_timit,
     unpack_nltk_timit,
@@ -361,6 +360,14 @@ def download(
                      "unpacking if it differs); the one found is written to OUT/SOURCE.json.",
                      rich_help_panel="NLTK TIMIT", show_default=False),
     ] = None,
+    nltk_index: Annotated[
+        bool | None,
+        typer.Option("--nltk-index/--no-nltk-index",
+                     help="nltk-timit: check the zip's size and MD5 against NLTK's data index "
+                     "(refused before unpacking if they differ). Default: on for NLTK's URL, "
+                     "off for another --url and for --from-zip.",
+                     rich_help_panel="NLTK TIMIT", show_default=False),
+    ] = None,
     output_format: Annotated[
         TableFormat,
         typer.Option("--format", help="LibriSpeech: print the summary as a table or as JSON.",
@@ -383,12 +390,13 @@ def download(
         if subsets or mirror or keep_archives:
             raise ConfigError("--subsets, --mirror and --keep-archives are for librispeech and "
                               "librilight: drop them for nltk-timit")
-        _download_nltk(out, url, from_zip, force, sha256)
+        _download_nltk(out, url, from_zip, force, sha256, nltk_index)
         return
-    if from_zip is not None or url != NLTK_TIMIT_URL or force or sha256:
-        raise ConfigError(f"--url, --from-zip, --sha256 and --force are for nltk-timit: "
-                          f"{corpus.value} "
-                          "takes --mirror, and skips subsets already downloaded")
+    if from_zip is not None or url != NLTK_TIMIT_URL or force or sha256 or (
+            nltk_index is not None):
+        raise ConfigError("--url, --from-zip, --sha256, --nltk-index and --force are for "
+                          f"nltk-timit: {corpus.value} takes --mirror, and skips subsets "
+                          "already downloaded")
     with rich_progress(transient=output_format is TableFormat.json) as progress:
         fetched = download_corpus(
             corpus.value, out, subsets=split_names(subsets), mirror=mirror,
@@ -410,13 +418,13 @@ def _print_downloaded(title: str, fetched: Sequence[Fetched]) -> None:
 
 
 def _download_nltk(out: Path, url: str, from_zip: Path | None, force: bool,
-                   sha256: str | None) -> None:
-    expected = sha256 or NLTK_TIMIT_SHA256
+                   sha256: str | None, nltk_index: bool | None) -> None:
     if from_zip is not None:
-        path = unpack_nltk_timit(from_zip, out, force=force, sha256=expected)
+        path = unpack_nltk_timit(from_zip, out, force=force, sha256=sha256,
+                                 published=bool(nltk_index))
     else:
         with rich_progress() as progress:
-            path = download_nltk_timit(out, url=url, sha256=expected, force=force,
-                                       progress=progress)
+            path = download_nltk_timit(out, url=url, sha256=sha256, published=nltk_index,
+                                       force=force, progress=progress)
     Console().print(f"nltk-timit → {path}; next: seqkit data prepare {path} PREPARED",
                     highlight=False)

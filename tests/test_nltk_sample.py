@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from seqkit.audio import SAMPLE_RATE
 from seqkit.cli.main import app
+from seqkit.corpora.timit import nltk_sample
 from seqkit.corpora.timit.nltk_sample import unpack_nltk_timit
 from seqkit.corpora.timit.prepare import prepare_corpus
 from seqkit.data.manifest import read_manifest
@@ -138,12 +139,14 @@ def test_download_records_the_zips_sha256_and_refuses_another(tmp_path):
     ok = runner.invoke(app, ["data", "download", "nltk-timit", str(out), "--url",
                              archive.as_uri(), "--sha256", digest])
     assert ok.exit_code == 0, ok.output
-    assert json.loads((out / "SOURCE.json").read_text()) == {"url": archive.as_uri(),
-                                                             "sha256": digest}
+    assert json.loads((out / "SOURCE.json").read_text()) == {
+        "url": archive.as_uri(), "bytes": archive.stat().st_size,
+        "md5": hashlib.md5(archive.read_bytes()).hexdigest(), "sha256": digest}
     other = tmp_path / "other"
     bad = runner.invoke(app, ["data", "download", "nltk-timit", str(other), "--from-zip",
                               str(archive), "--sha256", "0" * 64])
-    assert bad.exit_code == 2 and "does not match" in bad.output
+    message = " ".join(bad.output.split())
+    assert bad.exit_code == 2 and f"expected SHA-256 {'0' * 64} (--sha256), got {digest}" in message
     assert not other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["made", "nltk_timit", "timit.zip"]
 
@@ -161,3 +164,61 @@ def test_a_failed_download_leaves_no_folder_and_clears_killed_downloads(tmp_path
                                  "--url", (tmp_path / "missing.zip").as_uri()])
     assert result.exit_code == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def _published_at(archive: Path, *, size: int | None = None, md5: str | None = None):
+    """NLTK's published values as if NLTK's index listed ``archive`` at its file:// URL."""
+    import hashlib
+
+    return nltk_sample.PublishedZip(
+        url=archive.as_uri(), size=archive.stat().st_size if size is None else size,
+        md5=hashlib.md5(archive.read_bytes()).hexdigest() if md5 is None else md5,
+        where="a test's index")
+
+
+@pytest.mark.parametrize("wrong", ["md5", "size"])
+def test_download_from_nltks_url_is_refused_when_size_or_md5_differ_from_its_index(
+    tmp_path, monkeypatch, wrong):
+    """#20: the default download had no pinned checksum; NLTK's index publishes its size and
+    MD5, and a zip that differs is refused before anything is unpacked."""
+    archive = _zip(make_sample(tmp_path / "made"), tmp_path / "timit.zip")
+    bad = ({"md5": "0" * 32} if wrong == "md5" else {"size": archive.stat().st_size + 1})
+    monkeypatch.setattr(nltk_sample, "NLTK_TIMIT", _published_at(archive, **bad))
+    expected = r"expected .* bytes with MD5 .* \(a test's index\), got "
+    with pytest.raises(CorpusError, match=expected) as refused:
+        nltk_sample.download_nltk_timit(tmp_path / "out", url=archive.as_uri())
+    assert "\n" not in str(refused.value) and "fetch it again" in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made", "timit.zip"]
+
+
+def test_download_from_nltks_url_passes_when_size_and_md5_match_its_index(
+    tmp_path, monkeypatch):
+    archive = _zip(make_sample(tmp_path / "made"), tmp_path / "timit.zip")
+    monkeypatch.setattr(nltk_sample, "NLTK_TIMIT", _published_at(archive))
+    out = nltk_sample.download_nltk_timit(tmp_path / "out", url=archive.as_uri())
+    assert (out / "dr8-mbcg0" / "sx13.phn").exists()
+    assert json.loads((out / "SOURCE.json").read_text())["bytes"] == archive.stat().st_size
+
+
+def test_another_url_is_checked_against_nltks_index_only_when_asked(tmp_path):
+    """A mirror or a local zip is not NLTK's URL: its values are not assumed; --nltk-index
+    asks for them (a test zip then fails them)."""
+    archive = _zip(make_sample(tmp_path / "made"), tmp_path / "timit.zip")
+    plain = runner.invoke(app, ["data", "download", "nltk-timit", str(tmp_path / "a"),
+                                "--url", archive.as_uri()])
+    assert plain.exit_code == 0, plain.output
+    asked = runner.invoke(app, ["data", "download", "nltk-timit", str(tmp_path / "b"),
+                                "--url", archive.as_uri(), "--nltk-index"])
+    assert asked.exit_code == 2 and "22251869 bytes" in asked.output
+    from_zip = runner.invoke(app, ["data", "download", "nltk-timit", str(tmp_path / "c"),
+                                   "--from-zip", str(archive), "--nltk-index"])
+    assert from_zip.exit_code == 2 and "34c047c4749a811287f2c652104d7849" in from_zip.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "made", "timit.zip"]
+
+
+def test_nltks_published_values_are_those_of_its_index():
+    """nltk/nltk_data, gh-pages, index.xml (commit 5db857e), package id="timit"."""
+    assert nltk_sample.NLTK_TIMIT.url == nltk_sample.NLTK_TIMIT_URL == (
+        "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/timit.zip")
+    assert (nltk_sample.NLTK_TIMIT.size, nltk_sample.NLTK_TIMIT.md5) == (
+        22251869, "34c047c4749a811287f2c652104d7849")

@@ -6,13 +6,20 @@ CC BY-NC-SA. Unpacked, ``OUT`` holds ``<dr>-<speaker>/<sentence>.wav|phn|wrd|txt
 ``spkrinfo.txt``, the layout :mod:`seqkit.corpora.timit.layout` reads. Its speakers are TIMIT
 training speakers: it measures models that were not trained on TIMIT (all of it goes to test).
 
-Integrity: zipfile checks every member's CRC-32 as it is extracted, and the result must hold the
-sample's speaker folders. A SHA-256 of the whole zip is computed as it is downloaded and written
-to ``OUT/SOURCE.json``; given ``sha256`` (``--sha256``), a zip that does not match is refused
-before anything is unpacked. seqkit pins no value for NLTK's URL (:data:`NLTK_TIMIT_SHA256` is
-None): it was not known where this was written, and an invented one would refuse the real
-file. The zip is unpacked into a staged directory beside ``OUT`` and renamed into place
-(:func:`seqkit.atomic.staged_dir`), so a failed download or unpack leaves nothing behind.
+Integrity: the zip's size, MD5 and SHA-256 are computed as it is downloaded (or read, for a zip
+given by path) and written to ``OUT/SOURCE.json``. Downloaded from NLTK's own URL, the zip must
+have the size and MD5 NLTK's data index publishes for it (:data:`NLTK_TIMIT`: ``index.xml`` on
+the ``gh-pages`` branch of github.com/nltk/nltk_data, commit 5db857e, package ``timit``:
+``size="22251869" checksum="34c047c4749a811287f2c652104d7849"``; the checksum is an MD5, the
+value old distribution RPM specs list too; NLTK's downloader compares a zip's size and MD5 with
+them to tell an installed package that is stale). Those
+values belong to that URL: a zip from another ``url`` (a mirror, a ``file://`` copy) or from a
+path is checked against them only when asked (``published=True``, ``--nltk-index``). Given
+``sha256`` (``--sha256``), the zip's SHA-256 must match too. Any mismatch is refused before
+anything is unpacked; then zipfile checks every member's CRC-32 as it is extracted, and the
+result must hold the sample's speaker folders. The zip is unpacked into a staged directory
+beside ``OUT`` and renamed into place (:func:`seqkit.atomic.staged_dir`), so a failed download
+or unpack leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from seqkit.atomic import check_output_dir, staged_dir, write_json
@@ -32,21 +40,80 @@ from seqkit.errors import CorpusError
 from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 
-NLTK_TIMIT_URL = (
-    "https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/timit.zip"
+
+@dataclass(frozen=True)
+class PublishedZip:
+    """A zip's size and MD5 as its publisher lists them beside its URL.
+
+    Attributes:
+        url: where the publisher serves it.
+        size: its length in bytes.
+        md5: its MD5 (hex).
+        where: where these values are published (named in the message of a mismatch).
+    """
+
+    url: str
+    size: int
+    md5: str
+    where: str
+
+
+# NLTK's data index (see the module docstring), the values NLTK's downloader checks a zip with.
+NLTK_TIMIT = PublishedZip(
+    url="https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/timit.zip",
+    size=22_251_869,
+    md5="34c047c4749a811287f2c652104d7849",
+    where="NLTK's data index, nltk/nltk_data gh-pages index.xml",
 )
-# The SHA-256 of NLTK_TIMIT_URL's zip, once someone has checked it against NLTK's own index;
-# None: unknown, so only the zip's CRCs and layout are checked (see the module docstring).
-NLTK_TIMIT_SHA256: str | None = None
+NLTK_TIMIT_URL = NLTK_TIMIT.url
 _TOP = "timit"  # every member of NLTK's zip sits under timit/
 _CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ZipDigests:
+    """A zip's length and digests, computed in one pass over its bytes."""
+
+    size: int
+    md5: str
+    sha256: str
+
+
+class _Digester:
+    def __init__(self) -> None:
+        self.size = 0
+        # not for security: to compare with the MD5 NLTK publishes (allowed in FIPS mode too)
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.md5.update(chunk)
+        self.sha256.update(chunk)
+
+    def result(self) -> ZipDigests:
+        return ZipDigests(self.size, self.md5.hexdigest(), self.sha256.hexdigest())
+
+
+def published_values(url: str, published: bool | None = None) -> PublishedZip | None:
+    """The published values a zip from ``url`` must match, or None to check none.
+
+    Args:
+        url: where the zip came from ("" for a zip given by path).
+        published: True: NLTK's (:data:`NLTK_TIMIT`) whatever the URL (a mirror of it);
+            False: none; None (default): NLTK's when ``url`` is NLTK's own URL, else none.
+    """
+    if published is None:
+        published = url == NLTK_TIMIT.url
+    return NLTK_TIMIT if published else None
 
 
 def download_nltk_timit(
     out: str | os.PathLike[str],
     *,
     url: str = NLTK_TIMIT_URL,
-    sha256: str | None = NLTK_TIMIT_SHA256,
+    sha256: str | None = None,
+    published: bool | None = None,
     force: bool = False,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -59,18 +126,20 @@ def download_nltk_timit(
         out: directory to create (the corpus root).
         url: where the zip is; any URL urllib opens (``file://`` too). Default: NLTK's.
         sha256: the zip's expected SHA-256 (hex); None = not checked (only recorded).
+        published: check the zip's size and MD5 against NLTK's data index
+            (:func:`published_values`); None (default): only for NLTK's own URL.
         force: replace an existing non-empty ``out``. Default: False.
         progress: called as ``progress("download", bytes done, total bytes)``.
 
     Returns:
         ``out``, ready for ``seqkit data prepare``; ``out/SOURCE.json`` holds the URL and the
-        zip's SHA-256.
+        zip's size, MD5 and SHA-256.
 
     Raises:
         OutputExistsError: ``out`` exists and is not empty, and ``force`` is False.
         OutputLockedError: another process writes ``out``.
-        CorpusError: the download failed, its SHA-256 differs from ``sha256``, or the file is
-            not NLTK's TIMIT sample zip.
+        CorpusError: the download failed, its size, MD5 or SHA-256 differ from those expected,
+            or the file is not NLTK's TIMIT sample zip.
     """
     out = Path(out)
     with output_lock(out, command="seqkit data download"):
@@ -79,43 +148,65 @@ def download_nltk_timit(
             shutil.rmtree(stale, ignore_errors=True)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.download-", dir=out.parent) as tmp:
             zip_path = Path(tmp) / "timit.zip"
-            digest = _fetch(url, zip_path, progress)
-            return unpack_nltk_timit(zip_path, out, force=force, sha256=sha256,
-                                     source={"url": url, "sha256": digest})
+            digests = _fetch(url, zip_path, progress)
+            _check(url, digests, sha256, published_values(url, published))
+            return _unpack_checked(zip_path, out, {"url": url, **_recorded(digests)})
 
 
-def _fetch(url: str, path: Path, progress: ProgressFn | None) -> str:
-    """Download ``url`` to ``path``; its SHA-256 (hex), computed on the way."""
-    digest = hashlib.sha256()
+def _fetch(url: str, path: Path, progress: ProgressFn | None) -> ZipDigests:
+    """Download ``url`` to ``path``; its size and digests, computed on the way."""
+    digester = _Digester()
     try:
         with urllib.request.urlopen(url, timeout=60) as response, path.open("wb") as f:
             total = int(response.headers.get("Content-Length") or 0)
-            done = 0
             while chunk := response.read(_CHUNK):
                 f.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
+                digester.update(chunk)
                 if progress is not None:
-                    progress("download", done, max(total, done))
+                    progress("download", digester.size, max(total, digester.size))
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise CorpusError(
             f"could not download {url} ({getattr(err, 'reason', err)}): check the network, "
             "or fetch the zip yourself and pass it with --from-zip"
         ) from None
-    return digest.hexdigest()
+    return digester.result()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _digests(path: Path) -> ZipDigests:
+    digester = _Digester()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digester.update(chunk)
+    except OSError as err:
+        raise CorpusError(f"cannot read {path} ({err.strerror or err}): check the path") from None
+    return digester.result()
+
+
+def _recorded(digests: ZipDigests) -> dict[str, str | int]:
+    return {"bytes": digests.size, "md5": digests.md5, "sha256": digests.sha256}
+
+
+def _check(label: str, found: ZipDigests, sha256: str | None,
+           published: PublishedZip | None) -> None:
+    """Refuse a zip whose size or digests differ from what is expected of it (one line)."""
+    if published is not None and (found.size, found.md5) != (published.size, published.md5):
+        raise CorpusError(
+            f"{label}: expected {published.size} bytes with MD5 {published.md5} "
+            f"({published.where}), got {found.size} bytes with MD5 {found.md5}: a truncated "
+            "or altered download; fetch it again (if NLTK has republished the sample since, "
+            "check its index.xml and pass --no-nltk-index --sha256 HASH)"
+        )
+    if sha256 is not None and found.sha256 != sha256.strip().lower():
+        raise CorpusError(
+            f"{label}: expected SHA-256 {sha256.strip().lower()} (--sha256), got "
+            f"{found.sha256}: a truncated or altered download; fetch it again"
+        )
 
 
 def unpack_nltk_timit(
     zip_path: str | os.PathLike[str], out: str | os.PathLike[str], *, force: bool = False,
-    sha256: str | None = NLTK_TIMIT_SHA256, source: dict[str, str] | None = None,
+    sha256: str | None = None, published: bool = False,
 ) -> Path:
     """Unpack NLTK's TIMIT sample zip (members under ``timit/``) so that ``out`` is its root.
 
@@ -124,30 +215,31 @@ def unpack_nltk_timit(
         out: directory to create (the corpus root).
         force: replace an existing non-empty ``out``. Default: False.
         sha256: the zip's expected SHA-256 (hex), checked before unpacking; None = not checked.
-        source: what ``out/SOURCE.json`` records (default: the zip's path and SHA-256).
+        published: also check its size and MD5 against NLTK's data index (:data:`NLTK_TIMIT`),
+            for a zip fetched from NLTK by hand. Default: False (a path has no URL to go by).
 
     Returns:
-        ``out``.
+        ``out``; ``out/SOURCE.json`` holds the zip's path, size, MD5 and SHA-256.
 
     Raises:
         OutputExistsError: ``out`` exists and is not empty, and ``force`` is False.
         OutputLockedError: another process writes ``out``.
-        CorpusError: a SHA-256 other than ``sha256``, not a zip, a damaged member (CRC), a
-            member outside ``timit/``, or no sample speaker folder in it.
+        CorpusError: a size or digest other than expected, not a zip, a damaged member (CRC),
+            a member outside ``timit/``, or no sample speaker folder in it.
     """
     zip_path, out = Path(zip_path), Path(out)
     with output_lock(out, command="seqkit data download"):
         check_output_dir(out, force=force)
-        if source is None:
-            source = {"zip": str(zip_path), "sha256": _sha256(zip_path)}
-        if sha256 is not None and source["sha256"] != sha256.lower():
-            raise CorpusError(
-                f"{zip_path}: SHA-256 {source['sha256'][:16]}... does not match the expected "
-                f"{sha256[:16]}...: a truncated or altered download; fetch it again"
-            )
-        with staged_dir(out) as stage:
-            _unpack_into(zip_path, stage)
-            write_json(stage / "SOURCE.json", source)
+        digests = _digests(zip_path)
+        _check(str(zip_path), digests, sha256, published_values("", published))
+        return _unpack_checked(zip_path, out, {"zip": str(zip_path), **_recorded(digests)})
+
+
+def _unpack_checked(zip_path: Path, out: Path, source: dict[str, str | int]) -> Path:
+    """Unpack a zip already checked into ``out`` (locked by the caller), with SOURCE.json."""
+    with staged_dir(out) as stage:
+        _unpack_into(zip_path, stage)
+        write_json(stage / "SOURCE.json", source)
     return out
 
 
