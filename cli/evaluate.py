@@ -25,6 +25,7 @@ from seqkit.cli.search import (
     load_acoustic_model,
     search_options,
 )
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.manifest import read_manifest
 from seqkit.data.splits import SPLITS, split_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
@@ -113,6 +114,7 @@ def evaluate_command(
         raise CorpusError(
             f"{manifest} not found: expected a directory made by seqkit data prepare"
         )
+    verify_prepared(data, [manifest.name])  # before the model loads: a changed one is refused
     loaded = load_acoustic_model(model)
     options = search_options(
         loaded,

@@ -21,6 +21,7 @@ from typing import Any
 import seqkit
 from seqkit.atomic import write_json
 from seqkit.corpora.timit.prepare import prepare_corpus
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.phones import fold_for_scoring
 from seqkit.data.splits import SPLITS_FILE, split_manifest
@@ -274,6 +275,7 @@ def run_demo(
 
     say(f"evaluating {run_dir / 'best.pt'} on the held-out test voices")
     loaded = load_model(run_dir)
+    verify_prepared(out / "prepared", ["test.jsonl"])
     test = read_manifest(split_manifest(out / "prepared", "test"))
     greedy = evaluate(loaded, test, progress=progress)
     search = SEARCH[options.model]

@@ -53,6 +53,11 @@ class OutputLockedError(SeqkitError):
     """Another live process holds the lock of an output folder (two runs would mix results)."""
 
 
+class CorpusWarning(UserWarning):
+    """A corpus or prepared folder that can be used but not checked (e.g. prepared before seqkit
+    wrote content checksums): shown as one line by the CLI, used anyway."""
+
+
 class AudioWarning(UserWarning):
     """Audio that can be used but is not what its file says (e.g. truncated): shown as one line
     by the CLI, decoded anyway."""

@@ -136,7 +136,7 @@ def test_an_unwritable_cache_falls_back_to_a_deleted_temp_store(tmp_path, uttera
 def test_a_loaded_split_holds_no_per_utterance_tensors(tmp_path, prepared) -> None:
     data = tmp_path / "prepared"
     data.mkdir()
-    for name in ("train.jsonl", "dev.jsonl", "stats.json"):
+    for name in ("train.jsonl", "dev.jsonl", "stats.json", "checksums.json"):
         shutil.copy(prepared / name, data / name)
     features, stats = read_stats(data / "stats.json")
     dataset = load_split(data, "train", phone_set=39, features=features, stats=stats)

@@ -104,7 +104,7 @@ def test_prepare_writes_standard_timit_splits_without_sa(tmp_path, upper):
     summary = prepare_corpus(corpus, tmp_path / "prepared", progress=progress)
     out = tmp_path / "prepared"
     assert sorted(p.name for p in out.iterdir()) == [
-        "dev.jsonl", "stats.json", "test.jsonl", "train.jsonl"
+        "checksums.json", "dev.jsonl", "stats.json", "test.jsonl", "train.jsonl"
     ]
     expected_splits = {"train": {"FCJF0", "MKAB0"}, "dev": {"FAKS0"}, "test": {"MDAB0"}}
     for split, speakers in expected_splits.items():

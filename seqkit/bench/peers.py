@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqkit.bench.pocketsphinx import AllphoneRecognizer, AllphoneSettings
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.manifest import read_manifest
 from seqkit.data.splits import SPLITS, split_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate
@@ -78,6 +79,7 @@ def run(
     manifest = split_manifest(Path(data_dir), split)
     if not manifest.is_file():
         raise CorpusError(f"{manifest} not found: expected a folder made by seqkit data prepare")
+    verify_prepared(manifest.parent, [manifest.name])
     peer = AllphoneRecognizer(settings)  # first: a missing extra fails before any decoding
     loaded = load_model(checkpoint)
     check_acoustic_model(loaded)

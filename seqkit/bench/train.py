@@ -20,6 +20,7 @@ import torch
 
 from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, FeatureDataset, load_split
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.splits import split_manifest
 from seqkit.errors import CorpusError
 from seqkit.models import build_model
@@ -36,6 +37,7 @@ def training_batches(recipe: Any, data_dir: Path, count: int
     """The train split, the first ``count`` global batches the trainer would draw (epochs in
     order, augmentation off) and the recipe's model, seeded as the trainer seeds it."""
     t = recipe.train
+    verify_prepared(data_dir, ["stats.json"])  # the manifest: in load_split
     features, stats = read_stats(data_dir / "stats.json")
     data = load_split(data_dir, "train", phone_set=recipe.data.phone_set, features=features,
                       stats=stats)

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from seqkit.bench.pocketsphinx import AllphoneRecognizer, AllphoneSettings
 from seqkit.corpora.timit.layout import find_utterances, read_utterance, split_utterances
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.manifest import Utterance, read_manifest
 from seqkit.data.splits import SPLITS, SPLITS_FILE, split_manifest
 from seqkit.decoding.evaluate import UtteranceResult
@@ -80,6 +81,7 @@ def read_corpus(
     root = Path(path)
     manifests = [split_manifest(root, s) for s in SPLITS if split_manifest(root, s).is_file()]
     if manifests:
+        verify_prepared(root, [m.name for m in manifests])
         utterances = _first_per_speaker(
             [u for manifest in manifests for u in read_manifest(manifest)], per_speaker)
         corpus_dirs = Path(utterances[0].audio).parents if utterances else ()

@@ -8,6 +8,8 @@ common, which training and evaluation read the same way for every corpus::
     stats.json                           global CMVN statistics on train + the FeatureConfig
                                          (none for an evaluation-only corpus: nothing to train)
     skipped.json                         with skip_bad only: each skipped utterance and why
+    checksums.json                       length and SHA-256 of each file above, written last;
+                                         readers verify what they read (seqkit.data.checksums)
 
 An evaluation-only corpus (the NLTK TIMIT sample: TIMIT training speakers, all in test) gets
 empty train and dev manifests; models trained elsewhere are scored on its test split.
@@ -21,6 +23,7 @@ from typing import Any
 
 from seqkit.atomic import write_json
 from seqkit.audio.features import FeatureConfig, FeatureStats, write_stats
+from seqkit.data.checksums import write_checksums
 from seqkit.data.manifest import Utterance, write_manifest
 from seqkit.data.splits import SPLITS, split_manifest
 
@@ -120,6 +123,7 @@ def write_prepared(
     stats: FeatureStats | None,
     skipped: list[SkippedUtterance],
     skip_bad: bool,
+    corpus: Path | None = None,
 ) -> tuple[SplitSummary, ...]:
     """Write what every prepared directory holds, from utterances already read and checked.
 
@@ -134,16 +138,23 @@ def write_prepared(
         stats: train normalization statistics; None writes no ``stats.json`` (evaluation only).
         skipped: utterances left out and why, written to ``skipped.json`` with ``skip_bad``.
         skip_bad: whether bad utterances were skipped (else there is no ``skipped.json``).
+        corpus: the corpus read, recorded in ``checksums.json`` for the message a reader gives
+            when a file changed (the command that makes the folder again).
 
     Returns:
         Counts for train, dev and test, in that order.
     """
+    written = []
     for name in SPLITS:
         write_manifest(split_manifest(out, name), manifests[name])
+        written.append(split_manifest(out, name).name)
     if stats is not None:
         write_stats(out / "stats.json", features, stats)
+        written.append("stats.json")
     if skip_bad:
         write_json(out / "skipped.json", [s.to_dict() for s in skipped])
+        written.append("skipped.json")
+    write_checksums(out, written, corpus=corpus)  # last: it covers what is above
     return tuple(_summarize(name, manifests[name]) for name in SPLITS)
 
 

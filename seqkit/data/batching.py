@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from seqkit.audio.features import FeatureConfig, FeatureStats
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.feature_store import FeatureStore, NoticeFn, build_store
 from seqkit.data.manifest import Utterance, iter_manifest
 from seqkit.data.phones import fold_phones, vocabulary
@@ -209,7 +210,8 @@ def load_split(
         The dataset, in manifest order.
 
     Raises:
-        CorpusError: the manifest is missing, malformed, empty or has unknown labels.
+        CorpusError: the manifest is missing, malformed, empty or has unknown labels, or it
+            changed since prepare wrote it (:func:`seqkit.data.checksums.verify_prepared`).
         AudioError: an audio file cannot be read.
     """
     data_dir = Path(data_dir)
@@ -218,6 +220,7 @@ def load_split(
         raise CorpusError(
             f"manifest {manifest} not found: expected a directory made by `seqkit data prepare`"
         )
+    verify_prepared(data_dir, [manifest.name])  # as prepare wrote it, or refused
     vocab = vocabulary(phone_set)
     ids: list[str] = []
     audio: list[str] = []

@@ -241,9 +241,11 @@ def ngram_from_manifest(
         discount: absolute discount. Default 0.5.
 
     Raises:
-        CorpusError: the manifest is missing or malformed (from ``read_manifest``).
+        CorpusError: the manifest is missing or malformed (from ``read_manifest``), or it
+            changed since prepare wrote it (:mod:`seqkit.data.checksums`).
         ConfigError: a bad phone set, order or discount.
     """
+    from seqkit.data.checksums import verify_manifest, verify_prepared
     from seqkit.data.manifest import read_manifest
     from seqkit.data.phones import fold_phones
     from seqkit.data.phones import phone_set as phones_of
@@ -252,6 +254,9 @@ def ngram_from_manifest(
     source = Path(path)
     if source.is_dir():
         source = split_manifest(source, "train")
+        verify_prepared(source.parent, [source.name])
+    else:
+        verify_manifest(source)  # checked when it lies in a prepared folder
     symbols = [p for p in phones_of(phone_set) if p != "q"]
     sentences = [
         [p for p in fold_phones(u.phone_labels, to=phone_set) if p != "q"]

@@ -39,6 +39,7 @@ from seqkit.audio.augment import spec_augment
 from seqkit.audio.features import FeatureStats, add_deltas, compute_stats, read_stats
 from seqkit.audio.perturb import mel_band_centers, perturb_static
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
+from seqkit.data.checksums import verify_prepared
 from seqkit.data.feature_store import FeatureStore
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from seqkit.locks import output_lock
@@ -644,6 +645,7 @@ def _load_data(
     if recipe.model.kind == "lm":  # phone language model: transcripts only
         kw: dict[str, Any] = {"phone_set": data.phone_set, "features": None, "stats": None}
         return load_split(data_dir, "train", **kw), load_split(data_dir, "dev", **kw), None
+    verify_prepared(data_dir, ["stats.json"])  # the manifests: in load_split
     prepared_features, stats = read_stats(data_dir / "stats.json")
     # rank 0 builds and caches the feature stores first, for as long as that takes
     wait = distributed.long_wait_group(ctx) if data.cache else None  # None: one worker

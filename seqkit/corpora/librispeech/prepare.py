@@ -211,7 +211,7 @@ def _prepare_into(
             stats = _merge_stats(parts, corpus)
     assert stats is not None  # choose_subsets always yields a train split
     summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
-                               skip_bad=skip_bad)
+                               skip_bad=skip_bad, corpus=corpus)
     _write_oov(tmp / "oov.tsv", pronunciations)
     tokens = [word for utts in splits.values() for u in utts for word in u.words]
     oov_tokens = sum(1 for w in tokens if normalize_word(w) in pronunciations.oov)

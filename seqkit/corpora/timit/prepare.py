@@ -139,7 +139,7 @@ def _prepare_into(
     for name in ("dev", "test"):
         manifests[name] = [utterance for utterance, _ in read_split(name)]
     summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
-                               skip_bad=skip_bad)
+                               skip_bad=skip_bad, corpus=corpus)
     note = (
         "NLTK TIMIT sample: every utterance is in test (its speakers are TIMIT training "
         "speakers): an evaluation set for models not trained on TIMIT; no stats.json"
