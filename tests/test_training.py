@@ -77,6 +77,17 @@ def test_transducer_training_lowers_dev_loss(prepared: Path, tmp_path: Path) -> 
     assert load_model(tmp_path / "rnnt", expect_kind="transducer").kind == "transducer"
 
 
+def test_transducer_with_joint_stride_2_trains_through_the_trainer(
+    prepared: Path, tmp_path: Path
+) -> None:
+    summary = train(_recipe(tmp_path, "transducer", "model.joint_stride=2"), prepared,
+                    tmp_path / "rnnt2", max_epochs=3)
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
+    assert all(e.dev_per_pct is not None and e.skipped == 0 for e in summary.epochs)
+    loaded = load_model(tmp_path / "rnnt2", expect_kind="transducer")
+    assert loaded.config.joint_stride == 2 and loaded.model.output_stride == 6
+
+
 def test_phone_lm_trains_on_transcripts_only(prepared: Path, tmp_path: Path) -> None:
     summary = train(_recipe(tmp_path, "lm", "train.max_frames=400"), prepared, tmp_path / "lm",
                     max_epochs=3)
@@ -247,6 +258,8 @@ def test_pretrained_transducer_recipes_must_share_encoder_predictor_and_phones(
         PretrainedTransducerRecipes(lm, ctc, transducer)
     with pytest.raises(ConfigError, match="ctc_share"):
         PretrainedTransducerRecipes(ctc, lm, transducer, ctc_share=1.0)
+    # the joint is the transducer's own: a CTC encoder pretrains a joint_stride = 2 transducer
+    PretrainedTransducerRecipes(ctc, lm, _recipe(tmp_path, "transducer", "model.joint_stride=2"))
 
 
 def test_bf16_falls_back_to_the_same_float32_run_on_a_cpu_without_native_bfloat16(
