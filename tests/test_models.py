@@ -16,7 +16,7 @@ from seqkit.models import (
     PredictorConfig,
     build_model,
 )
-from seqkit.models.encoder import Encoder, reverse_index, stack_frames
+from seqkit.models.encoder import Encoder, StreamStacker, reverse_index, stack_frames
 
 F = 6  # features per frame in these tests
 V = 7  # blank + 6 phones
@@ -133,6 +133,34 @@ def test_stack_frames_concatenates_and_divides_lengths_rounding_up() -> None:
     assert stacked[0, 2].tolist() == [8.0, 9.0, 0.0, 0.0]  # last group zero-padded
     assert lengths.tolist() == [3, 2]
 
+
+@pytest.mark.parametrize("stack", [1, 2, 3])
+def test_stream_stacker_gives_stack_frames_of_the_whole_stream_piece_by_piece(stack: int) -> None:
+    frames = torch.randn(11, 4, generator=torch.Generator().manual_seed(0))
+    stacker = StreamStacker(stack, 4)
+    pieces = [stacker.push(frames[a:b]) for a, b in ((0, 1), (1, 1), (1, 5), (5, 10))]
+    assert all(p.shape[1] == stack * 4 for p in pieces)
+    pieces.append(stacker.push(frames[10:], final=True))  # the rest, the last group zero-padded
+    whole, _ = stack_frames(frames[None], torch.tensor([11]), stack)  # (1, ceil(11/stack), 4s)
+    assert torch.equal(torch.cat(pieces), whole[0])
+    assert stacker.push(frames[:0], final=True).shape == (0, stack * 4)  # nothing left
+
+
+@pytest.mark.parametrize("projection", [0, 3])
+def test_peephole_cell_without_peepholes_equals_torch_lstm(projection: int) -> None:
+    torch.manual_seed(0)
+    cell = PeepholeLSTM(F, 5, projection)
+    reference = nn.LSTM(F, 5, batch_first=True, proj_size=projection)
+    with torch.no_grad():
+        cell.peephole.zero_()
+        reference.weight_ih_l0.copy_(cell.weight_ih)
+        reference.weight_hh_l0.copy_(cell.weight_hh)
+        reference.bias_ih_l0.copy_(cell.bias)
+        reference.bias_hh_l0.zero_()
+        if projection:
+            reference.weight_hr_l0.copy_(cell.weight_hr)
+    x = torch.randn(2, 9, F)
+    torch.testing.assert_close(cell(x), reference(x)[0])
 
 
 def test_peephole_weights_change_the_output() -> None:
