@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import seqkit.training.trainer as trainer
 from seqkit.cli.main import app
 from seqkit.data.batching import Batch
-from seqkit.errors import ConfigError, OutputExistsError, TrainingError
-from seqkit.models.checkpoint import load_model
+from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from seqkit.models.checkpoint import load_model, save_checkpoint
 from seqkit.training import load_recipe, train
 from seqkit.training.pretrain import PretrainedTransducerRecipes, train_pretrained_transducer
 
@@ -117,6 +117,21 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
         torch.testing.assert_close(b["model"][name], value, rtol=0, atol=0, msg=name)
     assert a["scheduler"] == b["scheduler"]
     assert [e.dev_loss for e in resumed.epochs] == [e.dev_loss for e in full.epochs]
+
+
+def test_resume_accepts_a_last_pt_written_before_model_joint_stride_existed(
+    prepared: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "old"
+    train(_recipe(tmp_path, "ctc", "train.max_steps=1"), prepared, run, max_epochs=1)
+    payload = torch.load(run / "last.pt", weights_only=True)
+    del payload["model_config"]["joint_stride"]  # as seqkit wrote it before the option
+    save_checkpoint(run / "last.pt", payload)
+    resumed = train(_recipe(tmp_path, "ctc"), prepared, run, max_epochs=1, resume=True)
+    assert resumed.stopped == "max_epochs" and resumed.steps > 1  # went on from step 1
+    with pytest.raises(CheckpointError, match="another model config"):  # a real difference
+        train(_recipe(tmp_path, "ctc", "model.encoder.hidden=48"), prepared, run, max_epochs=2,
+              resume=True)
 
 
 def test_non_finite_losses_are_skipped_counted_and_abort_when_persistent(
