@@ -106,7 +106,7 @@ def losses(
 
 
 @app.command(epilog="Example: seqkit bench train --data demo/prepared --steps 30 (--amp off: "
-                  "time float32)")
+                  "time float32; --set model.joint_stride=2: a transducer variant)")
 def train(
     data: Annotated[
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
@@ -117,12 +117,23 @@ def train(
         typer.Option("--amp", help="Precision for both sides instead of the recipes' train.amp "
                      "(off = float32)."),
     ] = None,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option("--recipe", help="Recipe to time (repeatable; default: the synth CTC and "
+                     "transducer recipes)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a value of every recipe, both sides, e.g. --set "
+                     "model.joint_stride=2 (repeatable)."),
+    ] = None,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop."""
     with rich_progress(transient=True) as progress:
-        rows = train_bench.run(data_dir=data, steps=steps,
-                               amp=amp.value if amp is not None else None, progress=progress)
+        rows = train_bench.run(data_dir=data, recipes=tuple(recipe or train_bench.RECIPES),
+                               steps=steps, amp=amp.value if amp is not None else None,
+                               overrides=tuple(overrides or ()), progress=progress)
     _render(
         "Training: plain loop frames/s over seqkit's (ratio <= 1.10 = overhead <= 10%)", rows, fmt
     )

@@ -99,10 +99,12 @@ def _train_and_save(config: ModelConfig, data: _TestSplit, steps: int, target: P
     save_checkpoint(target, payload)
 
 
-def _tiny_config(kind: str, layers: int = 1, bidirectional: bool = True) -> ModelConfig:
+def _tiny_config(kind: str, layers: int = 1, bidirectional: bool = True,
+                 joint_stride: int = 1) -> ModelConfig:
     encoder = EncoderConfig(layers=layers, hidden=32, stack=3, bidirectional=bidirectional)
     return ModelConfig(
-        kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32
+        kind=kind, encoder=encoder, predictor=PredictorConfig(embed=16, hidden=32), joint_dim=32,
+        joint_stride=joint_stride,
     )
 
 
@@ -128,8 +130,10 @@ def stream_runs(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     Paths by name: ``ctc_uni`` (one layer, 40 Adam steps: it emits the test utterances' phones),
     ``transducer_uni`` (40 steps: barely trained, emits few labels), ``transducer_random`` (two
     layers, untrained: its random joint emits several labels per frame, which exercises the
-    multi-label paths of the searches), ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM
-    models); ``audio``: the test utterances' files as a JSON list.
+    multi-label paths of the searches), ``transducer_stride2`` (as ``transducer_random``, its
+    joint over 2 encoder outputs per frame: ``model.joint_stride = 2``, 60 ms frames),
+    ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM models); ``audio``: the test
+    utterances' files as a JSON list.
     """
     with one_torch_thread():  # tiny tensors: one thread is fastest on the shared CPU
         return _build_stream_runs(tiny_runs, tmp_path_factory.mktemp("stream_runs"))
@@ -141,11 +145,12 @@ def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]
     data = _test_split(prepared, 39)
     out = {"audio": json.dumps([u.audio for u in read_manifest(split_manifest(prepared, "test"))]),
            "ctc_bi": str(tiny_runs["ctc"]), "transducer_bi": str(tiny_runs["transducer"])}
-    for name, kind, layers, steps in (
-        ("ctc_uni", "ctc", 1, 40), ("transducer_uni", "transducer", 1, 40),
-        ("transducer_random", "transducer", 2, 0),
+    for name, kind, layers, steps, joint_stride in (
+        ("ctc_uni", "ctc", 1, 40, 1), ("transducer_uni", "transducer", 1, 40, 1),
+        ("transducer_random", "transducer", 2, 0, 1),
+        ("transducer_stride2", "transducer", 2, 0, 2),
     ):
-        config = _tiny_config(kind, layers, bidirectional=False)
+        config = _tiny_config(kind, layers, bidirectional=False, joint_stride=joint_stride)
         _train_and_save(config, data, steps, root / f"{name}.pt")
         out[name] = str(root / f"{name}.pt")
     return out

@@ -1,6 +1,9 @@
-"""``seqkit bench profile`` (issue #19): a training step cut into phases does the same work."""
+"""``seqkit bench profile`` (issue #19): a training step cut into phases does the same work;
+``seqkit bench train`` times a recipe variant given by ``--set``."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -32,10 +35,13 @@ class _CaptureGradients:
             p.grad = None
 
 
-@pytest.mark.parametrize(("recipe", "step"), [("synth/ctc_blstm", profile.ctc_step),
-                                              ("synth/transducer", profile.transducer_step)])
-def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step):
-    config = load_recipe(recipe, list(TINY_MODEL))
+@pytest.mark.parametrize(("recipe", "step", "extra"), [
+    ("synth/ctc_blstm", profile.ctc_step, ()),
+    ("synth/transducer", profile.transducer_step, ()),
+    ("synth/transducer", profile.transducer_step, ("model.joint_stride=2",)),
+])
+def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step, extra):
+    config = load_recipe(recipe, [*TINY_MODEL, *extra])
     data, batches, model = training_batches(config, prepared, 1)
     batch = data.collate(batches[0])
     capture = _CaptureGradients(model)
@@ -78,3 +84,17 @@ def test_bench_profile_refuses_a_language_model_recipe_in_one_line(prepared):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "times CTC and transducer recipes" in lines[0], result.output
+
+
+def test_bench_train_times_a_recipe_with_set_overrides(prepared):
+    """``seqkit bench train --recipe R --set KEY=VALUE``: the variant a change is timed with."""
+    sets = [arg for value in (*TINY_MODEL, "model.joint_stride=2") for arg in ("--set", value)]
+    result = runner.invoke(app, ["bench", "train", "--data", str(prepared), "--steps", "1",
+                                 "--recipe", "synth/transducer", *sets, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["recipe"] for r in rows] == ["synth/transducer"]
+    assert rows[0]["ours_frames_per_s"] > 0 and rows[0]["plain_frames_per_s"] > 0
+    bad = runner.invoke(app, ["bench", "train", "--data", str(prepared), "--recipe",
+                              "synth/transducer", "--set", "model.joint_strde=2"])
+    assert bad.exit_code == 2 and "did you mean model.joint_stride" in bad.output

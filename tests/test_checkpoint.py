@@ -36,6 +36,7 @@ def make(kind: str, seed: int = 0, **config) -> nn.Module:
         encoder=config.get("encoder", ENCODER),
         predictor=config.get("predictor", PREDICTOR),
         joint_dim=10,
+        joint_stride=config.get("joint_stride", 1),
     )
     return build_model(config, input_dim=F, vocab_size=len(VOCAB))
 
@@ -83,6 +84,28 @@ def test_transducer_and_lm_round_trip_give_identical_losses(tmp_path: Path) -> N
     loaded_lm = load_model(tmp_path / "lm.pt", expect_kind="lm")
     assert loaded_lm.features is None and loaded_lm.stats is None
     assert torch.equal(loaded_lm.model(targets, target_lengths), lm(targets, target_lengths))
+
+
+def test_joint_stride_round_trips_and_a_checkpoint_without_it_loads_as_stride_1(
+    tmp_path: Path,
+) -> None:
+    feats, lengths = tiny_B2_T9_F123()
+    targets, target_lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
+    strided = make("transducer", joint_stride=2).eval()
+    loaded = load_model(save(strided, tmp_path / "s2.pt"))
+    assert loaded.config.joint_stride == 2 and loaded.model.output_stride == 2
+    assert torch.equal(loaded.model(feats, lengths, targets, target_lengths),
+                       strided(feats, lengths, targets, target_lengths))
+    # a checkpoint written before model.joint_stride existed records no such key
+    old = make("transducer").eval()
+    path = save(old, tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["joint_stride"]
+    save_checkpoint(path, payload)
+    loaded = load_model(path, expect_kind="transducer")
+    assert loaded.config.joint_stride == 1 and loaded.config == old.config
+    assert torch.equal(loaded.model(feats, lengths, targets, target_lengths),
+                       old(feats, lengths, targets, target_lengths))
 
 
 def test_run_dir_prefers_best_over_last(tmp_path: Path) -> None:
@@ -191,6 +214,24 @@ def test_init_encoder_from_ctc_run_copies_its_weights(tmp_path: Path) -> None:
     assert torch.equal(
         transducer.eval().encode(feats, lengths)[0], ctc.eval().encoder(feats, lengths)[0]
     )
+
+
+def test_init_encoder_from_ctc_run_leaves_a_joint_stride_2_joint_fresh(tmp_path: Path) -> None:
+    """PreTrans with ``model.joint_stride = 2``: the CTC encoder fits as it is; the joint's W_f,
+    twice as wide as the encoder's output, keeps its own initialization."""
+    ctc = make("ctc", seed=1)
+    save(ctc, tmp_path / "ctc" / "best.pt")
+    transducer = make("transducer", seed=2, joint_stride=2)
+    joint_before = transducer.joint_f.weight.detach().clone()
+    assert joint_before.shape == (10, 2 * ctc.encoder.output_dim)
+    copied = init_from_pretrained(transducer, tmp_path / "ctc", part="encoder", vocab=VOCAB)
+    assert copied and all(name.startswith("encoder.") for name in copied)
+    assert torch.equal(transducer.joint_f.weight, joint_before)
+    feats, lengths = tiny_B2_T9_F123()
+    h, _ = ctc.eval().encoder(feats, lengths)  # (B, 9, H)
+    f, f_lengths = transducer.eval().encode(feats, lengths)  # (B, 5, 2H): pairs of h
+    assert f_lengths.tolist() == [5, 3]
+    assert torch.equal(f[:, :4], h[:, :8].reshape(2, 4, -1))
 
 
 def test_init_predictor_from_lm_run_copies_its_weights(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,23 @@ def test_decode_transducer_returns_monotone_timings(tiny_runs, audio, beam: int)
     assert set(hyp.phones) <= set(PHONES_61)
     for a, b in zip(hyp.segments, hyp.segments[1:], strict=False):
         assert a.start <= a.end == b.start <= b.end <= hyp.duration
+
+
+@pytest.mark.parametrize(("name", "stride"), [("transducer_random", 3), ("transducer_stride2", 6)])
+def test_decode_timings_count_output_frames_of_stack_times_joint_stride(
+    stream_runs, name: str, stride: int
+) -> None:
+    """``model.joint_stride = 2`` on a 3-frame stack: a phone's times fall on 60 ms frames."""
+    path = json.loads(stream_runs["audio"])[0]
+    loaded = load_model(stream_runs[name])
+    hyp = recognize_files(loaded, [path]).hypotheses[0]
+    frames = compute_features(load_audio(path), loaded.features).shape[0]  # 10 ms frames
+    assert hyp.frame_shift == pytest.approx(0.01 * stride)
+    assert len(hyp.path) == math.ceil(frames / stride)  # one best-path symbol per output frame
+    assert len(hyp.phones) > 10 and hyp.segments[-1].end == pytest.approx(hyp.duration)
+    for seg in hyp.segments:
+        assert seg.start == pytest.approx(round(seg.start / hyp.frame_shift) * hyp.frame_shift)
+    assert hyp.segments[-1].start <= (len(hyp.path) - 1) * hyp.frame_shift + 1e-9
 
 
 @pytest.mark.parametrize("run", ["ctc", "transducer"])

@@ -21,6 +21,7 @@ from seqkit.decoding.beam import (
 from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import EOS, estimate_ngram, load_ngram, save_ngram
 from seqkit.errors import ConfigError, TensorInputError
+from seqkit.models import EncoderConfig, ModelConfig, PredictorConfig, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny per-step tensors: one thread is fastest
 
@@ -196,6 +197,44 @@ def test_transducer_batched_beam_matches_exhaustive_one_label_per_frame_search()
     # summed over the one-label-per-frame paths: compare the merged best instead
     hyps = transducer_beam_search_batched(model, f, torch.tensor([3]), beam=27)[0]
     assert best_labels in [h.labels for h in hyps]
+
+
+def _joint_stride_2_transducer(seed: int) -> torch.nn.Module:
+    """A real TransducerModel (V=3) whose joint sees 2 encoder outputs per frame, its joint
+    sharpened as TinyTransducer's is so that the best sequence stands out."""
+    torch.manual_seed(seed)
+    config = ModelConfig(kind="transducer", encoder=EncoderConfig(layers=1, hidden=4),
+                         predictor=PredictorConfig(embed=4, hidden=8), joint_dim=8,
+                         joint_stride=2)
+    model = build_model(config, input_dim=5, vocab_size=3).eval()
+    with torch.no_grad():
+        model.joint_out.weight.mul_(3.0)
+        model.joint_out.bias.mul_(3.0)
+    return model
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])  # seeds whose best sequence is not empty
+def test_joint_stride_2_searches_find_exhaustive_best_and_greedy_equals_beam_one(seed) -> None:
+    model = _joint_stride_2_transducer(seed)
+    feats = torch.randn(2, 6, 5, generator=torch.Generator().manual_seed(seed)) * 2
+    with torch.no_grad():
+        f, lengths = model.encode(feats, torch.tensor([6, 3]))  # (2, 3, 2 x 8): 6 -> 3 frames
+    assert f.shape == (2, 3, 16) and lengths.tolist() == [3, 2]
+    sequences = {()}
+    for n in range(1, 7):
+        sequences |= set(itertools.product((1, 2), repeat=n))
+    scores = {s: _transducer_sequence_log_prob(_lattice(model, f[0], s), s) for s in sequences}
+    best = max(scores, key=scores.__getitem__)
+    assert 0 < len(best) < 6  # the enumeration also holds the best's longer rivals
+    hyps = transducer_beam_search(model, f[:1], lengths[:1], beam=40)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(scores[best], abs=1e-4)
+    greedy = transducer_greedy(model, f, lengths, max_symbols_per_frame=1)
+    beam_one = transducer_beam_search_batched(model, f, lengths, beam=1)
+    assert [h[0].labels for h in beam_one] == [tuple(g) for g in greedy]
+    batched = transducer_beam_search_batched(model, f, lengths, beam=4)
+    graves = transducer_beam_search(model, f, lengths, beam=4)
+    assert all(len(h) for h in batched) and all(len(h) for h in graves)
 
 
 def test_ngram_distributions_sum_to_one_and_round_trip(tmp_path) -> None:

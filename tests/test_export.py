@@ -1,5 +1,6 @@
 """``seqkit export``: one TorchScript file that loads with torch alone and gives the greedy phones
-of ``seqkit decode`` for the same samples (CTC and transducer, bi- and unidirectional)."""
+of ``seqkit decode`` for the same samples (CTC and transducer, bi- and unidirectional, with and
+without ``model.joint_stride``)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_exported_file_runs_with_torch_only_and_matches_decode(stream_runs, tmp_
     audio = json.loads(stream_runs["audio"])
     waves = tmp_path / "waves.pt"
     torch.save([load_audio(a) for a in audio], waves)
-    names = ("ctc_bi", "transducer_random")  # CTC + BLSTM, transducer + 2-layer LSTM
+    # CTC + BLSTM, transducer + 2-layer LSTM, and one whose joint sees 2 encoder outputs a frame
+    names = ("ctc_bi", "transducer_random", "transducer_stride2")
     for name in names:
         out = runner.invoke(app, ["export", stream_runs[name], str(tmp_path / f"{name}.ts"),
                                   "--format", "json"])

@@ -113,10 +113,12 @@ def test_fused_joint_rejects_inputs_it_cannot_compute_with_expected_and_found(ch
         fused_transducer_loss(**change(args))
 
 
-def test_transducer_model_with_fused_joint_gives_the_ordinary_nll_and_gradients():
+@pytest.mark.parametrize("joint_stride", [1, 2])
+def test_transducer_model_with_fused_joint_gives_the_ordinary_nll_and_gradients(joint_stride):
     encoder = EncoderConfig(layers=1, hidden=8, stack=2)
     config = ModelConfig(kind="transducer", encoder=encoder,
-                         predictor=PredictorConfig(embed=4, hidden=8), joint_dim=6)
+                         predictor=PredictorConfig(embed=4, hidden=8), joint_dim=6,
+                         joint_stride=joint_stride)
     generator = torch.Generator().manual_seed(5)
     feats = torch.randn(3, 11, 7, generator=generator)  # (B, T, F)
     feat_lengths = torch.tensor([11, 8, 5])

@@ -16,7 +16,7 @@ from seqkit.models import (
     PredictorConfig,
     build_model,
 )
-from seqkit.models.encoder import Encoder, reverse_index, stack_frames
+from seqkit.models.encoder import Encoder, StreamStacker, reverse_index, stack_frames
 
 F = 6  # features per frame in these tests
 V = 7  # blank + 6 phones
@@ -47,9 +47,12 @@ def tiny_targets_B3_U4() -> tuple[torch.Tensor, torch.Tensor]:
     return targets, torch.tensor([4, 2, 1])
 
 
-def make(kind: str, encoder: EncoderConfig = ENCODERS["blstm"], seed: int = 0) -> nn.Module:
+def make(
+    kind: str, encoder: EncoderConfig = ENCODERS["blstm"], seed: int = 0, joint_stride: int = 1
+) -> nn.Module:
     torch.manual_seed(seed)
-    config = ModelConfig(kind=kind, encoder=encoder, predictor=PREDICTOR, joint_dim=9)
+    config = ModelConfig(kind=kind, encoder=encoder, predictor=PREDICTOR, joint_dim=9,
+                         joint_stride=joint_stride)
     return build_model(config, input_dim=F, vocab_size=V).eval()
 
 
@@ -71,6 +74,8 @@ def make(kind: str, encoder: EncoderConfig = ENCODERS["blstm"], seed: int = 0) -
         (lambda: PredictorConfig(dropout=-0.1), "predictor.dropout"),
         (lambda: ModelConfig(kind="hmm"), "model.kind"),
         (lambda: ModelConfig(joint_dim=0), "model.joint_dim"),
+        (lambda: ModelConfig(joint_stride=0), "model.joint_stride"),
+        (lambda: ModelConfig(joint_stride=2.0), "model.joint_stride"),
         (lambda: ModelConfig(encoder={"layers": 3}), "model.encoder"),
     ],
 )
@@ -127,6 +132,18 @@ def test_stack_frames_concatenates_and_divides_lengths_rounding_up() -> None:
     assert stacked[0, 0].tolist() == [0.0, 1.0, 2.0, 3.0]  # frames 0 and 1 side by side
     assert stacked[0, 2].tolist() == [8.0, 9.0, 0.0, 0.0]  # last group zero-padded
     assert lengths.tolist() == [3, 2]
+
+
+@pytest.mark.parametrize("stack", [1, 2, 3])
+def test_stream_stacker_gives_stack_frames_of_the_whole_stream_piece_by_piece(stack: int) -> None:
+    frames = torch.randn(11, 4, generator=torch.Generator().manual_seed(0))
+    stacker = StreamStacker(stack, 4)
+    pieces = [stacker.push(frames[a:b]) for a, b in ((0, 1), (1, 1), (1, 5), (5, 10))]
+    assert all(p.shape[1] == stack * 4 for p in pieces)
+    pieces.append(stacker.push(frames[10:], final=True))  # the rest, the last group zero-padded
+    whole, _ = stack_frames(frames[None], torch.tensor([11]), stack)  # (1, ceil(11/stack), 4s)
+    assert torch.equal(torch.cat(pieces), whole[0])
+    assert stacker.push(frames[:0], final=True).shape == (0, stack * 4)  # nothing left
 
 
 @pytest.mark.parametrize("projection", [0, 3])
@@ -198,6 +215,8 @@ def test_model_kind_and_output_stride(name: str) -> None:
     for kind in ("ctc", "transducer"):
         model = make(kind, ENCODERS[name])
         assert model.kind == kind and model.output_stride == stack
+    assert make("transducer", ENCODERS[name], joint_stride=2).output_stride == 2 * stack
+    assert make("ctc", ENCODERS[name], joint_stride=2).output_stride == stack  # ignored by CTC
     lm = make("lm")
     assert lm.kind == "lm" and lm.output_stride == 1
 
@@ -215,9 +234,10 @@ def test_batched_ctc_log_probs_equal_per_utterance(name: str) -> None:
         torch.testing.assert_close(log_probs[b, : out_lengths[b]], alone[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["ctc", "transducer"])
-def test_batched_loss_equals_per_utterance(kind: str) -> None:
-    model = make(kind)
+@pytest.mark.parametrize(("kind", "joint_stride"), [("ctc", 1), ("transducer", 1),
+                                                    ("transducer", 2), ("transducer", 3)])
+def test_batched_loss_equals_per_utterance(kind: str, joint_stride: int) -> None:
+    model = make(kind, joint_stride=joint_stride)
     feats, lengths = tiny_B3_T11_F6()
     targets, target_lengths = tiny_targets_B3_U4()
     losses = model(feats, lengths, targets, target_lengths)
@@ -243,6 +263,43 @@ def test_transducer_joint_broadcasts_to_T_by_U_plus_1() -> None:
     assert logits.shape == (3, 11, 3, V)
     one = model.joint(f[1, 4], g[1, 2])  # a single (t, u) pair, no broadcasting
     torch.testing.assert_close(logits[1, 4, 2], one)
+
+
+def test_joint_stride_1_is_the_encoder_output_unchanged() -> None:
+    model = make("transducer", ENCODERS["blstm_stack3"])
+    assert ModelConfig().joint_stride == 1 and model.config.joint_stride == 1
+    assert model.joint_f.in_features == model.encoder.output_dim and model.output_stride == 3
+    feats, lengths = tiny_B3_T11_F6()
+    f, out_lengths = model.encode(feats, lengths)
+    h, enc_lengths = model.encoder(feats, lengths)
+    assert torch.equal(f, h) and torch.equal(out_lengths, enc_lengths)
+
+
+@pytest.mark.parametrize(("name", "joint_stride"), [("blstm", 2), ("blstm_stack3", 2),
+                                                    ("lstm", 3)])
+def test_joint_stride_concatenates_encoder_outputs_and_divides_lengths_rounding_up(
+    name: str, joint_stride: int
+) -> None:
+    model = make("transducer", ENCODERS[name], joint_stride=joint_stride)
+    stack = ENCODERS[name].stack
+    assert model.output_stride == stack * joint_stride
+    feats, lengths = tiny_B3_T11_F6()
+    f, out_lengths = model.encode(feats, lengths)
+    h, enc_lengths = model.encoder(feats, lengths)  # (B, T_enc, H)
+    width = model.encoder.output_dim
+    assert f.shape == (3, math.ceil(math.ceil(11 / stack) / joint_stride), joint_stride * width)
+    assert f.shape[1] == math.ceil(11 / (stack * joint_stride))
+    assert model.joint_f.in_features == joint_stride * width
+    assert out_lengths.tolist() == [math.ceil(n / (stack * joint_stride)) for n in [11, 7, 2]]
+    for b in range(3):
+        for t in range(f.shape[1]):
+            for k in range(joint_stride):  # slot k of frame t: encoder output j * t + k, or 0
+                src = joint_stride * t + k
+                expected = h[b, src] if src < int(enc_lengths[b]) else torch.zeros(width)
+                assert torch.equal(f[b, t, k * width : (k + 1) * width], expected), (b, t, k)
+    logits = model.joint(f.unsqueeze(2), model.predict(torch.zeros(3, 2, dtype=torch.long))[0]
+                         .unsqueeze(1))
+    assert logits.shape == (3, f.shape[1], 2, V)
 
 
 def test_predictor_step_by_step_equals_whole_sequence() -> None:
@@ -277,10 +334,12 @@ def test_lm_nll_is_the_sum_of_next_label_log_probs_with_end_of_sequence() -> Non
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("ctc", "blstm"), ("ctc", "peephole_blstm"), ("transducer", "blstm_projection")],
+    [("ctc", "blstm"), ("ctc", "peephole_blstm"), ("transducer", "blstm_projection"),
+     ("transducer_stride2", "blstm_stack3")],
 )
 def test_gradients_reach_every_parameter(kind: str, name: str) -> None:
-    model = make(kind, ENCODERS[name]).train()
+    stride = 2 if kind.endswith("stride2") else 1
+    model = make(kind.removesuffix("_stride2"), ENCODERS[name], joint_stride=stride).train()
     feats, lengths = tiny_B3_T11_F6()
     targets, target_lengths = tiny_targets_B3_U4()
     model(feats, lengths, targets, target_lengths).sum().backward()
@@ -295,9 +354,10 @@ def test_lm_gradients_reach_every_parameter() -> None:
         assert param.grad is not None and param.grad.abs().sum() > 0, pname
 
 
-@pytest.mark.parametrize("kind", ["ctc", "transducer", "lm"])
-def test_training_overfits_a_tiny_fixed_batch(kind: str) -> None:
-    model = make(kind).train()
+@pytest.mark.parametrize(("kind", "joint_stride"), [("ctc", 1), ("transducer", 1),
+                                                    ("transducer", 2), ("lm", 1)])
+def test_training_overfits_a_tiny_fixed_batch(kind: str, joint_stride: int) -> None:
+    model = make(kind, joint_stride=joint_stride).train()
     feats, lengths = tiny_B3_T11_F6()
     targets, target_lengths = tiny_targets_B3_U4()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.03)

@@ -51,10 +51,12 @@ IDENTITY_CASES = [
     ("transducer_uni", 1, (37,)),
     ("transducer_uni", 4, (37,)),
     ("transducer_random", 1, (37,)),
+    ("transducer_stride2", 1, (10, 37)),  # model.joint_stride = 2: 60 ms output frames
     pytest.param("ctc_uni", 4, (10, 160, 1000), marks=_SLOW),
     pytest.param("transducer_uni", 1, (10, 160, 1000), marks=_SLOW),
     pytest.param("transducer_uni", 4, (10, 160, 1000), marks=_SLOW),
     pytest.param("transducer_random", 1, (10, 160, 1000), marks=_SLOW),
+    pytest.param("transducer_stride2", 1, (160, 1000), marks=_SLOW),
 ]
 
 
@@ -77,12 +79,13 @@ def test_stream_phones_equal_whole_file_phones_for_every_chunk_size(
             assert list(result.decided_at) == sorted(result.decided_at)
 
 
-@pytest.mark.parametrize("name", ["ctc_uni", "transducer_random"])
+@pytest.mark.parametrize(("name", "least"), [("ctc_uni", 20), ("transducer_random", 20),
+                                             ("transducer_stride2", 12)])  # half the frames
 def test_stream_beam_with_lm_equals_whole_file_while_hypotheses_drop_decided_phones(
-    runs, tiny_runs, name
+    runs, tiny_runs, name, least
 ) -> None:
     """With a trigram LM a stream's hypotheses keep only 2 decided phones of context: the
-    phones and score stay those of the whole-file search."""
+    phones and score stay those of the whole-file search (``least``: phones it must find)."""
     loaded = load_model(runs[name])
     options = DecodeOptions(beam=4, transducer_search="graves", lm_weight=0.5,
                             lm=load_lm_source(tiny_runs["prepared"], 39), insertion_bonus=3.0)
@@ -95,7 +98,7 @@ def test_stream_beam_with_lm_equals_whole_file_while_hypotheses_drop_decided_pho
         recognizer.accept(wave[start : start + 592])
         held.append(recognizer.search.held_labels())
     result = recognizer.finish()[1]
-    assert len(whole.phones) > 20 and result.phones == whole.phones
+    assert len(whole.phones) > least and result.phones == whole.phones
     assert result.score == pytest.approx(whole.score, abs=1e-3)
     assert len(recognizer.search.committed.labels) > 10 and max(held) < len(whole.phones)
 
@@ -122,6 +125,13 @@ def test_stream_decides_greedy_phones_before_the_end(runs) -> None:
     assert stats.latency_ms == pytest.approx(100 + 15 + 40 + 20)
     assert 0 < stats.chunk_ms(0.5) <= stats.chunk_ms(0.95)
     assert stats.rtf > 0
+
+
+def test_stream_latency_waits_for_the_input_frames_of_a_joint_stride_step(runs) -> None:
+    stride1 = StreamingRecognizer(load_model(runs["transducer_random"]), chunk_ms=100)
+    stride2 = StreamingRecognizer(load_model(runs["transducer_stride2"]), chunk_ms=100)
+    assert stride1.latency_ms == pytest.approx(100 + 15 + 40 + 20)  # stack 3: 2 frames wait
+    assert stride2.latency_ms == pytest.approx(100 + 15 + 40 + 50)  # 3 x 2 = 6: 5 frames wait
 
 
 def test_streaming_front_end_equals_whole_file_features() -> None:

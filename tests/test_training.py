@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 import seqkit.training.trainer as trainer
 from seqkit.cli.main import app
 from seqkit.data.batching import Batch
-from seqkit.errors import ConfigError, OutputExistsError, TrainingError
-from seqkit.models.checkpoint import load_model
+from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from seqkit.models.checkpoint import load_model, save_checkpoint
 from seqkit.training import load_recipe, train
 from seqkit.training.pretrain import PretrainedTransducerRecipes, train_pretrained_transducer
 
@@ -77,6 +77,17 @@ def test_transducer_training_lowers_dev_loss(prepared: Path, tmp_path: Path) -> 
     assert load_model(tmp_path / "rnnt", expect_kind="transducer").kind == "transducer"
 
 
+def test_transducer_with_joint_stride_2_trains_through_the_trainer(
+    prepared: Path, tmp_path: Path
+) -> None:
+    summary = train(_recipe(tmp_path, "transducer", "model.joint_stride=2"), prepared,
+                    tmp_path / "rnnt2", max_epochs=3)
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss
+    assert all(e.dev_per_pct is not None and e.skipped == 0 for e in summary.epochs)
+    loaded = load_model(tmp_path / "rnnt2", expect_kind="transducer")
+    assert loaded.config.joint_stride == 2 and loaded.model.output_stride == 6
+
+
 def test_phone_lm_trains_on_transcripts_only(prepared: Path, tmp_path: Path) -> None:
     summary = train(_recipe(tmp_path, "lm", "train.max_frames=400"), prepared, tmp_path / "lm",
                     max_epochs=3)
@@ -106,6 +117,21 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(
         torch.testing.assert_close(b["model"][name], value, rtol=0, atol=0, msg=name)
     assert a["scheduler"] == b["scheduler"]
     assert [e.dev_loss for e in resumed.epochs] == [e.dev_loss for e in full.epochs]
+
+
+def test_resume_accepts_a_last_pt_written_before_model_joint_stride_existed(
+    prepared: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "old"
+    train(_recipe(tmp_path, "ctc", "train.max_steps=1"), prepared, run, max_epochs=1)
+    payload = torch.load(run / "last.pt", weights_only=True)
+    del payload["model_config"]["joint_stride"]  # as seqkit wrote it before the option
+    save_checkpoint(run / "last.pt", payload)
+    resumed = train(_recipe(tmp_path, "ctc"), prepared, run, max_epochs=1, resume=True)
+    assert resumed.stopped == "max_epochs" and resumed.steps > 1  # went on from step 1
+    with pytest.raises(CheckpointError, match="another model config"):  # a real difference
+        train(_recipe(tmp_path, "ctc", "model.encoder.hidden=48"), prepared, run, max_epochs=2,
+              resume=True)
 
 
 def test_non_finite_losses_are_skipped_counted_and_abort_when_persistent(
@@ -247,6 +273,8 @@ def test_pretrained_transducer_recipes_must_share_encoder_predictor_and_phones(
         PretrainedTransducerRecipes(lm, ctc, transducer)
     with pytest.raises(ConfigError, match="ctc_share"):
         PretrainedTransducerRecipes(ctc, lm, transducer, ctc_share=1.0)
+    # the joint is the transducer's own: a CTC encoder pretrains a joint_stride = 2 transducer
+    PretrainedTransducerRecipes(ctc, lm, _recipe(tmp_path, "transducer", "model.joint_stride=2"))
 
 
 def test_bf16_falls_back_to_the_same_float32_run_on_a_cpu_without_native_bfloat16(

@@ -28,6 +28,7 @@ from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe, read_run_log, train
 from seqkit.training.trainer import autocast_dtype
 
+RECIPES = ("synth/ctc_blstm", "synth/transducer")
 _NO_AUGMENTATION = ("train.spec_augment=false", "train.speed_perturb=0", "train.vtlp=0",
                     "train.channel_db=0", "train.lowpass_probability=0")
 
@@ -90,9 +91,10 @@ def _ours(recipe_path: str, overrides: list[str], data_dir: Path, steps: int,
 def run(
     data_dir: str | os.PathLike[str],
     *,
-    recipes: tuple[str, ...] = ("synth/ctc_blstm", "synth/transducer"),
+    recipes: tuple[str, ...] = RECIPES,
     steps: int = 10,
     amp: str | None = None,
+    overrides: tuple[str, ...] = (),
     progress: ProgressFn | None = None,
 ) -> list[dict[str, Any]]:
     """Time ``steps`` training steps of each recipe with seqkit and with a plain loop.
@@ -102,6 +104,8 @@ def run(
         recipes: recipes to time (files or built-in names).
         steps: timed steps per side (one more is run first to warm up).
         amp: ``train.amp`` for both sides instead of the recipe's (``"off"`` = float32).
+        overrides: ``--set`` overrides for every recipe, both sides (e.g.
+            ``model.joint_stride=2``; augmentation stays off and ``amp`` wins over them).
         progress: called as ``progress("bench train", done, total)``.
 
     Returns:
@@ -116,12 +120,13 @@ def run(
     rows: list[dict[str, Any]] = []
     for n, path in enumerate(recipes):
         # the plain loop has no augmentation: time the same work on our side
-        overrides = [*_NO_AUGMENTATION, *([f"train.amp={amp}"] if amp is not None else [])]
-        recipe = load_recipe(path, overrides)
+        sets = [*overrides, *_NO_AUGMENTATION,
+                *([f"train.amp={amp}"] if amp is not None else [])]
+        recipe = load_recipe(path, sets)
         if recipe.model.kind == "lm":
             continue
         plain, batch_frames = _plain_loop(recipe, data_dir, steps)
-        ours = _ours(path, overrides, data_dir, steps, batch_frames)
+        ours = _ours(path, sets, data_dir, steps, batch_frames)
         dtype = autocast_dtype(recipe, torch.device("cpu"))
         rows.append({"recipe": str(path), "precision": "bf16" if dtype else "float32",
                      "ours_frames_per_s": ours,

@@ -34,6 +34,7 @@ from seqkit.errors import OutputExistsError
 from seqkit.locks import output_lock
 from seqkit.models.checkpoint import LoadedModel
 from seqkit.models.config import ModelKind
+from seqkit.models.encoder import stack_frames
 
 _PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
 
@@ -112,13 +113,17 @@ class _Encoder(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """(T, F) -> (T', H), frames stacked and zero-padded as the encoder does."""
-        frames, dim = feats.shape[0], feats.shape[1]
-        groups = (frames + self.stack - 1) // self.stack
-        x = nn.functional.pad(feats, (0, 0, 0, groups * self.stack - frames))
-        x = x.reshape(1, groups, self.stack * dim)  # (1, T', stack * F)
+        x = _stack(feats, self.stack)  # (T', stack * F)
+        x = x.unsqueeze(0)  # (1, T', stack * F)
         for layer in self.layers:
             x = layer(x)
         return x[0]
+
+
+def _stack(frames: torch.Tensor, stack: int) -> torch.Tensor:
+    """(T, F) -> (ceil(T / stack), stack * F): :func:`stack_frames` on one whole utterance."""
+    lengths = torch.tensor([frames.shape[0]])
+    return stack_frames(frames.unsqueeze(0), lengths, stack)[0][0]
 
 
 class CTCRecognizer(nn.Module):
@@ -155,12 +160,14 @@ class TransducerRecognizer(nn.Module):
         self.embedding = model.predictor.embedding
         self.lstm = model.predictor.lstm
         self.joint_f, self.joint_g, self.joint_out = model.joint_f, model.joint_g, model.joint_out
+        self.joint_stride = loaded.config.joint_stride
         self.vocab: list[str] = list(loaded.vocab)
         self.blank = 0
         self.max_symbols = max_symbols_per_frame
 
     def forward(self, wave: torch.Tensor) -> list[str]:
-        f = self.joint_f(self.encoder(self.front(wave)))  # (T', J): W_f f + b once per frame
+        h = _stack(self.encoder(self.front(wave)), self.joint_stride)  # (T', H_f), as encode
+        f = self.joint_f(h)  # (T', J): W_f f + b once per frame
         layers, hidden = self.lstm.num_layers, self.lstm.hidden_size
         state = (torch.zeros(layers, 1, hidden), torch.zeros(layers, 1, hidden))
         label = torch.full((1, 1), self.blank, dtype=torch.long)

@@ -3,14 +3,16 @@
 A unidirectional model's output at a frame depends on the past only, so a stream can be decoded
 while it arrives: the front end keeps the samples and frames it still needs
 (:class:`seqkit.audio.streaming.StreamingFeatures`), frames are stacked as the encoder stacks
-them, the encoder's LSTM state is carried from chunk to chunk (:meth:`Encoder.forward_chunk`)
-and the search advances a chunk at a time. Every piece computes what the whole-file decode
-computes, so the phones are the same; a greedy search decides a phone when it emits it, a beam
-search when every kept hypothesis agrees on it.
+them, the encoder's LSTM state is carried from chunk to chunk (:meth:`Encoder.forward_chunk`),
+a transducer's encoder outputs are grouped ``joint_stride`` at a time as
+:meth:`TransducerModel.encode` groups them, and the search advances a chunk at a time. Every
+piece computes what the whole-file decode computes, so the phones are the same; a greedy search
+decides a phone when it emits it, a beam search when every kept hypothesis agrees on it.
 
 Algorithmic latency (audio that must arrive before a frame's phone can be decided) = the chunk
 + the front end's lookahead (15 ms rest of window + 40 ms of Δ/ΔΔ context for fbank123) + up to
-``stack - 1`` frames waiting to complete a stacked step.
+``output_stride - 1`` frames waiting to complete an output frame (``stack`` x ``joint_stride``
+input frames).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, check_aco
 from seqkit.errors import ConfigError
 from seqkit.models.checkpoint import LoadedModel
 from seqkit.models.config import ModelKind
+from seqkit.models.encoder import StreamStacker
 
 
 def check_streamable(loaded: LoadedModel, options: DecodeOptions, chunk_ms: float = 100) -> None:
@@ -70,7 +73,8 @@ class StreamStats:
         audio_seconds: audio received.
         chunk_seconds: compute time of each chunk (front end + model + search), in order.
         finish_seconds: compute time of the end of stream (last frames, final search step).
-        latency_ms: algorithmic latency: chunk + front-end lookahead + frame-stacking wait.
+        latency_ms: algorithmic latency: chunk + front-end lookahead + the wait for an output
+            frame's input frames (frame stacking and the transducer's ``joint_stride``).
     """
 
     audio_seconds: float
@@ -139,8 +143,10 @@ class StreamingRecognizer:
         self.loaded = loaded
         self.model = loaded.model
         self.front = StreamingFeatures(loaded.features, loaded.stats)
-        self.stack = loaded.config.encoder.stack
-        self.pending = torch.zeros(0, loaded.input_dim)  # frames waiting to fill a stacked step
+        # input frames -> stacked steps -> encoder -> (transducer) joint_stride groups
+        self.stacker = StreamStacker(loaded.config.encoder.stack, loaded.input_dim)
+        joint_stride = loaded.config.joint_stride if loaded.kind == ModelKind.TRANSDUCER else 1
+        self.joint_stacker = StreamStacker(joint_stride, self.model.encoder.output_dim)
         self.states: list[Any] | None = None
         self.search = _make_search(loaded, options)
         self.beam = options.beam
@@ -151,22 +157,20 @@ class StreamingRecognizer:
         self.chunk_seconds: list[float] = []
         self.finish_seconds = 0.0
         self.samples_per_chunk = int(self.rate * chunk_ms / 1000)
-        self.latency_ms = chunk_ms + self.front.lookahead_ms + (self.stack - 1) * shift
+        self.latency_ms = (chunk_ms + self.front.lookahead_ms
+                           + (self.model.output_stride - 1) * shift)
 
     def _advance(self, frames: torch.Tensor, final: bool) -> list[str]:
         """Stack the new frames, run the encoder and the search; the newly decided phones."""
-        frames = torch.cat([self.pending, frames])  # (n, F)
-        steps = frames.shape[0] // self.stack
-        if final and frames.shape[0] % self.stack:  # zero-pad the last step, as stack_frames
-            steps += 1
-            pad = steps * self.stack - frames.shape[0]
-            frames = torch.cat([frames, frames.new_zeros(pad, frames.shape[1])])
-        self.pending = frames[steps * self.stack :]
-        if steps:
-            stacked = frames[: steps * self.stack].reshape(1, steps, -1)  # (1, T', stack * F)
-            with torch.no_grad():
-                h, self.states = self.model.encoder.forward_chunk(stacked, self.states)
-                _step(self.model, self.search, h[0])  # (T', H)
+        stacked = self.stacker.push(frames, final=final)  # (T_enc, stack * F)
+        with torch.no_grad():
+            h = stacked.new_zeros(0, self.model.encoder.output_dim)  # (0, H_enc)
+            if stacked.shape[0]:
+                h, self.states = self.model.encoder.forward_chunk(stacked[None], self.states)
+                h = h[0]  # (T_enc, H_enc)
+            h = self.joint_stacker.push(h, final=final)  # (T', joint_stride * H_enc)
+            if h.shape[0]:
+                _step(self.model, self.search, h)  # (T', H)
         new = _decided_since(self.search, self.emitted, final)
         self.emitted += len(new)
         self.decided_at.extend([self.samples_in / self.rate] * len(new))

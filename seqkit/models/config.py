@@ -169,6 +169,13 @@ class ModelConfig:
             a second pass of the joint in the backward. Same results; it pays where those
             tensors are large (~5x less memory at V=500), not in speed (``seqkit bench
             profile``). Training only: decoding computes the joint as usual.
+        joint_stride: transducer only: concatenate this many consecutive encoder outputs
+            (zero-padding the last group, as ``encoder.stack`` pads input frames) before the
+            joint, so the joint, its log-softmax and the loss see one frame in
+            ``joint_stride`` (the (B, T', U+1, J) joint shrinks by that factor; ``W_f`` takes
+            ``joint_stride`` x H_f inputs). Output frames are ``encoder.stack x joint_stride``
+            input frames long (icefall and ESPnet transducers run the joint at 40 ms). 1 = off,
+            today's model; the CTC and LM kinds ignore it, as they ignore the predictor.
     """
 
     kind: ModelKind = ModelKind.CTC
@@ -176,6 +183,7 @@ class ModelConfig:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     joint_dim: int = 250
     fused_joint: bool = False
+    joint_stride: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", choice(ModelKind, self.kind, "model.kind"))
@@ -190,10 +198,11 @@ class ModelConfig:
                 f"{type(self.predictor).__name__}: use ModelConfig.from_dict for plain dicts"
             )
         _check_int("model", "joint_dim", self.joint_dim, 1, 65536)
+        _check_int("model", "joint_stride", self.joint_stride, 1, 64)
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim",
-        "fused_joint"}``."""
+        "fused_joint", "joint_stride"}``."""
         return to_plain(self)
 
     @classmethod

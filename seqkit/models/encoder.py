@@ -205,6 +205,32 @@ def stack_frames(
     return stacked, torch.div(feat_lengths + stack - 1, stack, rounding_mode="floor")
 
 
+class StreamStacker:
+    """:func:`stack_frames` for one stream whose frames arrive in pieces.
+
+    Frames wait until ``stack`` of them complete a group; at the end of the stream the last
+    group is zero-padded as :func:`stack_frames` pads it, so the groups of all pieces together
+    are those of :func:`stack_frames` on the whole stream.
+
+    Args:
+        stack: stacking factor (1 passes frames through).
+        dim: F, features per incoming frame.
+    """
+
+    def __init__(self, stack: int, dim: int) -> None:
+        self.stack = stack
+        self.pending = torch.zeros(0, dim)  # (n < stack, F) frames waiting to fill a group
+
+    def push(self, frames: torch.Tensor, *, final: bool = False) -> torch.Tensor:
+        """(n, F) next frames -> (m, stack * F) groups now complete (all of them if ``final``)."""
+        frames = torch.cat([self.pending.to(frames.dtype), frames])  # (n, F)
+        ready = frames.shape[0] if final else frames.shape[0] - frames.shape[0] % self.stack
+        self.pending = frames[ready:]
+        length = torch.tensor([ready])
+        stacked, _ = stack_frames(frames[None, :ready], length, self.stack)  # (1, m, stack * F)
+        return stacked[0]
+
+
 def sequence_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
     """(B,) lengths -> (B, T) bool, True at valid frames."""
     return torch.arange(frames, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -13,7 +13,7 @@ from seqkit.errors import TensorInputError
 from seqkit.losses.fused_joint import fused_transducer_loss
 from seqkit.losses.transducer import transducer_loss
 from seqkit.models.config import ModelConfig, ModelKind, PredictorConfig
-from seqkit.models.encoder import Encoder, sequence_mask
+from seqkit.models.encoder import Encoder, sequence_mask, stack_frames
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -107,8 +107,9 @@ class TransducerModel(nn.Module):
 
     Attributes:
         kind: ``"transducer"``.
-        output_stride: input frames per output frame (the encoder's ``stack``).
-        encoder: transcription network (:class:`Encoder`), output (B, T', H_f).
+        output_stride: input frames per output frame of :meth:`encode`, the frames the joint
+            and the loss see (the encoder's ``stack`` x ``config.joint_stride``).
+        encoder: transcription network (:class:`Encoder`), output (B, T_enc, H_enc).
         predictor: prediction network (:class:`Predictor`), output (B, U, H_g).
     """
 
@@ -121,27 +122,32 @@ class TransducerModel(nn.Module):
         self.vocab_size = vocab_size
         self.encoder = Encoder(config.encoder, input_dim)
         self.predictor = Predictor(config.predictor, vocab_size)
-        self.output_stride = self.encoder.output_stride
-        self.joint_f = nn.Linear(self.encoder.output_dim, config.joint_dim)  # W_f and b
+        self.output_stride = self.encoder.output_stride * config.joint_stride
+        # W_f and b, over joint_stride encoder outputs side by side: H_f = joint_stride x H_enc
+        self.joint_f = nn.Linear(self.encoder.output_dim * config.joint_stride, config.joint_dim)
         self.joint_g = nn.Linear(self.predictor.output_dim, config.joint_dim, bias=False)  # W_g
         self.joint_out = nn.Linear(config.joint_dim, vocab_size)  # W_o and b_o
 
     def encode(
         self, feats: torch.Tensor, feat_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transcription network.
+        """Transcription network, then ``joint_stride`` of its outputs concatenated per frame.
 
         Args:
             feats: (B, T, F) float, padded at the end.
             feat_lengths: (B,) int64 valid frames.
 
         Returns:
-            f (B, T', H_f) float and (B,) int64 output lengths (T' = ceil(T / stack)).
+            f (B, T', H_f) float, zero past each length, and (B,) int64 output lengths
+            ``ceil(feat_lengths / output_stride)`` (T' = ceil(T / output_stride),
+            H_f = ``joint_stride`` x the encoder's H).
 
         Raises:
             TensorInputError: the features do not fit the model.
         """
-        return self.encoder(feats, feat_lengths)
+        h, lengths = self.encoder(feats, feat_lengths)  # (B, T_enc, H_enc), zero past lengths
+        # the encoder's frame stacking again, on its outputs: (B, T', joint_stride * H_enc)
+        return stack_frames(h, lengths, self.config.joint_stride)
 
     def predict(
         self, labels: torch.Tensor, state: LSTMState | None = None

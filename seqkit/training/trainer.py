@@ -43,7 +43,7 @@ from seqkit.data.checksums import verify_prepared
 from seqkit.data.feature_store import FeatureStore
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from seqkit.locks import output_lock
-from seqkit.models import build_model
+from seqkit.models import ModelConfig, build_model
 from seqkit.models.checkpoint import (
     BEST,
     LAST,
@@ -767,6 +767,15 @@ _STATE_KEYS = ("optimizer", "scheduler", "epoch", "position", "step", "rng", "be
                "best_epoch", "epochs_since_best", "history")
 
 
+def _same_model_config(saved: Any, config: ModelConfig) -> bool:
+    """Whether a checkpoint's model config is ``config``; keys the checkpoint predates (e.g.
+    ``model.joint_stride``) take their defaults, as when the model is loaded."""
+    try:
+        return ModelConfig.from_dict(saved) == config
+    except ConfigError:
+        return False
+
+
 def _restore(run: _Run) -> None:
     """Load ``last.pt`` into the run: weights, optimizer, schedule, position, RNG."""
     path = run.run_dir / LAST
@@ -777,7 +786,7 @@ def _restore(run: _Run) -> None:
             f"{path} holds no training state of this seqkit version (no {missing[0]}): start "
             "over with --force"
         )
-    if saved["model_config"] != run.recipe.model.to_dict():
+    if not _same_model_config(saved["model_config"], run.recipe.model):
         raise CheckpointError(
             f"{path} was trained with another model config than this recipe: resume with the "
             "run's own recipe (RUN/config.toml) or use --force"
