@@ -132,7 +132,8 @@ def stream_runs(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     layers, untrained: its random joint emits several labels per frame, which exercises the
     multi-label paths of the searches), ``transducer_stride2`` (as ``transducer_random``, its
     joint over 2 encoder outputs per frame: ``model.joint_stride = 2``, 60 ms frames),
-    ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM models); ``audio``: the test
+    ``ctc_bi`` and ``transducer_bi`` (``tiny_runs``' BLSTM models), ``ctc_uni_cmn``
+    (``ctc_uni`` with ``features.cmn``); ``audio``: the test
     utterances' files as a JSON list.
     """
     with one_torch_thread():  # tiny tensors: one thread is fastest on the shared CPU
@@ -153,6 +154,12 @@ def _build_stream_runs(tiny_runs: dict[str, Path], root: Path) -> dict[str, str]
         config = _tiny_config(kind, layers, bidirectional=False, joint_stride=joint_stride)
         _train_and_save(config, data, steps, root / f"{name}.pt")
         out[name] = str(root / f"{name}.pt")
+    # ctc_uni as if trained on utterance-mean-normalized features (features.cmn): its decode
+    # differs, but every front end must compute the same features for it
+    saved = torch.load(out["ctc_uni"], weights_only=True)
+    saved["features"] = {**saved["features"], "cmn": True}
+    torch.save(saved, root / "ctc_uni_cmn.pt")
+    out["ctc_uni_cmn"] = str(root / "ctc_uni_cmn.pt")
     return out
 
 

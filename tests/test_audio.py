@@ -159,6 +159,32 @@ def test_fbank123_is_static_then_deltas_and_a_tone_peaks_in_its_mel_band():
     assert int(higher[middle, 1:41].mean(0).argmax()) > band
 
 
+@pytest.mark.parametrize("kind", ["fbank123", "fbank80"])
+def test_cmn_cancels_a_fixed_channel_and_leaves_the_deltas(kind):
+    """Per-utterance mean normalization: a gain or a fixed filter is a constant offset on each
+    log-mel band, so the features do not change; without it they do."""
+    rng = np.random.default_rng(0)
+    speech = (_tone(300.0, 16000, 1.0) + _tone(1200.0, 16000, 1.0) * np.linspace(0, 1, 16000)
+              + 0.05 * rng.standard_normal(16000)).astype(np.float32)
+    wave = torch.from_numpy(speech)
+    tilted = torch.from_numpy(np.convolve(speech, [1.0, 0.6], mode="same").astype(np.float32))
+    cmn, plain = FeatureConfig(kind=kind, cmn=True), FeatureConfig(kind=kind)
+    feats = compute_features(wave, cmn)
+    static = feats[:, : 41 if kind == "fbank123" else 80]
+    assert float(static.mean(0).abs().max()) < 1e-4  # zero mean over the utterance
+    louder = compute_features(wave * 4.0, cmn)
+    assert torch.allclose(louder, feats, atol=2e-3)  # +12 dB: the same features
+    assert not torch.allclose(compute_features(wave * 4.0, plain), compute_features(wave, plain),
+                              atol=1.0)
+    # A first-order filter is not exactly an offset per band, but nearly: far closer with CMN.
+    moved_cmn = float((compute_features(tilted, cmn) - feats).abs().mean())
+    moved_plain = float((compute_features(tilted, plain) - compute_features(wave, plain)).abs()
+                        .mean())
+    assert moved_cmn < 0.5 * moved_plain
+    if kind == "fbank123":  # deltas see differences only: unchanged by the mean
+        assert torch.allclose(feats[:, 41:], compute_features(wave, plain)[:, 41:], atol=1e-4)
+
+
 def test_feature_config_rejects_bad_values_with_a_hint():
     with pytest.raises(ConfigError, match="choose one of fbank123, fbank80"):
         FeatureConfig(kind="mfcc")
@@ -168,6 +194,8 @@ def test_feature_config_rejects_bad_values_with_a_hint():
         FeatureConfig(n_mels=0)
     with pytest.raises(ConfigError, match="Nyquist"):
         FeatureConfig(high_freq=9000.0)
+    with pytest.raises(ConfigError, match="cmn must be true or false"):
+        FeatureConfig(cmn="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown feature option"):
         FeatureConfig.from_dict({"kind": "fbank80", "mels": 80})
     assert FeatureConfig(n_mels=64).dim == 195

@@ -68,6 +68,18 @@ def test_exported_file_runs_with_torch_only_and_matches_decode(stream_runs, tmp_
         assert sum(len(p) for p in expected) > 10  # a decode with phones, not an empty one
 
 
+def test_export_normalizes_by_the_utterance_mean_when_the_model_was_trained_so(
+    stream_runs, tmp_path
+) -> None:
+    audio = json.loads(stream_runs["audio"])
+    recognizer = torch.jit.load(str(export_model(load_model(stream_runs["ctc_uni_cmn"]),
+                                                 tmp_path / "m.ts")))
+    # each file at a quarter of its level: features.cmn removes the gain
+    got = [recognizer(load_audio(a) * 0.25) for a in audio]
+    assert got == _whole_file_phones(stream_runs["ctc_uni_cmn"], audio)
+    assert got != _whole_file_phones(stream_runs["ctc_uni"], audio)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ctc_uni", "transducer_uni", "transducer_bi"])
 def test_every_model_kind_exports_with_the_greedy_phones(stream_runs, tmp_path, name) -> None:

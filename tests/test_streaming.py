@@ -192,7 +192,8 @@ def test_decode_cli_stream_reads_raw_pcm_from_stdin(runs) -> None:
     [(["ctc_bi", "--stream"], "bidirectional"),
      (["ctc_uni", "--stream", "--format", "ctm"], "drop --stream"),
      (["ctc_uni", "--stream", "--chunk-ms", "5"], "at least 10"),
-     (["ctc_uni", "--stream", "--align"], "drop --stream")],
+     (["ctc_uni", "--stream", "--align"], "drop --stream"),
+     (["ctc_uni_cmn", "--stream"], "features.cmn")],
 )
 def test_decode_cli_stream_rejects_what_cannot_stream_in_one_line(runs, args, message) -> None:
     result = runner.invoke(app, ["decode", runs[args[0]], _audio(runs)[0], *args[1:]])

@@ -43,6 +43,10 @@ class FeatureConfig:
         delta_window: frames on each side used by the Δ regression (2 -> a 5-frame window).
         low_freq: lowest filterbank edge in Hz.
         high_freq: highest filterbank edge in Hz; 0 or negative is relative to Nyquist (Kaldi).
+        cmn: subtract each utterance's own mean from its log-mel and energy frames (cepstral
+            mean normalization) before the deltas: a fixed channel (microphone, room, level,
+            spectral tilt) is a constant offset on every log-mel frame, so it cancels. It
+            needs the whole recording, so a model trained with it does not stream.
     """
 
     kind: str = "fbank123"
@@ -53,6 +57,7 @@ class FeatureConfig:
     delta_window: int = 2
     low_freq: float = 20.0
     high_freq: float = 0.0
+    cmn: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -63,6 +68,8 @@ class FeatureConfig:
             object.__setattr__(self, "n_mels", _DEFAULT_MELS[self.kind])
         if not isinstance(self.n_mels, int) or not 1 <= self.n_mels <= 512:
             raise ConfigError(f"n_mels must be an integer in 1..512, found {self.n_mels!r}")
+        if not isinstance(self.cmn, bool):
+            raise ConfigError(f"cmn must be true or false, found {self.cmn!r}")
         if self.sample_rate <= 0:
             raise ConfigError(f"sample_rate must be positive, found {self.sample_rate}")
         if not 0 < self.frame_shift_ms <= self.frame_length_ms:
@@ -152,9 +159,12 @@ def compute_features(wave: torch.Tensor, config: FeatureConfig | None = None) ->
         use_energy=config.kind == "fbank123",  # energy is column 0
         dither=0.0,  # deterministic: same audio, same features
     )  # (T, n_mels [+1])
-    if config.kind == "fbank80":
-        return fbank.contiguous()
-    return add_deltas(fbank, config)
+    return add_deltas(utterance_mean_normalized(fbank, config), config)
+
+
+def utterance_mean_normalized(static: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """(T, F0) static frames less their mean over time when ``config.cmn``; else unchanged."""
+    return static - static.mean(dim=0, keepdim=True) if config.cmn else static
 
 
 def add_deltas(static: torch.Tensor, config: FeatureConfig) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torchaudio.compliance.kaldi as kaldi
 import torchaudio.functional as AF
 
 from seqkit.audio.features import FeatureConfig, FeatureStats
-from seqkit.errors import AudioError
+from seqkit.errors import AudioError, ConfigError
 
 
 class _DeltaStage:
@@ -62,12 +62,21 @@ class StreamingFeatures:
         config: the model's front end.
         stats: normalization statistics; None returns unnormalized features.
 
+    Raises:
+        ConfigError: the front end normalizes by the utterance's mean (``config.cmn``).
+
     Attributes:
         lookahead_ms: audio a frame waits for beyond its own 10 ms hop: the rest of its window
             (15 ms) plus the Δ/ΔΔ context (40 ms for fbank123, 0 for fbank80).
     """
 
     def __init__(self, config: FeatureConfig, stats: FeatureStats | None = None) -> None:
+        if config.cmn:
+            raise ConfigError(
+                "this model subtracts each recording's mean from its features (features.cmn), "
+                "which needs the whole recording: decode the file without streaming, or stream "
+                "a model trained with features.cmn = false"
+            )
         self.config = config
         self.stats = stats
         self.window = int(config.sample_rate * config.frame_length_ms / 1000)

@@ -50,6 +50,7 @@ class _Frontend(nn.Module):
         self.shift = config.frame_shift_samples
         self.padded = 1 << (self.window_size - 1).bit_length()  # Kaldi's round_to_power_of_two
         self.use_energy = config.kind == "fbank123"
+        self.cmn = config.cmn
         self.delta_length = 2 * config.delta_window + 1
         self.preemphasis = _PREEMPHASIS
         self.eps = float(torch.finfo(torch.float32).eps)  # Kaldi's floor before a log
@@ -78,7 +79,11 @@ class _Frontend(nn.Module):
         spectrum = torch.fft.rfft(frames).abs().pow(2.0)  # (T, padded / 2 + 1)
         fbank = torch.max(torch.mm(spectrum, self.mel_t), eps).log()  # (T, n_mels)
         if self.use_energy:
-            static = torch.cat([energy.unsqueeze(1), fbank], dim=1).T  # (F0, T)
+            fbank = torch.cat([energy.unsqueeze(1), fbank], dim=1)  # (T, F0)
+        if self.cmn:
+            fbank = fbank - torch.mean(fbank, dim=0, keepdim=True)
+        if self.use_energy:
+            static = fbank.T  # (F0, T)
             delta = AF.compute_deltas(static, win_length=self.delta_length)
             delta2 = AF.compute_deltas(delta, win_length=self.delta_length)
             fbank = torch.cat([static, delta, delta2], dim=0).T.contiguous()  # (T, 3 * F0)

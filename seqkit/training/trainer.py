@@ -36,7 +36,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seqkit.atomic import remove_debris, write_atomic
 from seqkit.audio.augment import spec_augment
-from seqkit.audio.features import FeatureStats, add_deltas, compute_stats, read_stats
+from seqkit.audio.features import (
+    FeatureStats,
+    add_deltas,
+    compute_stats,
+    read_stats,
+    utterance_mean_normalized,
+)
 from seqkit.audio.perturb import mel_band_centers, perturb_static
 from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
 from seqkit.data.checksums import verify_prepared
@@ -394,7 +400,7 @@ def _perturbed_batch(run: _Run, indices: list[int], generator: torch.Generator) 
     for i in indices:
         static = perturb_static(stored[i][:, :n_static], run.recipe.train.perturbation, centers,
                                 energy=energy, generator=generator)
-        full = add_deltas(static, features)
+        full = add_deltas(utterance_mean_normalized(static, features), features)
         feats.append(stats.normalize(full) if stats is not None else full)
     part = FeatureDataset([dataset.ids[i] for i in indices], feats,
                           [dataset.targets[i] for i in indices], dataset.vocab, dataset.phone_set)
