@@ -34,6 +34,7 @@ from seqkit.models.checkpoint import LoadedModel, load_model
 from seqkit.progress import ProgressFn
 from seqkit.seeds import STREAM_PRIME, stream_seed
 from seqkit.synth.corpus import (
+    CORPUS_FORMAT,
     DEFAULT_SENTENCES,
     DEFAULT_SPEAKERS,
     DEFAULT_VOICE_SPEAKERS,
@@ -240,6 +241,7 @@ def _corpus_matches(corpus: Path, options: DemoOptions) -> bool:
         and meta.get("espeak_speakers") == options.speakers
         and meta.get("clean") is False
         and meta.get("seqkit_version") == seqkit.__version__
+        and meta.get("corpus_format") == CORPUS_FORMAT
         and list(meta.get("engines", {})) == list(options.engines or ())
         and meta.get("voice_speakers") == options.voice_speakers
     )

@@ -251,9 +251,15 @@ def test_voices_of_people_become_train_speakers_with_truthful_labels(voiced) -> 
     speakers = read_speakers(both)
     piper = [s for s in speakers if s.engine == "piper"]
     assert len(piper) == 2 and all(s.split == "train" and s.variant == "joe" for s in piper)
-    assert len({s.warp for s in piper}) == 2  # two speakers, not one voice twice
+    assert len({s.rate for s in piper}) == 2  # two speakers, not one voice twice
     assert all(s.engine == "espeak" for s in speakers if s.split != "train")
     meta = json.loads((both / "splits.json").read_text())
+    # they read the espeak-ng training speakers' sentences: each is heard from both
+    texts = {wav: wav.with_suffix(".TXT").read_text().split(maxsplit=2)[2].strip()
+             for wav in both.glob("TRAIN/DR*/*/*.WAV")}
+    voiced_ids = {s.id for s in piper}
+    spoken = {t for w, t in texts.items() if w.parent.name in voiced_ids}
+    assert spoken and spoken <= {t for w, t in texts.items() if w.parent.name not in voiced_ids}
     assert "joe" in meta["engines"]["piper"]
     for speaker in piper:
         wavs = sorted(both.glob(f"TRAIN/DR*/{speaker.id}/*.WAV"))

@@ -60,6 +60,9 @@ from seqkit.synth.voices import Spoken, VoiceEngine, VoiceError
 DEFAULT_SPEAKERS = 144
 DEFAULT_SENTENCES = 18
 DEFAULT_SEED = 0
+# What splits.json's "corpus_format" says: which plan made the corpus, beyond its settings (2:
+# voices of people read the espeak-ng training sentences, unwarped). A demo reuses only its own.
+CORPUS_FORMAT = 2
 DEFAULT_VOICE_SPEAKERS = 8  # training speakers made from each voice of people
 
 _READERS_PER_SX = 5  # each shared sentence is read by about this many speakers of its split
@@ -121,6 +124,8 @@ class _Job:
 # Spare sentences per utterance of a voice of people: festival's ked refuses about 1 sentence
 # in 100 (diphones it lacks); three refusals in a row did not occur in 300 sentences.
 _ALTERNATIVES = 3
+# Voice job j reads the espeak-ng training sentence 7 j places on (see _plan_voice_jobs).
+_SENTENCE_STRIDE = 7
 
 
 def _plan_jobs(
@@ -152,16 +157,25 @@ def _plan_jobs(
 
 
 def _plan_voice_jobs(
-    speakers: list[tuple[int, Speaker]], sentences: int, seed: int, clean: bool
+    speakers: list[tuple[int, Speaker]], sentences: int, seed: int, clean: bool,
+    texts: list[str],
 ) -> list[_Job]:
-    """Jobs of the speakers made from voices of people: each reads sentences of its own, drawn
-    from a generator of their own so that adding them changes no espeak-ng utterance."""
+    """Jobs of the speakers made from voices of people.
+
+    They read the espeak-ng training speakers' sentences (``texts``, in plan order), voice job
+    ``j`` the sentence ``7 j`` places on, so that a speaker's sentences come from several
+    espeak-ng speakers: each sentence is then heard from both kinds of voice, which took 2.6
+    points off the real-speech PER against sentences of their own (docs/real-speech.md). Their
+    spare sentences (for a voice that cannot say one) come from a generator of their own, so
+    adding them changes no espeak-ng utterance.
+    """
     generator = SentenceGenerator(f"voices-{seed}")
     jobs = []
     for index, speaker in speakers:
         directory = f"TRAIN/{speaker.region}/{speaker.id}"
         for u in range(sentences):
-            text, *spare = generator.sentences(1 + _ALTERNATIVES)
+            text = texts[(len(jobs) * _SENTENCE_STRIDE) % len(texts)]
+            spare = generator.sentences(1 + _ALTERNATIVES)[1:]
             jobs.append(_Job(speaker, index, u, f"SV{index}{u:03d}", text, directory, seed,
                              clean, tuple(spare)))
     return jobs
@@ -205,7 +219,7 @@ def _synthesize_utterance(engine: Espeak, job: _Job, root: Path) -> float:
 
 def _speak_utterance(engine: VoiceEngine, espeak: Espeak, job: _Job, root: Path) -> float:
     """One utterance of a voice made from people: its pronunciation, spoken by the engine at the
-    speaker's rate, warped, then the same room, noise and files as an espeak-ng utterance."""
+    speaker's rate, then the same room, noise and files as an espeak-ng utterance."""
     speaker, realism = job.speaker, Realism()
     rng = _utterance_rng(job)
     rate = speaker.rate / ENGINE_BASE_RATE
@@ -217,8 +231,7 @@ def _speak_utterance(engine: VoiceEngine, espeak: Espeak, job: _Job, root: Path)
     lead, trail = _pause(rng, sr), _pause(rng, sr)
     audio = np.concatenate([np.zeros(lead), spoken.audio.astype(np.float64), np.zeros(trail)])
     segments = _padded(spoken.phones, lead, trail)
-    # Resampling audio made at sr as if it were at sr * warp scales formants and pitch by warp.
-    pcm, phones, _ = _finish(rng, job, audio, sr, segments, warp=speaker.warp)
+    pcm, phones, _ = _finish(rng, job, audio, sr, segments)
     return _write_utterance(root, job, pcm, phones, [])
 
 
@@ -271,8 +284,6 @@ def _finish(
     audio: np.ndarray,
     sr: int,
     segments: list[tuple[int, int, str]],
-    *,
-    warp: float = 1.0,
 ) -> tuple[np.ndarray, list[tuple[int, int, str]], Any]:
     """Resample to 16 kHz (boundaries move with the same ratio, the last one to the end), add
     room and noise unless clean, peak-limit, quantize.
@@ -282,16 +293,13 @@ def _finish(
     """
     import torch
 
-    # A rate on a 200 Hz grid keeps the resampling filter short (its size grows with
-    # rate / gcd(rate, 16000)); the warp moves by at most 0.5%.
-    source_rate = sr if warp == 1.0 else round(sr * warp / 200) * 200
     with torch.no_grad():
-        wave = _resampler(source_rate)(torch.from_numpy(audio))
+        wave = _resampler(sr)(torch.from_numpy(audio))
     audio = wave.numpy()
     n = len(audio)
 
     def to16(x: int) -> int:
-        return min(n, round(x * SAMPLE_RATE / source_rate))
+        return min(n, round(x * SAMPLE_RATE / sr))
 
     phones = [(to16(s), to16(e), label) for s, e, label in segments]
     phones[-1] = (phones[-1][0], n, phones[-1][2])
@@ -459,13 +467,14 @@ def _plan(
     people add train speakers after it."""
     plan = plan_speakers(speakers, seed)
     work = _plan_jobs(plan, sentences, seed, clean)
+    train_texts = [job.text for job in work if job.speaker.split == "train"]
     if ESPEAK not in engines:
         work = [job for job in work if job.speaker.split != "train"]
     voices = [(name, voice, sex) for name in engines if name != ESPEAK
               for voice, sex in engine_info(name).voices]
     voiced = plan_voice_speakers(voices, voice_speakers, seed, {p.id for p in plan})
     indexed = list(enumerate(voiced, start=len(plan)))
-    work += _plan_voice_jobs(indexed, sentences, seed, clean)
+    work += _plan_voice_jobs(indexed, sentences, seed, clean, train_texts)
     kept = {job.speaker.id for job in work}
     return [p for p in plan + voiced if p.id in kept], work
 
@@ -516,6 +525,7 @@ def _write_splits(
         "seqkit_version": seqkit.__version__,
         "espeak_ng_version": Espeak().version,
         "sample_rate": SAMPLE_RATE,
+        "corpus_format": CORPUS_FORMAT,
         "speakers": {p.id: {k: v for k, v in asdict(p).items() if k != "id"} for p in plan},
     }
     path.write_text(json.dumps(meta, indent=2) + "\n")

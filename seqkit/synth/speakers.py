@@ -66,9 +66,6 @@ class Speaker:
         engine: the voice engine (:mod:`seqkit.synth.engines`); for an engine other than
             espeak-ng, ``variant`` is its voice, ``accent`` the pronunciation's, ``rate / 170``
             the voice's relative rate, and the espeak-only fields keep their defaults.
-        warp: vocal-tract and pitch factor applied to the engine's audio by resampling (>1: a
-            shorter tract, higher formants and pitch); 1 for espeak-ng, which scales formants
-            itself (``tract``).
     """
 
     id: str
@@ -87,7 +84,6 @@ class Speaker:
     breath: int = 0
     consonants: int = 100
     engine: str = "espeak"
-    warp: float = 1.0
 
     @property
     def voice_lines(self) -> str:
@@ -191,10 +187,11 @@ def plan_voice_speakers(
 ) -> list[Speaker]:
     """Training speakers made from voices of people: each voice becomes ``per_voice`` speakers.
 
-    A speaker is its voice at its own speaking rate (x0.85-1.15) and vocal-tract/pitch warp
-    (x0.92-1.18 by resampling, which reaches shorter tracts than the mostly male voices have);
-    room, noise and per-utterance jitter come from the corpus writer as for every speaker.
-    They are all in train: dev and test stay on held-out espeak-ng variants.
+    A speaker is its voice at its own speaking rate (x0.85-1.15); room, noise and
+    per-utterance jitter come from the corpus writer as for every speaker. The voice itself is
+    left as its recordings made it: warping it by resampling (x0.92-1.18, formants and pitch
+    together) cost 3 points of real-speech PER (docs/real-speech.md). They are all in train:
+    dev and test stay on held-out espeak-ng variants.
 
     Args:
         voices: ``(engine, voice, sex)`` of each voice.
@@ -211,7 +208,7 @@ def plan_voice_speakers(
             speakers.append(Speaker(
                 id=speaker_id, split="train", region=region, accent="en-us", variant=voice,
                 sex=sex, rate=round(ENGINE_BASE_RATE * rng.uniform(0.85, 1.15)), pitch=50,
-                pitch_range=50, engine=engine, warp=round(rng.uniform(0.92, 1.18), 3),
+                pitch_range=50, engine=engine,
             ))
     return speakers
 
