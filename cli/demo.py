@@ -10,10 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from seqkit.cli.exits import INTERRUPTED, TERMINATED
 from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
 from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS, DEFAULT_VOICE_SPEAKERS
+from seqkit.training.trainer import Terminated
 
 console = Console()
 
@@ -97,8 +99,13 @@ def demo(
     def stage(message: str) -> None:
         err_console.print(f"[bold cyan]›[/bold cyan] {message}", highlight=False)
 
-    with rich_progress() as progress:
-        report = run_demo(options, progress=progress, stage=stage)
+    try:
+        with rich_progress() as progress:
+            report = run_demo(options, progress=progress, stage=stage)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: training wrote last.pt if it began
+        err_console.print(f"interrupted: run the same `seqkit demo` again to continue in {out}",
+                          highlight=False)
+        raise typer.Exit(TERMINATED if isinstance(stop, Terminated) else INTERRUPTED) from None
     if fmt == TableFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -50,7 +51,7 @@ from seqkit.training.pretrain import (
     epoch_seconds,
     train_pretrained_transducer,
 )
-from seqkit.training.trainer import LogFn
+from seqkit.training.trainer import LogFn, Terminated
 
 
 class DemoModel(StrEnum):
@@ -366,8 +367,8 @@ def _ensure_trained(
             raise
         say(f"cannot resume ({err}); training from the start")
         summary, train_seconds = _train(options, run_dir, False, say, progress, log)
-    if summary.stopped == "interrupted":
-        raise KeyboardInterrupt
+    if summary.stopped == "interrupted":  # last.pt is written: the next demo resumes it
+        raise Terminated() if summary.stop_signal == signal.SIGTERM else KeyboardInterrupt()
     epochs = summary.epochs
     facts = TrainingFacts(
         minutes=options.minutes,

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from seqkit.cli.exits import TERMINATED
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_39
 from seqkit.data.splits import SPLITS_FILE
+from seqkit.training.trainer import KILL_HOOK
 
 pytestmark = pytest.mark.slow
 
 
-def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path) -> None:
+def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--minutes", "0.4", "--speakers", "8",
             "--sentences", "4", "--voice-speakers", "1", "--format", "json"]
@@ -58,3 +63,17 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(tmp_path
     assert third.exit_code == 0, third.output
     assert "training from the start" in third.output
     assert json.loads((out / "report.json").read_text())["train_seconds"] > 0
+
+    # SIGTERM in training (the test hook, at step 2) exits 143 after writing last.pt, as
+    # `seqkit train` does; the same command then resumes it to a report.
+    (out / "report.json").unlink()
+    shutil.rmtree(out / "run-ctc")
+    monkeypatch.setenv(KILL_HOOK, "2:SIGTERM")
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == TERMINATED, stopped.output
+    assert "interrupted" in stopped.output and (out / "run-ctc" / "last.pt").exists()
+    assert not (out / "report.json").exists()
+    monkeypatch.delenv(KILL_HOOK)
+    resumed = CliRunner().invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert (out / "report.json").exists()
