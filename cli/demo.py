@@ -13,7 +13,7 @@ from rich.table import Table
 from seqkit.cli.exits import INTERRUPTED, TERMINATED
 from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import err_console, rich_progress
-from seqkit.demo import DemoModel, DemoOptions, DemoReport, run_demo
+from seqkit.demo import DEFAULT_MINUTES, DemoModel, DemoOptions, DemoReport, run_demo
 from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS, DEFAULT_VOICE_SPEAKERS
 from seqkit.training.trainer import Terminated
 
@@ -60,9 +60,10 @@ def demo(
     minutes: Annotated[
         float,
         typer.Option(
-            "--minutes", help="Training budget in minutes (early stopping may end sooner)."
+            "--minutes", help="Budget in minutes for synthesis and training: training gets what "
+            "synthesis leaves, at least a quarter (early stopping may end sooner)."
         ),
-    ] = 10.0,
+    ] = DEFAULT_MINUTES,
     model: Annotated[DemoModel, typer.Option("--model", help="Recognizer to train.")] = (
         DemoModel.ctc
     ),
@@ -121,5 +122,5 @@ def register(app: typer.Typer) -> None:
     """Add ``seqkit demo`` to the root app."""
     app.command(
         "demo",
-        epilog="Example: seqkit demo --out demo --minutes 10 (or simply: make demo)",
+        epilog="Example: seqkit demo --out demo --minutes 13 (or simply: make demo)",
     )(demo)

@@ -14,6 +14,7 @@ from seqkit.cli.exits import TERMINATED
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_39
 from seqkit.data.splits import SPLITS_FILE
+from seqkit.demo import MIN_TRAIN_SHARE, training_minutes
 from seqkit.training.trainer import KILL_HOOK
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--minutes", "0.4", "--speakers", "8",
+    args = ["demo", "--out", str(out), "--minutes", "0.8", "--speakers", "8",
             "--sentences", "4", "--voice-speakers", "1", "--format", "json"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -34,13 +35,18 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(
     assert report["model"] == "ctc"
     assert report["engines"][0] == "espeak" and "piper" in report["engines"]  # all found here
     assert report["synth_seconds"] > 0
-    # A model that emits only blanks deletes every phone: 100%. This short run (0.4 min of
+    # A model that emits only blanks deletes every phone: 100%. A short run (0.4 min of
     # training) measured 87.6% with beam + LM and 95.6% greedy on 2 cores under ~12x load,
     # where training stopped inside epoch 1; an idle machine trains further and scores lower.
     assert 0.0 <= report["per_pct"] < 95.0
     assert report["del"] < report["ref_phones"]
     assert report["test_speakers"] >= 1 and report["test_utterances"] >= report["test_speakers"]
-    assert 0.0 < report["train_seconds"] <= 0.4 * 60 + 60
+    # synthesis counts against the budget: training got what it left, at least a quarter
+    budget = report["train_minutes_budget"]
+    assert budget == pytest.approx(training_minutes(0.8, report["synth_seconds"]))
+    assert 0.8 * MIN_TRAIN_SHARE <= budget < 0.8
+    assert training_minutes(13.0, 240.0) == 9.0 and training_minutes(1.0, 120.0) == 0.25
+    assert 0.0 < report["train_seconds"] <= budget * 60 + 60
     for name in ("curves", "confusion", "alignment"):
         assert Path(report["paths"][name]).stat().st_size > 0, name
     assert set(report["sample"]["reference"]) <= set(PHONES_39)
@@ -58,7 +64,7 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(
     saved = torch.load(last, weights_only=True)
     del saved["optimizer"]
     torch.save(saved, last)
-    longer = [*args[:4], "0.5", *args[5:]]
+    longer = [*args[:4], "0.9", *args[5:]]
     third = CliRunner().invoke(app, longer)
     assert third.exit_code == 0, third.output
     assert "training from the start" in third.output
