@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from datetime import timedelta
@@ -51,9 +52,12 @@ def test_two_gloo_workers_match_one_process_on_the_same_global_batches(
     single = train(recipe, prepared, tmp_path / "one")
     assert single.stopped == "max_steps" and single.steps == 3
     # the shipped path: `seqkit train --nproc 2` launches `seqkit train` in two workers
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     result = CliRunner().invoke(app, ["train", str(tmp_path / "r.toml"), "--data", str(prepared),
                                       "--out", str(tmp_path / "two"), "--nproc", "2"])
     assert result.exit_code == 0, result.output
+    # torch's elastic agent took over Ctrl-C and SIGTERM while it ran: they are ours again
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
     two_ckpt = torch.load(tmp_path / "two" / "last.pt", weights_only=True)
     assert two_ckpt["step"] == 3
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import sys
 import uuid
 from dataclasses import dataclass
@@ -200,6 +201,10 @@ def is_main_process() -> bool:
     return _env_int("RANK", 0) == 0
 
 
+# What torch's elastic agent takes over while it runs workers.
+_AGENT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def launch_local(nproc: int, module: str, launch: TrainLaunch) -> None:
     """Run ``python -m MODULE train ...`` in ``nproc`` workers on this machine.
 
@@ -234,6 +239,8 @@ def launch_local(nproc: int, module: str, launch: TrainLaunch) -> None:
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the agent passes its environment to the workers
+    # the agent installs its own SIGINT/SIGTERM/... handlers and leaves them: put ours back after
+    handlers = {s: signal.getsignal(s) for s in _AGENT_SIGNALS}
     try:
         elastic_launch(config, sys.executable)("-m", module, *launch.argv())
     except ChildFailedError as err:
@@ -251,3 +258,6 @@ def launch_local(nproc: int, module: str, launch: TrainLaunch) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
