@@ -245,12 +245,17 @@ def test_train_stopped_by_sigterm_exits_143_and_by_ctrl_c_130(
     from seqkit.cli.main import app
 
     args = ["train", str(recipe), "--data", str(prepared), "--max-epochs", "2", "--out"]
-    for kill, code in (("2:SIGTERM", 143), ("2:SIGINT", 130)):
-        out = tmp_path / kill.replace(":", "-")
-        monkeypatch.setenv(KILL_HOOK, kill)
-        result = CliRunner().invoke(app, [*args, str(out)])
-        assert result.exit_code == code, result.output
-        assert (out / "last.pt").exists() and "continue with --resume" in result.output
+    # Ctrl-C as a terminal delivers it (a shell's background job starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for kill, code in (("2:SIGTERM", 143), ("2:SIGINT", 130)):
+            out = tmp_path / kill.replace(":", "-")
+            monkeypatch.setenv(KILL_HOOK, kill)
+            result = CliRunner().invoke(app, [*args, str(out)])
+            assert result.exit_code == code, result.output
+            assert (out / "last.pt").exists() and "continue with --resume" in result.output
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_train_stopped_by_sigterm_before_its_first_step_exits_143_not_1(
