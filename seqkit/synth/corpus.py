@@ -175,6 +175,8 @@ def _plan_voice_jobs(
         directory = f"TRAIN/{speaker.region}/{speaker.id}"
         for u in range(sentences):
             text = texts[(len(jobs) * _SENTENCE_STRIDE) % len(texts)]
+            # the first of each draw is unused (it was the voice's own sentence before they
+            # read espeak-ng's): drawing it keeps the spares, and so the corpora, as they were
             spare = generator.sentences(1 + _ALTERNATIVES)[1:]
             jobs.append(_Job(speaker, index, u, f"SV{index}{u:03d}", text, directory, seed,
                              clean, tuple(spare)))
