@@ -46,6 +46,18 @@ def checked_lengths(
     return out
 
 
+def check_max_symbols(max_symbols_per_frame: int) -> None:
+    """Refuse a per-frame label cap below 1 (the transducer searches' ``max_symbols_per_frame``).
+
+    Raises:
+        ConfigError: if ``max_symbols_per_frame`` < 1.
+    """
+    if max_symbols_per_frame < 1:
+        raise ConfigError(
+            f"expected max_symbols_per_frame >= 1, found {max_symbols_per_frame}: use 1 or more"
+        )
+
+
 def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
     """Best-path CTC decoding: argmax per frame, merge repeats, drop blanks.
 
@@ -107,10 +119,7 @@ def transducer_greedy(
         ConfigError: if ``max_symbols_per_frame`` < 1.
     """
     valid = checked_lengths(f, lengths, "transducer_greedy", TRANSDUCER_INPUT)
-    if max_symbols_per_frame < 1:
-        raise ConfigError(
-            f"expected max_symbols_per_frame >= 1, found {max_symbols_per_frame}: use 1 or more"
-        )
+    check_max_symbols(max_symbols_per_frame)
     out: list[list[int]] = []
     with torch.no_grad():
         for b in range(f.shape[0]):
