@@ -154,16 +154,35 @@ def test_transducer_beam_search_finds_exhaustive_best_on_tiny_T3_V3(seed: int) -
     assert hyps[0].score == pytest.approx(scores[best], abs=1e-4)
 
 
-def test_transducer_greedy_one_symbol_per_frame_equals_batched_beam_one() -> None:
-    model = TinyTransducer(vocab=5, seed=4).eval()
-    f = torch.randn(2, 12, 8) * 3
-    lengths = torch.tensor([12, 9])
-    greedy = transducer_greedy(model, f, lengths, max_symbols_per_frame=1)
-    beam_one = transducer_beam_search_batched(model, f, lengths, beam=1)
+@pytest.mark.parametrize("cap", [1, 2, 3])
+@pytest.mark.parametrize("seed", [0, 1, 4])
+def test_transducer_batched_beam_one_equals_greedy_with_the_same_symbol_cap(
+    seed: int, cap: int
+) -> None:
+    model = TinyTransducer(vocab=5, seed=seed).eval()
+    f = torch.randn(3, 12, 8, generator=torch.Generator().manual_seed(seed)) * 2
+    lengths = torch.tensor([12, 9, 4])
+    greedy = transducer_greedy(model, f, lengths, max_symbols_per_frame=cap)
+    beam_one = transducer_beam_search_batched(model, f, lengths, beam=1,
+                                              max_symbols_per_frame=cap)
     assert [h[0].labels for h in beam_one] == [tuple(g) for g in greedy]
-    assert all(len(g) <= int(n) for g, n in zip(greedy, lengths, strict=True))
-    many = transducer_greedy(model, f, lengths, max_symbols_per_frame=3)
-    assert all(len(g) <= 3 * int(n) for g, n in zip(many, lengths, strict=True))
+    assert all(len(g) <= cap * int(n) for g, n in zip(greedy, lengths, strict=True))
+    # the cap binds at some frames and not at others, so both paths of the search are tried
+    assert 0 < sum(map(len, greedy)) < cap * int(lengths.sum())
+    if cap > 1:
+        one = transducer_greedy(model, f, lengths, max_symbols_per_frame=1)
+        assert sum(map(len, greedy)) > sum(map(len, one))
+
+
+def test_transducer_batched_beam_default_cap_is_the_greedy_one() -> None:
+    model = TinyTransducer(vocab=5, seed=0).eval()
+    f = torch.randn(2, 10, 8, generator=torch.Generator().manual_seed(0)) * 2
+    lengths = torch.tensor([10, 7])
+    beam_one = transducer_beam_search_batched(model, f, lengths, beam=1)
+    assert [h[0].labels for h in beam_one] == \
+        [tuple(g) for g in transducer_greedy(model, f, lengths)]
+    with pytest.raises(ConfigError, match="max_symbols_per_frame"):
+        transducer_beam_search_batched(model, f, lengths, beam=2, max_symbols_per_frame=0)
 
 
 def test_transducer_batched_beam_is_batch_consistent() -> None:
@@ -179,24 +198,62 @@ def test_transducer_batched_beam_is_batch_consistent() -> None:
         assert batched[b][0].score == pytest.approx(single[0].score, abs=1e-4)
 
 
-def test_transducer_batched_beam_matches_exhaustive_one_label_per_frame_search() -> None:
-    model = TinyTransducer(vocab=3, seed=5).eval()
-    f = torch.randn(1, 3, 8)
-    best_score, best_labels = -math.inf, ()
-    # with one label per frame, a path picks blank or one label at each frame
-    for choice in itertools.product(range(3), repeat=3):
-        labels = tuple(k for k in choice if k)
-        lat = _lattice(model, f[0], labels)
+def _capped_sequence_log_prob(
+    model, f: torch.Tensor, labels: tuple[int, ...], cap: int
+) -> float:
+    """Sum over the alignments of ``labels`` that emit at most ``cap`` labels at each frame, each
+    frame ending with a blank (brute force over the labels emitted per frame)."""
+    frames, n = f.shape[0], len(labels)
+    lat = _lattice(model, f, labels).double().tolist()  # (T, U+1, V)
+    scores = []
+    for counts in itertools.product(range(cap + 1), repeat=frames):
+        if sum(counts) != n:
+            continue
         u, score = 0, 0.0
-        for t, k in enumerate(choice):
-            if k:
-                score += float(lat[t, u, k])
+        for t, count in enumerate(counts):
+            for _ in range(count):
+                score += lat[t][u][labels[u]]
                 u += 1
-        if score > best_score:
-            best_score, best_labels = score, labels
-    # summed over the one-label-per-frame paths: compare the merged best instead
-    hyps = transducer_beam_search_batched(model, f, torch.tensor([3]), beam=27)[0]
-    assert best_labels in [h.labels for h in hyps]
+            score += lat[t][u][0]
+        scores.append(score)
+    if not scores:
+        return -math.inf
+    return float(torch.logsumexp(torch.tensor(scores, dtype=torch.float64), dim=0))
+
+
+def _label_sequences(vocab: int, longest: int) -> list[tuple[int, ...]]:
+    """Every sequence of labels 1..vocab-1 up to ``longest`` labels, the empty one included."""
+    return [s for n in range(longest + 1) for s in itertools.product(range(1, vocab), repeat=n)]
+
+
+@pytest.mark.parametrize(("vocab", "frames", "cap", "seed"),
+                         [(3, 3, 1, 5), (3, 3, 2, 5), (3, 4, 2, 2), (4, 3, 2, 1), (3, 3, 3, 3)])
+def test_transducer_batched_beam_finds_exhaustive_best_with_a_symbol_cap(
+    vocab: int, frames: int, cap: int, seed: int
+) -> None:
+    """Issue #19: the batched search emitted one label per frame; now up to ``cap``."""
+    model = TinyTransducer(vocab=vocab, seed=seed).eval()
+    f = torch.randn(1, frames, 8, generator=torch.Generator().manual_seed(seed)) * 2
+    sequences = _label_sequences(vocab, frames * cap)
+    scores = {s: _capped_sequence_log_prob(model, f[0], s, cap) for s in sequences}
+    best = max(scores, key=scores.__getitem__)
+    if cap > 1:  # chosen so that the cap changes the answer
+        one = {s: _capped_sequence_log_prob(model, f[0], s, 1) for s in sequences
+               if len(s) <= frames}
+        assert best != max(one, key=one.__getitem__)
+    # a beam as large as all sequences twice (ended and still emitting) prunes nothing
+    hyps = transducer_beam_search_batched(model, f, torch.tensor([frames]),
+                                          beam=2 * len(sequences), max_symbols_per_frame=cap)[0]
+    assert hyps[0].labels == best
+    assert hyps[0].score == pytest.approx(scores[best], abs=1e-5)
+    # every kept hypothesis carries its exact sum over the capped alignments (float32 joint)
+    assert len(hyps) == len(sequences)
+    for h in hyps:
+        assert h.acoustic == pytest.approx(scores[h.labels], abs=1e-5)
+    # a sequence no longer than the cap has every alignment: Graves's sum
+    for s in sequences[: 1 + sum((vocab - 1) ** n for n in range(1, cap + 1))]:
+        assert scores[s] == pytest.approx(
+            _transducer_sequence_log_prob(_lattice(model, f[0], s), s), abs=1e-5)
 
 
 def _joint_stride_2_transducer(seed: int) -> torch.nn.Module:
@@ -229,7 +286,7 @@ def test_joint_stride_2_searches_find_exhaustive_best_and_greedy_equals_beam_one
     hyps = transducer_beam_search(model, f[:1], lengths[:1], beam=40)[0]
     assert hyps[0].labels == best
     assert hyps[0].score == pytest.approx(scores[best], abs=1e-4)
-    greedy = transducer_greedy(model, f, lengths, max_symbols_per_frame=1)
+    greedy = transducer_greedy(model, f, lengths)  # both searches' default symbol cap
     beam_one = transducer_beam_search_batched(model, f, lengths, beam=1)
     assert [h[0].labels for h in beam_one] == [tuple(g) for g in greedy]
     batched = transducer_beam_search_batched(model, f, lengths, beam=4)
@@ -279,20 +336,6 @@ def _fused(lm, labels: tuple[int, ...], weight: float, bonus: float) -> float:
     return weight * log_prob + bonus * len(labels)
 
 
-def _one_label_per_frame_log_prob(model, f: torch.Tensor, labels: tuple[int, ...]) -> float:
-    """Sum over the paths that emit exactly one symbol (blank or label) per frame."""
-    lat = _lattice(model, f, labels).double()  # (T, U+1, V)
-    frames, n = lat.shape[0], len(labels)
-    alpha = torch.full((frames + 1, n + 1), -math.inf, dtype=torch.float64)
-    alpha[0, 0] = 0.0
-    for t in range(frames):
-        for u in range(n + 1):
-            stay = alpha[t, u] + lat[t, u, 0]
-            move = alpha[t, u - 1] + lat[t, u - 1, labels[u - 1]] if u else -math.inf
-            alpha[t + 1, u] = torch.logaddexp(torch.as_tensor(stay), torch.as_tensor(move))
-    return float(alpha[frames, n])
-
-
 @pytest.mark.parametrize(("weight", "bonus"), [(0.8, 0.0), (1.5, 1.0)])
 def test_transducer_beam_search_with_lm_finds_exhaustive_fused_best_on_T3_V3(
     weight: float, bonus: float
@@ -321,16 +364,15 @@ def test_transducer_batched_beam_with_lm_finds_exhaustive_fused_best_on_T4_V3(
     model = TinyTransducer(vocab=3, seed=1).eval()
     f = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(7)) * 2
     scorer, lm = _fusion_lm()
-    sequences = {()}
-    for n in range(1, 5):  # at most one label per frame
-        sequences |= set(itertools.product((1, 2), repeat=n))
-    acoustic = {s: _one_label_per_frame_log_prob(model, f[0], s) for s in sequences}
+    sequences = _label_sequences(3, 4 * 2)  # at most two labels in each of 4 frames
+    acoustic = {s: _capped_sequence_log_prob(model, f[0], s, 2) for s in sequences}
     fused = {s: acoustic[s] + _fused(lm, s, weight, bonus) for s in sequences}
     best = max(fused, key=fused.__getitem__)
     assert best != max(acoustic, key=acoustic.__getitem__)  # the LM changes the answer
     # a beam as large as the number of sequences prunes nothing: scores are exact
-    hyps = transducer_beam_search_batched(model, f, torch.tensor([4]), beam=len(sequences) * 3,
-                                          lm=scorer, lm_weight=weight, insertion_bonus=bonus)[0]
+    hyps = transducer_beam_search_batched(model, f, torch.tensor([4]), beam=len(sequences) * 2,
+                                          lm=scorer, lm_weight=weight, insertion_bonus=bonus,
+                                          max_symbols_per_frame=2)[0]
     assert hyps[0].labels == best
     assert hyps[0].score == pytest.approx(fused[best], abs=1e-6)
     assert hyps[0].acoustic == pytest.approx(acoustic[best], abs=1e-6)

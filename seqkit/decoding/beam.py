@@ -6,10 +6,11 @@
 - :func:`transducer_beam_search`: the beam search of Graves 2012, "Sequence Transduction with
   Recurrent Neural Networks", section 2.6, with its prefix merging; any number of labels per
   frame. Exact (the sum over alignments of each kept sequence) when nothing is pruned.
-- :func:`transducer_beam_search_batched`: a time-synchronous, batched variant that emits at most
-  one label per frame and merges hypotheses with equal labels (the "modified beam search" of k2 /
-  icefall, described in Kang et al. 2022, "Fast and parallel decoding for transducer"). Much
-  faster on long files; it cannot emit two labels at one frame.
+- :func:`transducer_beam_search_batched`: a time-synchronous variant batched over utterances and
+  hypotheses, emitting up to ``max_symbols_per_frame`` labels per frame (default 5) and merging
+  hypotheses with equal labels (the "modified beam search" of k2 / icefall, described in Kang et
+  al. 2022, "Fast and parallel decoding for transducer", extended to several labels per frame).
+  Much faster on long files; exact within that cap when nothing is pruned.
 
 Scores are natural-log probabilities. Every function returns, per utterance, the kept
 hypotheses best first.
@@ -19,13 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from seqkit.decoding.greedy import CTC_INPUT, TRANSDUCER_INPUT, checked_lengths
-from seqkit.decoding.protocol import TransducerLike, scatter_state, select_state
+from seqkit.decoding.greedy import (
+    CTC_INPUT,
+    TRANSDUCER_INPUT,
+    check_max_symbols,
+    checked_lengths,
+)
+from seqkit.decoding.protocol import STATE_BATCH_AXIS, TransducerLike, select_state
 from seqkit.errors import ConfigError
 from seqkit.models.transducer import LSTMState
 
@@ -611,49 +617,41 @@ class TransducerBeamSearch:
 
 
 @dataclass
-class _LiveHypotheses:
-    """Every utterance's live hypotheses of the batched search, one row each (N rows).
+class _Hypotheses:
+    """Hypotheses of the batched search, of every utterance at once, one row each (N rows).
 
     Attributes:
-        utt: utterance of each row.
+        utt: (N,) int64, CPU, the utterance of each row.
         labels: labels of each row.
-        scores: (N,) float64 log-probabilities.
+        scores: (N,) float64, CPU, acoustic log-probabilities.
         g: (N, H_g) prediction output after each row's last label.
         state: prediction state, (layers, N, H) tensors.
     """
 
-    utt: list[int]
+    utt: torch.Tensor
     labels: list[tuple[int, ...]]
     scores: torch.Tensor
     g: torch.Tensor
     state: LSTMState
 
-    def rows_of(self, u: int) -> list[int]:
-        return [i for i, hu in enumerate(self.utt) if hu == u]
+    def __len__(self) -> int:
+        return len(self.labels)
 
+    def take(self, rows: torch.Tensor) -> _Hypotheses:
+        """The rows ``rows`` ((N',) int64, CPU), in that order."""
+        on_device = rows.to(self.g.device)
+        return _Hypotheses(self.utt[rows], [self.labels[i] for i in rows.tolist()],
+                           self.scores[rows], self.g.index_select(0, on_device),
+                           select_state(self.state, on_device))
 
-@dataclass
-class _Extensions:
-    """The next frame's hypotheses, before the prediction network has seen their new labels.
-
-    Attributes:
-        utt, labels, scores: as in :class:`_LiveHypotheses` (scores as floats).
-        source_rows: the live row each one extends.
-        emitted: the label it appended, or -1 for blank.
-    """
-
-    utt: list[int] = field(default_factory=list)
-    labels: list[tuple[int, ...]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    source_rows: list[int] = field(default_factory=list)
-    emitted: list[int] = field(default_factory=list)
-
-    def add(self, u: int, labels: tuple[int, ...], score: float, row: int, label: int) -> None:
-        self.utt.append(u)
-        self.labels.append(labels)
-        self.scores.append(score)
-        self.source_rows.append(row)
-        self.emitted.append(label)
+    def join(self, other: _Hypotheses) -> _Hypotheses:
+        """These rows, then ``other``'s."""
+        return _Hypotheses(
+            torch.cat([self.utt, other.utt]), self.labels + other.labels,
+            torch.cat([self.scores, other.scores]), torch.cat([self.g, other.g]),
+            (torch.cat([self.state[0], other.state[0]], dim=STATE_BATCH_AXIS),
+             torch.cat([self.state[1], other.state[1]], dim=STATE_BATCH_AXIS)),
+        )
 
 
 def transducer_beam_search_batched(
@@ -666,16 +664,28 @@ def transducer_beam_search_batched(
     lm: LabelLM | None = None,
     lm_weight: float = 0.0,
     insertion_bonus: float = 0.0,
+    max_symbols_per_frame: int = 5,
 ) -> list[list[BeamHypothesis]]:
-    """Time-synchronous batched transducer beam search, at most one label per frame.
+    """Time-synchronous batched transducer beam search, several labels per frame.
 
-    All hypotheses of all utterances are scored by one joint call per frame; each utterance keeps
-    its ``beam`` best extensions (blank keeps the hypothesis, a label appends it), hypotheses with
-    equal labels are merged by adding their probabilities, and the prediction network runs once
-    per frame on the new labels. Cost per frame is independent of how many labels were emitted,
-    which makes it the fast choice for long files. Shallow fusion works as in
-    :func:`transducer_beam_search`: hypotheses are ranked by acoustic log-probability plus the
-    fusion score of their labels, which merging leaves unchanged (equal labels, equal score).
+    The "modified beam search" of k2 / icefall (Kang et al. 2022, "Fast and parallel decoding for
+    transducer"), extended to several labels per frame. At each frame the live hypotheses of all
+    utterances are expanded together, up to ``max_symbols_per_frame`` times: one joint call
+    scores blank and every label for each of them; a hypothesis that takes blank ends the frame
+    (ended hypotheses with equal labels merge, adding their probabilities), one that takes a label
+    is expanded again, and each utterance keeps its ``beam`` best of the ended hypotheses and the
+    new label extensions. After ``max_symbols_per_frame`` labels a hypothesis must take blank.
+    The prediction network runs once per expansion on the labels just emitted. So each frame
+    costs one to ``max_symbols_per_frame + 1`` batched joint calls (one when no label extension
+    makes the beam), however many utterances and hypotheses: the fast choice for long files.
+
+    Every alignment ends each frame with a blank, as in training, so with a beam that prunes
+    nothing each hypothesis carries the exact sum over its alignments with at most
+    ``max_symbols_per_frame`` labels per frame (Graves's sum when that cap is never reached). With
+    ``beam=1`` it picks the labels of :func:`~seqkit.decoding.greedy.transducer_greedy` with the
+    same cap. Shallow fusion works as in :func:`transducer_beam_search`: hypotheses are ranked by
+    acoustic log-probability plus the fusion score of their labels, which merging leaves unchanged
+    (equal labels, equal score).
 
     Args:
         model: transducer model (:class:`~seqkit.decoding.protocol.TransducerLike`); its
@@ -687,56 +697,55 @@ def transducer_beam_search_batched(
         lm: optional label LM, as for :func:`ctc_beam_search`.
         lm_weight: weight of the LM log-probability. Default 0 (LM ignored).
         insertion_bonus: added per emitted label. Default 0.
+        max_symbols_per_frame: most labels emitted at one frame. Default 5, as for the greedy
+            search (at 60 ms joint frames, ``model.joint_stride = 2``, one is too few).
 
     Returns:
         Per utterance, up to ``beam`` hypotheses, best first.
 
     Raises:
         TensorInputError: if the shapes or lengths do not fit.
-        ConfigError: if ``beam`` < 1.
+        ConfigError: if ``beam`` < 1 or ``max_symbols_per_frame`` < 1.
     """
     _check_beam(beam)
+    check_max_symbols(max_symbols_per_frame)
     valid = checked_lengths(f, lengths, "transducer_beam_search_batched", TRANSDUCER_INPUT)
-    batch = f.shape[0]
-    fusion: FusionScorer | None = None
+    batch, frames = f.shape[0], f.shape[1]
     with torch.no_grad():
+        fusing = (lm is not None and lm_weight != 0.0) or insertion_bonus != 0.0
+        vocab = _vocab_size(model, f, blank) if fusing and batch and frames else 0
+        fusion = FusionScorer(lm, lm_weight, insertion_bonus, vocab, blank)
         live = _start_hypotheses(model, batch, blank, f.device)
-        for t in range(f.shape[1]):
-            active = [valid[u] > t for u in range(batch)]
-            if not any(active):
+        ends = torch.tensor(valid, dtype=torch.long)  # (B,)
+        for t in range(frames):
+            in_frame = ends[live.utt] > t  # (N,) rows of utterances that still have frames
+            if not bool(in_frame.any()):
                 break
-            utt_index = torch.tensor(live.utt, dtype=torch.long, device=f.device)
-            ft = f[:, t].index_select(0, utt_index)  # (N, H_f)
-            logits = model.joint(ft[:, None, None, :], live.g[:, None, None, :])  # (N, 1, 1, V)
-            logp = torch.log_softmax(logits.reshape(len(live.utt), -1).double(), dim=-1).cpu()
-            if fusion is None:
-                fusion = FusionScorer(lm, lm_weight, insertion_bonus, logp.shape[1], blank)
-            extensions = _extend(live, logp, active, beam, blank, fusion)
-            if fusion.active:  # the next frame extends these by at most one label
+            if fusion.active:  # this frame reads the live labels and their extensions
                 fusion.retain(set(live.labels).__contains__)
-            live = _advance(model, live, extensions)
-    final = fusion.final if fusion is not None else (lambda _labels: 0.0)
-    out: list[list[BeamHypothesis]] = []
-    for u in range(batch):
-        hyps = [
-            BeamHypothesis(live.labels[i], float(live.scores[i]) + final(live.labels[i]),
-                           float(live.scores[i]))
-            for i in live.rows_of(u)
-        ]
+            finished = live.take(torch.nonzero(~in_frame).flatten())
+            ended = _search_frame(model, f[:, t], live.take(torch.nonzero(in_frame).flatten()),
+                                  fusion, beam=beam, blank=blank,
+                                  max_symbols=max_symbols_per_frame)
+            live = finished.join(ended)
+    out: list[list[BeamHypothesis]] = [[] for _ in range(batch)]
+    for u, labels, acoustic in zip(live.utt.tolist(), live.labels, live.scores.tolist(),
+                                   strict=True):
+        out[u].append(BeamHypothesis(labels, acoustic + fusion.final(labels), acoustic))
+    for hyps in out:
         hyps.sort(key=lambda h: h.score, reverse=True)
-        out.append(hyps)
     return out
 
 
 def _start_hypotheses(
     model: TransducerLike, batch: int, blank: int, device: torch.device
-) -> _LiveHypotheses:
+) -> _Hypotheses:
     """One empty hypothesis per utterance, the prediction network run once on the start symbol."""
     start = torch.full((1, 1), blank, dtype=torch.long, device=device)
     g0, state0 = model.predict(start, None)  # g0: (1, 1, H_g)
     index0 = torch.zeros(batch, dtype=torch.long, device=device)
-    return _LiveHypotheses(
-        utt=list(range(batch)),
+    return _Hypotheses(
+        utt=torch.arange(batch),
         labels=[()] * batch,
         scores=torch.zeros(batch, dtype=torch.float64),
         g=g0[:, 0].index_select(0, index0),  # (B, H_g)
@@ -744,69 +753,114 @@ def _start_hypotheses(
     )
 
 
-def _extend(
-    live: _LiveHypotheses, logp: torch.Tensor, active: list[bool], beam: int, blank: int,
-    fusion: FusionScorer,
-) -> _Extensions:
-    """Each active utterance's ``beam`` best one-frame extensions, equal labels merged.
+def _search_frame(
+    model: TransducerLike, ft: torch.Tensor, hyps: _Hypotheses, fusion: FusionScorer, *,
+    beam: int, blank: int, max_symbols: int,
+) -> _Hypotheses:
+    """One frame of the batched search: every utterance's best hypotheses that end it with blank.
 
     Args:
-        live: the hypotheses at the start of the frame.
-        logp: (N, V) float64 log-probabilities of blank and each label, per live row.
-        active: per utterance, whether the frame lies within its length (finished utterances
-            carry their hypotheses unchanged).
-        fusion: LM and insertion-bonus scores; extensions are ranked by acoustic + fusion
+        ft: (B, H_f) the frame's encoder output, every utterance.
+        hyps: the live hypotheses of the utterances this frame lies within.
+        fusion: LM and insertion-bonus scores; hypotheses are ranked by acoustic + fusion
             score, and their scores stay acoustic.
+
+    Returns:
+        Up to ``beam`` hypotheses per utterance of ``hyps``, equal labels merged.
     """
-    vocab = logp.shape[1]
-    out = _Extensions()
-    ranked = logp
-    if fusion.active:  # (N, V): + fusion score of each row's labels and of each next label
-        ranked = logp + torch.from_numpy(
-            np.stack([fusion.row(labels) + fusion.total(labels) for labels in live.labels]))
-    for u, is_active in enumerate(active):
-        rows = live.rows_of(u)
-        if not is_active:
-            for i in rows:
-                out.add(u, live.labels[i], float(live.scores[i]), i, -1)
-            continue
-        acoustic = (live.scores[rows, None] + logp[rows]).reshape(-1)  # (n_u * V,)
-        total = (live.scores[rows, None] + ranked[rows]).reshape(-1) if fusion.active \
-            else acoustic
-        top = torch.topk(total, min(beam, total.numel()))
-        merged: dict[tuple[int, ...], int] = {}
-        for score, flat in zip(acoustic[top.indices].tolist(), top.indices.tolist(),
-                               strict=True):
-            row, label = rows[flat // vocab], flat % vocab
-            labels = live.labels[row] if label == blank else (*live.labels[row], label)
-            if labels in merged:
-                j = merged[labels]
-                out.scores[j] = _logaddexp(out.scores[j], score)
-                continue
-            merged[labels] = len(out.labels)
-            out.add(u, labels, score, row, -1 if label == blank else label)
-    return out
+    ended = hyps.take(torch.zeros(0, dtype=torch.long))
+    expanding = hyps  # hypotheses that may still emit at this frame
+    for emitted in range(max_symbols + 1):
+        if not len(expanding):
+            break
+        f_rows = ft.index_select(0, expanding.utt.to(ft.device))  # (N, H_f)
+        logits = model.joint(f_rows[:, None, None, :], expanding.g[:, None, None, :])  # (N,1,1,V)
+        logp = torch.log_softmax(logits.reshape(len(expanding), -1).double(), dim=-1).cpu()
+        # blank ends the frame; an ended hypothesis reached again (through other labels) merges
+        blank_ended = _Hypotheses(expanding.utt, expanding.labels,
+                                  expanding.scores + logp[:, blank], expanding.g, expanding.state)
+        ended = _merge_equal_labels(ended.join(blank_ended))
+        ended_rank = ended.scores + _fusion_totals(fusion, ended.labels)  # (N_e,)
+        if emitted == max_symbols:  # the cap reached: nothing expands further
+            return ended.take(_best_per_utterance(ended.utt, ended_rank, beam))
+        # (N, V) rank of each row's extension by each label; each row offers its best `beam`
+        ranked = expanding.scores[:, None] + logp
+        if fusion.active:
+            ranked = ranked + torch.from_numpy(np.stack(
+                [fusion.row(labels) + fusion.total(labels) for labels in expanding.labels]))
+        ranked[:, blank] = _NEG_INF
+        top = ranked.topk(min(beam, ranked.shape[1] - 1), dim=1)  # (N, k)
+        per_row = top.values.shape[1]
+        extension_rank = top.values.reshape(-1)  # (N * k,)
+        # the ended hypotheses and the extensions compete for each utterance's beam
+        pool_utt = torch.cat([ended.utt, expanding.utt.repeat_interleave(per_row)])
+        pool_rank = torch.cat([ended_rank, extension_rank])
+        kept = _best_per_utterance(pool_utt, pool_rank, beam)
+        n_ended = len(ended)
+        ended = ended.take(kept[kept < n_ended])
+        chosen = kept[kept >= n_ended] - n_ended  # (N',) into the flattened (N * k) extensions
+        chosen = chosen[extension_rank[chosen] > _NEG_INF]
+        expanding = _emit(model, expanding, chosen // per_row, top.indices.reshape(-1)[chosen],
+                          logp)
+    return ended
 
 
-def _advance(
-    model: TransducerLike, live: _LiveHypotheses, extensions: _Extensions
-) -> _LiveHypotheses:
-    """The extensions as live hypotheses: the prediction network runs on the labels just emitted."""
-    device = live.g.device
-    src = torch.tensor(extensions.source_rows, dtype=torch.long, device=device)
-    g = live.g.index_select(0, src)  # (N', H_g)
-    state = select_state(live.state, src)
-    grow = [i for i, label in enumerate(extensions.emitted) if label >= 0]
-    if grow:
-        grow_index = torch.tensor(grow, dtype=torch.long, device=device)
-        labels_in = torch.tensor([[extensions.emitted[i]] for i in grow], device=device)
-        g_new, state_new = model.predict(labels_in, select_state(state, grow_index))
-        g = g.index_copy(0, grow_index, g_new[:, 0])
-        state = scatter_state(state, grow_index, state_new)
-    return _LiveHypotheses(
-        extensions.utt,
-        extensions.labels,
-        torch.tensor(extensions.scores, dtype=torch.float64),
-        g,
+def _fusion_totals(fusion: FusionScorer, labels: list[tuple[int, ...]]) -> torch.Tensor:
+    """(N,) float64 fusion score of each label sequence (zeros without fusion)."""
+    if not fusion.active:
+        return torch.zeros(len(labels), dtype=torch.float64)
+    return torch.tensor([fusion.total(y) for y in labels], dtype=torch.float64)
+
+
+def _best_per_utterance(utt: torch.Tensor, rank: torch.Tensor, beam: int) -> torch.Tensor:
+    """Indices of each utterance's ``beam`` best entries, by utterance, best first within each.
+
+    Args:
+        utt: (N,) int64 utterance of each entry.
+        rank: (N,) float64 score of each entry; ties keep the earlier entry first.
+    """
+    order = torch.argsort(rank, descending=True, stable=True)
+    order = order[torch.argsort(utt[order], stable=True)]  # grouped by utterance, best first
+    grouped = utt[order]
+    place = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)  # place in its group
+    return order[place < beam]
+
+
+def _merge_equal_labels(hyps: _Hypotheses) -> _Hypotheses:
+    """One row per utterance and label sequence, probabilities added (the first row's state)."""
+    first: dict[tuple[int, tuple[int, ...]], int] = {}
+    rows: list[int] = []
+    scores: list[float] = []
+    for i, (u, labels, score) in enumerate(zip(hyps.utt.tolist(), hyps.labels,
+                                               hyps.scores.tolist(), strict=True)):
+        j = first.setdefault((u, labels), len(rows))
+        if j == len(rows):
+            rows.append(i)
+            scores.append(score)
+        else:
+            scores[j] = _logaddexp(scores[j], score)
+    if len(rows) == len(hyps):
+        return hyps
+    merged = hyps.take(torch.tensor(rows, dtype=torch.long))
+    merged.scores = torch.tensor(scores, dtype=torch.float64)
+    return merged
+
+
+def _emit(
+    model: TransducerLike, hyps: _Hypotheses, rows: torch.Tensor, labels: torch.Tensor,
+    logp: torch.Tensor,
+) -> _Hypotheses:
+    """Rows ``rows`` (N',) of ``hyps`` extended by ``labels`` (N',): the prediction network runs
+    on the labels, the scores add their log-probabilities ``logp`` (N, V)."""
+    parents = hyps.take(rows)
+    if not len(parents):
+        return parents
+    device = parents.g.device
+    g, state = model.predict(labels.to(device)[:, None], parents.state)  # g: (N', 1, H_g)
+    return _Hypotheses(
+        parents.utt,
+        [(*y, k) for y, k in zip(parents.labels, labels.tolist(), strict=True)],
+        parents.scores + logp[rows, labels],
+        g[:, 0],
         state,
     )
