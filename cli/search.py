@@ -45,7 +45,8 @@ InsertionBonusOpt = Annotated[
 ]
 TransducerSearchOpt = Annotated[
     TransducerSearch,
-    typer.Option("--transducer-search", help="Transducer beam: graves, batched (one label per "
+    typer.Option("--transducer-search", help="Transducer beam: graves, batched (all "
+                 f"hypotheses at once, up to {DecodeOptions.max_symbols_per_frame} labels per "
                  "frame, fast on long files) or auto (batched above 60 s).",
                  rich_help_panel="Search"),
 ]

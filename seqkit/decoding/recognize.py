@@ -56,7 +56,7 @@ class TransducerSearch(StrEnum):
 
     AUTO = "auto"  # batched above 60 s of frames, else graves
     GRAVES = "graves"  # Graves 2012: any number of labels per frame, exact when nothing is pruned
-    BATCHED = "batched"  # one label per frame, all utterances at once: fast on long files
+    BATCHED = "batched"  # all utterances and hypotheses at once, frame by frame: fast on long files
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class DecodeOptions:
         insertion_bonus: score added per phone with an LM (balances its bias to short outputs).
         transducer_search: which transducer beam search (:class:`TransducerSearch`; a plain
             string is accepted and converted).
-        max_symbols_per_frame: cap on labels a greedy transducer emits at one frame.
+        max_symbols_per_frame: cap on labels the greedy and the batched transducer searches emit
+            at one frame.
         batch_size: utterances per model call.
     """
 
@@ -211,10 +212,17 @@ def _search_transducer(
     batched = options.transducer_search == TransducerSearch.BATCHED or (
         options.transducer_search == TransducerSearch.AUTO and f.shape[1] > _LONG_FRAMES
     )
-    search = transducer_beam_search_batched if batched else transducer_beam_search
     lm = options.label_lm(vocab)
-    hyps = search(model, f, out_lengths, beam=options.beam, lm=lm, lm_weight=options.lm_weight,
-                  insertion_bonus=options.insertion_bonus)
+    if batched:
+        hyps = transducer_beam_search_batched(
+            model, f, out_lengths, beam=options.beam, lm=lm, lm_weight=options.lm_weight,
+            insertion_bonus=options.insertion_bonus,
+            max_symbols_per_frame=options.max_symbols_per_frame,
+        )
+    else:
+        hyps = transducer_beam_search(model, f, out_lengths, beam=options.beam, lm=lm,
+                                      lm_weight=options.lm_weight,
+                                      insertion_bonus=options.insertion_bonus)
     return _Searched([h[0].labels for h in hyps], [h[0].score for h in hyps], f, out_lengths)
 
 
