@@ -228,3 +228,16 @@ def test_a_truncated_wav_decodes_with_one_warning_saying_what_was_read(
     assert json.loads(result.stdout)[0]["duration"] == pytest.approx(read_s, abs=0.01)
     clean = _invoke("decode", tiny_runs["ctc"], full)
     assert "warning" not in clean.stderr
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("beam", 0, "beam >= 1"),
+    ("batch_size", 0, "batch size >= 1"),
+    ("max_symbols_per_frame", 0, "max_symbols_per_frame >= 1"),
+    ("transducer_search", "fastest", "unknown transducer search"),
+])
+def test_decode_options_refuse_bad_values_when_made(field, value, message) -> None:
+    from seqkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        DecodeOptions(**{field: value})

@@ -34,7 +34,7 @@ from seqkit.decoding.beam import (
     transducer_beam_search,
     transducer_beam_search_batched,
 )
-from seqkit.decoding.greedy import ctc_greedy, transducer_greedy
+from seqkit.decoding.greedy import check_max_symbols, ctc_greedy, transducer_greedy
 from seqkit.decoding.ngram import LabelScorer, PhoneNgram
 from seqkit.decoding.protocol import CTCLike, TransducerAcoustic
 from seqkit.decoding.results import DecodedUtterance, Hypothesis, PhoneSegment, RecognitionResult
@@ -94,6 +94,7 @@ class DecodeOptions:
             raise ConfigError(f"expected beam >= 1, found {self.beam}: use 1 for greedy")
         if self.batch_size < 1:
             raise ConfigError(f"expected batch size >= 1, found {self.batch_size}")
+        check_max_symbols(self.max_symbols_per_frame)
         if self.transducer_search not in set(TransducerSearch):
             raise ConfigError(
                 f"unknown transducer search {self.transducer_search!r}: choose one of "
