@@ -4,6 +4,10 @@ For each recipe, both sides train the same model (same seed) on the same global 
 same loss, optimizer, clipping and precision, augmentation off; ours is
 :func:`seqkit.training.train` (bookkeeping, logging, schedule, non-finite checks), the plain loop
 is written below. The ratio of plain frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
+
+Peak memory is the plain loop's: how far the process's resident set rose above where it stood
+before the first step (Linux's high-water mark, reset through ``/proc/self/clear_refs``), so it
+counts the activations and gradients of a training step, not the data or the libraries.
 """
 
 from __future__ import annotations
@@ -50,13 +54,15 @@ def training_batches(recipe: Any, data_dir: Path, count: int
     return data, batches, model
 
 
-def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int]]:
-    """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step."""
+def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[int], float | None]:
+    """Frames/s of a minimal loop: collate, forward, mean loss, backward, clip, Adam step; the
+    batches' frames; the loop's peak memory in MiB (None off Linux)."""
     t = recipe.train
     dtype = autocast_dtype(recipe, torch.device("cpu"))
     data, batches, model = training_batches(recipe, data_dir, steps + 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     batch_frames = [sum(data.lengths[i] for i in b) for b in batches]
+    resident_before = _reset_peak_resident()
     frames, start = 0, 0.0
     for n, indices in enumerate(batches):
         if n == 1:  # the first step warms up allocators and kernels; time the rest
@@ -71,7 +77,31 @@ def _plain_loop(recipe: Any, data_dir: Path, steps: int) -> tuple[float, list[in
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
         frames += int(batch.feat_lengths.sum())
-    return frames / (time.perf_counter() - start), batch_frames
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    peak_mib = (peak - resident_before) / 1024 if peak and resident_before else None
+    return frames / seconds, batch_frames, peak_mib
+
+
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), None where there is none."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_resident() -> int | None:
+    """Reset this process's resident high-water mark; its resident set now (KiB), None where
+    the kernel offers neither."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kib("VmRSS")
 
 
 def _ours(recipe_path: str, overrides: list[str], data_dir: Path, steps: int,
@@ -111,7 +141,8 @@ def run(
     Returns:
         One row per recipe: ``recipe``, ``precision`` (what both sides trained in),
         ``ours_frames_per_s``, ``plain_frames_per_s``, ``ratio`` (plain / ours; <= 1.10 is the
-        target), ``steps``.
+        target), ``steps``, ``plain_peak_mib`` (the plain loop's peak memory above its start,
+        MiB; None off Linux).
 
     Raises:
         CorpusError: ``data_dir`` holds no prepared corpus.
@@ -125,13 +156,14 @@ def run(
         recipe = load_recipe(path, sets)
         if recipe.model.kind == "lm":
             continue
-        plain, batch_frames = _plain_loop(recipe, data_dir, steps)
+        plain, batch_frames, peak_mib = _plain_loop(recipe, data_dir, steps)
         ours = _ours(path, sets, data_dir, steps, batch_frames)
         dtype = autocast_dtype(recipe, torch.device("cpu"))
         rows.append({"recipe": str(path), "precision": "bf16" if dtype else "float32",
                      "ours_frames_per_s": ours,
                      "plain_frames_per_s": plain,
-                     "ratio": plain / ours if ours > 0 else math.inf, "steps": steps})
+                     "ratio": plain / ours if ours > 0 else math.inf, "steps": steps,
+                     "plain_peak_mib": peak_mib})
         if progress is not None:
             progress("bench train", n + 1, len(recipes))
     return rows
