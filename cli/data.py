@@ -68,11 +68,13 @@ def synth(
     clean: Annotated[
         bool,
         typer.Option(
-            "--clean",
-            help="No noise, gain, reverberation or rate/pitch jitter.",
+            "--clean/--noisy",
+            help="Clean: dry voices, as TIMIT was recorded. Noisy: room, babble noise, gain and "
+            "rate/pitch jitter per utterance (5 points worse on real speech, "
+            "docs/real-speech.md).",
             rich_help_panel="Corpus",
         ),
-    ] = False,
+    ] = True,
     engines: Annotated[
         list[str] | None,
         typer.Option(

@@ -248,7 +248,7 @@ def _corpus_matches(corpus: Path, options: DemoOptions) -> bool:
         meta.get("seed") == options.seed
         and meta.get("sentences_per_speaker") == options.sentences
         and meta.get("espeak_speakers") == options.speakers
-        and meta.get("clean") is False
+        and meta.get("clean") is True
         and meta.get("seqkit_version") == seqkit.__version__
         and meta.get("corpus_format") == CORPUS_FORMAT
         and list(meta.get("engines", {})) == list(options.engines or ())

@@ -40,7 +40,7 @@ def _digest(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CorpusSummary]:
     out = tmp_path_factory.mktemp("synth") / "corpus"
-    summary = synthesize_corpus(out, seed=7, jobs=2, **TINY)
+    summary = synthesize_corpus(out, seed=7, jobs=2, clean=False, **TINY)
     return out, summary
 
 
@@ -175,7 +175,7 @@ def test_realism_adds_noise_to_silences(corpus, clean_corpus) -> None:
 def test_same_seed_gives_a_byte_identical_corpus_for_any_jobs(corpus, tmp_path: Path) -> None:
     root, _ = corpus
     again = tmp_path / "again"
-    synthesize_corpus(again, seed=7, jobs=1, **TINY)
+    synthesize_corpus(again, seed=7, jobs=1, clean=False, **TINY)
     assert _digest(again) == _digest(root)
 
 
@@ -215,9 +215,15 @@ def test_cli_synthesizes_and_prints_a_summary_table(tmp_path: Path) -> None:
     assert "voice engines: espeak, piper" in result.output  # every engine found is used
     engines = {s.engine for s in read_speakers(out)}
     assert {"espeak", "piper"} <= engines
+    assert json.loads((out / "splits.json").read_text())["clean"] is True  # clean by default
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2
     assert "not empty" in again.output
+    noisy = tmp_path / "noisy"
+    result = CliRunner().invoke(app, ["data", "synth", str(noisy), "--speakers", "3",
+                                      "--sentences", "1", "--engines", "espeak", "--noisy"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((noisy / "splits.json").read_text())["clean"] is False
 
 
 def test_cli_rejects_too_few_speakers(tmp_path: Path) -> None:
