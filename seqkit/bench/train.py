@@ -13,6 +13,7 @@ counts the activations and gradients of a training step, not the data or the lib
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import tempfile
@@ -96,7 +97,13 @@ def _status_kib(field: str) -> int | None:
 
 def _reset_peak_resident() -> int | None:
     """Reset this process's resident high-water mark; its resident set now (KiB), None where
-    the kernel offers neither."""
+    the kernel offers neither.
+
+    Memory freed by an earlier recipe first goes back to the system (glibc's ``malloc_trim``), or
+    a later recipe's step would reuse it unseen and its peak would depend on the order.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
