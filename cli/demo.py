@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from seqkit.cli.exits import INTERRUPTED, TERMINATED
+from seqkit.cli.exits import interrupted_exit_code
 from seqkit.cli.formats import TableFormat, split_names
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.demo import DEFAULT_MINUTES, DemoModel, DemoOptions, DemoReport, run_demo
 from seqkit.synth.corpus import DEFAULT_SENTENCES, DEFAULT_SPEAKERS, DEFAULT_VOICE_SPEAKERS
-from seqkit.training.trainer import Terminated
+from seqkit.training.trainer import stop_signal_of
 
 console = Console()
 
@@ -106,7 +106,7 @@ def demo(
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: training wrote last.pt if it began
         err_console.print(f"interrupted: run the same `seqkit demo` again to continue in {out}",
                           highlight=False)
-        raise typer.Exit(TERMINATED if isinstance(stop, Terminated) else INTERRUPTED) from None
+        raise typer.Exit(interrupted_exit_code(stop_signal_of(stop))) from None
     if fmt == TableFormat.json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +10,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seqkit.cli.exits import INTERRUPTED, TERMINATED
+from seqkit.cli.exits import interrupted_exit_code
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
 from seqkit.training.runlog import Notice
-from seqkit.training.trainer import Terminated
+from seqkit.training.trainer import stop_signal_of
 
 _EPILOG = (
     "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
@@ -117,7 +116,7 @@ def train_command(
     except KeyboardInterrupt as stop:  # before the first step (e.g. building the features)
         err_console.print("interrupted before training began; run the command again",
                           highlight=False)
-        raise typer.Exit(TERMINATED if isinstance(stop, Terminated) else INTERRUPTED) from None
+        raise typer.Exit(interrupted_exit_code(stop_signal_of(stop))) from None
     if not is_main_process():
         return
     typer.echo()
@@ -125,7 +124,7 @@ def train_command(
     if summary.stopped == "interrupted":
         err_console.print(f"interrupted: wrote {out / 'last.pt'}; continue with --resume",
                           highlight=False)
-        raise typer.Exit(TERMINATED if summary.stop_signal == signal.SIGTERM else INTERRUPTED)
+        raise typer.Exit(interrupted_exit_code(summary.stop_signal))
 
 
 def register(app: typer.Typer) -> None:

@@ -91,6 +91,11 @@ class Terminated(KeyboardInterrupt):
     """
 
 
+def stop_signal_of(stop: KeyboardInterrupt) -> int:
+    """The signal behind an interruption: ``SIGTERM`` for :class:`Terminated`, else ``SIGINT``."""
+    return signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+
+
 @dataclass(frozen=True)
 class TrainSummary:
     """What a run did.
@@ -289,7 +294,7 @@ def _run_epochs(run: _Run, max_epochs: int) -> str:
         return "max_epochs"
     except KeyboardInterrupt as stop:
         _save(run, LAST)
-        run.stop_signal = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        run.stop_signal = stop_signal_of(stop)
         return "interrupted"
 
 
