@@ -43,14 +43,6 @@ def select_state(state: LSTMState, index: torch.Tensor) -> LSTMState:
     return h.index_select(STATE_BATCH_AXIS, index), c.index_select(STATE_BATCH_AXIS, index)
 
 
-def scatter_state(state: LSTMState, index: torch.Tensor, update: LSTMState) -> LSTMState:
-    """``state`` with the hypotheses ``index`` (N',) replaced by ``update`` (layers, N', H)."""
-    return (
-        state[0].index_copy(STATE_BATCH_AXIS, index, update[0]),
-        state[1].index_copy(STATE_BATCH_AXIS, index, update[1]),
-    )
-
-
 class CTCLike(Protocol):
     """A CTC model as decoding calls it."""
 
