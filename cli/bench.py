@@ -50,6 +50,17 @@ _Format = Annotated[TableFormat, typer.Option("--format", help="Print a table or
 _Repeats = Annotated[
     int, typer.Option("--repeats", min=1, help="Timed repeats; the median is kept.")
 ]
+# bench train and bench profile run the same recipes with the same overrides
+_Recipes = Annotated[
+    list[str] | None,
+    typer.Option("--recipe", help="Recipe to run, a file or a built-in name (repeatable; "
+                 "default: the synth CTC and transducer recipes)."),
+]
+_Overrides = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a value of every recipe, e.g. --set "
+                 "model.joint_stride=2 (repeatable)."),
+]
 
 
 def _render(
@@ -117,19 +128,13 @@ def train(
         typer.Option("--amp", help="Precision for both sides instead of the recipes' train.amp "
                      "(off = float32)."),
     ] = None,
-    recipe: Annotated[
-        list[str] | None,
-        typer.Option("--recipe", help="Recipe to time (repeatable; default: the synth CTC and "
-                     "transducer recipes)."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a value of every recipe, both sides, e.g. --set "
-                     "model.joint_stride=2 (repeatable)."),
-    ] = None,
+    recipe: _Recipes = None,
+    overrides: _Overrides = None,
     fmt: _Format = TableFormat.table,
 ) -> None:
-    """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop."""
+    """Training throughput of the synth recipes: seqkit's trainer vs a plain PyTorch loop.
+
+    Both sides train each recipe with the same --set overrides."""
     with rich_progress(transient=True) as progress:
         rows = train_bench.run(data_dir=data, recipes=tuple(recipe or train_bench.RECIPES),
                                steps=steps, amp=amp.value if amp is not None else None,
@@ -145,16 +150,8 @@ def profile(
         Path, typer.Option("--data", help="A prepared synthesized corpus (make demo makes one).")
     ] = Path("demo/prepared"),
     steps: Annotated[int, typer.Option("--steps", min=1, help="Timed steps per recipe.")] = 5,
-    recipe: Annotated[
-        list[str] | None,
-        typer.Option("--recipe", help="Recipe to profile (repeatable; default: the synth CTC "
-                     "and transducer recipes)."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a value of every recipe, e.g. --set "
-                     "model.joint_dim=64 (repeatable)."),
-    ] = None,
+    recipe: _Recipes = None,
+    overrides: _Overrides = None,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """Where a training step of the synth CTC and transducer recipes spends its time: encoder,
