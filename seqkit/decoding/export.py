@@ -78,16 +78,25 @@ class _Frontend(nn.Module):
         frames = nn.functional.pad(frames, (0, self.padded - self.window_size))
         spectrum = torch.fft.rfft(frames).abs().pow(2.0)  # (T, padded / 2 + 1)
         fbank = torch.max(torch.mm(spectrum, self.mel_t), eps).log()  # (T, n_mels)
-        if self.use_energy:
-            fbank = torch.cat([energy.unsqueeze(1), fbank], dim=1)  # (T, F0)
+        if self.use_energy:  # fbank123: energy + log-mel, then Δ and ΔΔ
+            static = torch.cat([energy.unsqueeze(1), fbank], dim=1)  # (T, F0)
+            feats = self._with_deltas(self._mean_normalized(static))  # (T, 3 * F0)
+        else:  # fbank80: log-mel only
+            feats = self._mean_normalized(fbank)  # (T, n_mels)
+        return ((feats - self.mean) / self.std).to(torch.float32)
+
+    def _mean_normalized(self, static: torch.Tensor) -> torch.Tensor:
+        """(T, F0) less its mean over time when the model was trained with features.cmn."""
         if self.cmn:
-            fbank = fbank - torch.mean(fbank, dim=0, keepdim=True)
-        if self.use_energy:
-            static = fbank.T  # (F0, T)
-            delta = AF.compute_deltas(static, win_length=self.delta_length)
-            delta2 = AF.compute_deltas(delta, win_length=self.delta_length)
-            fbank = torch.cat([static, delta, delta2], dim=0).T.contiguous()  # (T, 3 * F0)
-        return ((fbank - self.mean) / self.std).to(torch.float32)
+            return static - torch.mean(static, dim=0, keepdim=True)
+        return static
+
+    def _with_deltas(self, static: torch.Tensor) -> torch.Tensor:
+        """(T, F0) -> (T, 3 * F0): the frames, their Δ and their ΔΔ."""
+        static = static.T  # (F0, T): compute_deltas runs along the last axis
+        delta = AF.compute_deltas(static, win_length=self.delta_length)
+        delta2 = AF.compute_deltas(delta, win_length=self.delta_length)
+        return torch.cat([static, delta, delta2], dim=0).T.contiguous()  # (T, 3 * F0)
 
 
 class _Layer(nn.Module):
