@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -51,7 +50,7 @@ from seqkit.training.pretrain import (
     epoch_seconds,
     train_pretrained_transducer,
 )
-from seqkit.training.trainer import LogFn, Terminated
+from seqkit.training.trainer import LogFn, interruption_of
 
 
 class DemoModel(StrEnum):
@@ -377,7 +376,7 @@ def _ensure_trained(
         say(f"cannot resume ({err}); training from the start")
         summary, train_seconds = _train(options, minutes, run_dir, False, say, progress, log)
     if summary.stopped == "interrupted":  # last.pt is written: the next demo resumes it
-        raise Terminated() if summary.stop_signal == signal.SIGTERM else KeyboardInterrupt()
+        raise interruption_of(summary.stop_signal)
     epochs = summary.epochs
     facts = TrainingFacts(
         minutes=minutes,

@@ -236,6 +236,16 @@ def test_sigterm_checkpoints_like_ctrl_c_and_a_run_without_checkpoint_resumes_fr
     assert len(notices) == 1 and "starting over" in notices[0]
 
 
+def test_a_stop_signal_and_its_interruption_map_back_and_forth() -> None:
+    """The demo re-raises a run's stop_signal as the exception the CLI maps to 143 or 130."""
+    from seqkit.training.trainer import Terminated, interruption_of, stop_signal_of
+
+    assert type(interruption_of(signal.SIGTERM)) is Terminated
+    assert type(interruption_of(signal.SIGINT)) is KeyboardInterrupt
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        assert stop_signal_of(interruption_of(stop_signal)) == stop_signal
+
+
 def test_train_stopped_by_sigterm_exits_143_and_by_ctrl_c_130(
     prepared: Path, recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,6 +96,12 @@ def stop_signal_of(stop: KeyboardInterrupt) -> int:
     return signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
 
 
+def interruption_of(stop_signal: int | None) -> KeyboardInterrupt:
+    """The interruption a signal stands for, the inverse of :func:`stop_signal_of`:
+    :class:`Terminated` for ``SIGTERM``, else :class:`KeyboardInterrupt` (Ctrl-C)."""
+    return Terminated() if stop_signal == signal.SIGTERM else KeyboardInterrupt()
+
+
 @dataclass(frozen=True)
 class TrainSummary:
     """What a run did.
