@@ -19,6 +19,7 @@ from seqkit.cli.search import (
     InsertionBonusOpt,
     LmOpt,
     LmWeightOpt,
+    MaxSymbolsOpt,
     ModelArg,
     TransducerSearchOpt,
     load_acoustic_model,
@@ -26,7 +27,12 @@ from seqkit.cli.search import (
 )
 from seqkit.cli.stream import STDIN, stream_sources
 from seqkit.decoding.plots import plot_alignment
-from seqkit.decoding.recognize import TransducerSearch, audio_files, recognize_files
+from seqkit.decoding.recognize import (
+    DecodeOptions,
+    TransducerSearch,
+    audio_files,
+    recognize_files,
+)
 from seqkit.decoding.results import (
     Hypothesis,
     PhoneSegment,
@@ -168,6 +174,7 @@ def decode(
     lm_weight: LmWeightOpt = None,
     insertion_bonus: InsertionBonusOpt = 0.0,
     transducer_search: TransducerSearchOpt = TransducerSearch.AUTO,
+    max_symbols: MaxSymbolsOpt = DecodeOptions.max_symbols_per_frame,
     fold: FoldOpt = None,
     fmt: FormatOpt = OutputFormat.TEXT,
     align: AlignOpt = False,
@@ -195,6 +202,7 @@ def decode(
         lm_weight=lm_weight,
         insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
+        max_symbols=max_symbols,
         batch_size=batch_size,
     )
     if stream or any(str(a) == STDIN for a in audio):

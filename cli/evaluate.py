@@ -20,6 +20,7 @@ from seqkit.cli.search import (
     InsertionBonusOpt,
     LmOpt,
     LmWeightOpt,
+    MaxSymbolsOpt,
     ModelArg,
     TransducerSearchOpt,
     load_acoustic_model,
@@ -29,7 +30,7 @@ from seqkit.data.checksums import verify_prepared
 from seqkit.data.manifest import read_manifest
 from seqkit.data.splits import SPLITS, split_manifest
 from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
-from seqkit.decoding.recognize import TransducerSearch
+from seqkit.decoding.recognize import DecodeOptions, TransducerSearch
 from seqkit.errors import CorpusError
 
 # A split of a prepared directory (its <split>.jsonl manifest), as the library names them.
@@ -87,6 +88,7 @@ def evaluate_command(
     lm_weight: LmWeightOpt = None,
     insertion_bonus: InsertionBonusOpt = 0.0,
     transducer_search: TransducerSearchOpt = TransducerSearch.AUTO,
+    max_symbols: MaxSymbolsOpt = DecodeOptions.max_symbols_per_frame,
     report_dir: Annotated[
         Path | None,
         typer.Option("--report", help="Write report.json, alignments.txt and confusion.png here.",
@@ -123,6 +125,7 @@ def evaluate_command(
         lm_weight=lm_weight,
         insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
+        max_symbols=max_symbols,
         batch_size=batch_size,
     )
     utterances = read_manifest(manifest)

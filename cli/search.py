@@ -46,9 +46,15 @@ InsertionBonusOpt = Annotated[
 TransducerSearchOpt = Annotated[
     TransducerSearch,
     typer.Option("--transducer-search", help="Transducer beam: graves, batched (all "
-                 f"hypotheses at once, up to {DecodeOptions.max_symbols_per_frame} labels per "
-                 "frame, fast on long files) or auto (batched above 60 s).",
+                 "hypotheses at once, up to --max-symbols labels per frame, fast on long files) "
+                 "or auto (batched above 60 s).",
                  rich_help_panel="Search"),
+]
+# No min=1: search_options refuses K < 1 in one red line naming the flag, not a usage box.
+MaxSymbolsOpt = Annotated[
+    int,
+    typer.Option("--max-symbols", help="Most labels a transducer may emit per frame, in greedy "
+                 "and batched beam search (graves has no cap).", rich_help_panel="Search"),
 ]
 
 
@@ -67,6 +73,7 @@ def search_options(
     lm_weight: float | None,
     insertion_bonus: float = 0.0,
     transducer_search: TransducerSearch,
+    max_symbols: int = DecodeOptions.max_symbols_per_frame,
     batch_size: int,
 ) -> DecodeOptions:
     """Validated search options; an LM is estimated if needed (its weight defaults in the library).
@@ -78,11 +85,15 @@ def search_options(
         raise ConfigError("--lm-weight needs an LM: pass --lm PATH or drop --lm-weight")
     if lm is not None and beam == 1:
         raise ConfigError("--lm is only used by beam search: add --beam K (e.g. 8)")
+    if max_symbols < 1:
+        raise ConfigError(f"expected --max-symbols >= 1, found {max_symbols}: use 1 or more "
+                          f"(default {DecodeOptions.max_symbols_per_frame})")
     return DecodeOptions(
         beam=beam,
         lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
         lm_weight=lm_weight,
         insertion_bonus=insertion_bonus,
         transducer_search=transducer_search,
+        max_symbols_per_frame=max_symbols,
         batch_size=batch_size,
     )

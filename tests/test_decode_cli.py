@@ -241,3 +241,29 @@ def test_decode_options_refuse_bad_values_when_made(field, value, message) -> No
 
     with pytest.raises(ConfigError, match=message):
         DecodeOptions(**{field: value})
+
+
+def test_decode_cli_max_symbols_caps_the_labels_per_frame_and_refuses_below_1(
+    stream_runs, audio
+) -> None:
+    """--max-symbols K: the transducer's greedy search emits at most K labels per encoder frame
+    (``transducer_random`` emits several without the cap); K < 1 is one line and exit 2."""
+    random_model = stream_runs["transducer_random"]
+    loaded = load_model(random_model)
+    frames = math.ceil(  # encoder frames T' of the file: stack 3, no joint stride
+        compute_features(load_audio(audio[0]), loaded.features).shape[0]
+        / loaded.config.encoder.stack
+    )
+
+    def phones(*args: str) -> list[str]:
+        result = _invoke("decode", random_model, audio[0], *args)
+        assert result.exit_code == 0, result.output
+        return result.stdout.split()[1:]
+
+    assert len(phones()) > frames  # the default cap, 5, lets it emit more than one per frame
+    for cap in (1, 2):
+        assert 0 < len(phones("--max-symbols", str(cap))) <= cap * frames
+    bad = _invoke("decode", random_model, audio[0], "--max-symbols", "0")
+    assert bad.exit_code == 2
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "expected --max-symbols >= 1, found 0" in lines[0], bad.stderr

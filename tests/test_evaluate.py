@@ -112,3 +112,15 @@ def test_evaluate_cli_errors_exit_2(tiny_runs, tmp_path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path / "nope"), "--data",
                                  str(tiny_runs["prepared"])])
     assert result.exit_code == 2
+
+
+def test_evaluate_cli_takes_max_symbols_and_refuses_below_1_in_one_line(tiny_runs) -> None:
+    args = ["evaluate", str(tiny_runs["transducer"]), "--data", str(tiny_runs["prepared"]),
+            "--format", "json", "--max-symbols"]
+    result = runner.invoke(app, [*args, "1"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["utterances"]) == 2
+    bad = runner.invoke(app, [*args, "0"])
+    assert bad.exit_code == 2
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "expected --max-symbols >= 1, found 0" in lines[0], bad.stderr
