@@ -19,10 +19,11 @@ from seqkit.cli.main import app
 from seqkit.corpora.lexicon import LEXICON_PHONES, load_cmudict, pronounce_words
 from seqkit.corpora.librispeech import prepare as librispeech_prepare
 from seqkit.corpora.librispeech.prepare import prepare_librispeech
+from seqkit.data.checksums import CHECKSUMS_FILE, verify_prepared
 from seqkit.data.manifest import read_manifest
 from seqkit.data.phones import PHONES_39
 from seqkit.data.splits import split_manifest
-from seqkit.errors import BackendUnavailableError
+from seqkit.errors import BackendUnavailableError, CorpusError
 from seqkit.synth.sentences import SentenceGenerator
 
 runner = CliRunner()
@@ -225,3 +226,19 @@ def test_librispeech_options_on_a_timit_corpus_are_refused(tmp_path) -> None:
                                  "--subsets", "train-clean-100"])
     assert result.exit_code == 2
     assert "are for LibriSpeech layouts" in _one_error_line(result.output)
+
+
+def test_prepare_checksums_cover_oov_tsv_and_a_changed_one_is_refused(prepared,
+                                                                       tmp_path) -> None:
+    """oov.tsv was written after checksums.json, the one file of the folder it did not list."""
+    out, _ = prepared
+    listed = json.loads((out / CHECKSUMS_FILE).read_text())["files"]
+    assert sorted(listed) == ["dev.jsonl", "oov.tsv", "stats.json", "test.jsonl", "train.jsonl"]
+    assert listed["oov.tsv"]["bytes"] == (out / "oov.tsv").stat().st_size
+    verify_prepared(out, ["oov.tsv"])
+    copy = tmp_path / "prepared"
+    shutil.copytree(out, copy)
+    with (copy / "oov.tsv").open("a", encoding="utf-8") as oov:
+        oov.write("qwxz\tk w ih z\n")
+    with pytest.raises(CorpusError, match="oov.tsv changed since `seqkit data prepare`"):
+        verify_prepared(copy, ["oov.tsv"])

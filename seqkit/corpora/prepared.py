@@ -8,6 +8,7 @@ common, which training and evaluation read the same way for every corpus::
     stats.json                           global CMVN statistics on train + the FeatureConfig
                                          (none for an evaluation-only corpus: nothing to train)
     skipped.json                         with skip_bad only: each skipped utterance and why
+    (a corpus's own records, e.g. LibriSpeech's oov.tsv, written before write_prepared)
     checksums.json                       length and SHA-256 of each file above, written last;
                                          readers verify what they read (seqkit.data.checksums)
 
@@ -17,6 +18,7 @@ empty train and dev manifests; models trained elsewhere are scored on its test s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,7 @@ def write_prepared(
     skipped: list[SkippedUtterance],
     skip_bad: bool,
     corpus: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> tuple[SplitSummary, ...]:
     """Write what every prepared directory holds, from utterances already read and checked.
 
@@ -140,6 +143,8 @@ def write_prepared(
         skip_bad: whether bad utterances were skipped (else there is no ``skipped.json``).
         corpus: the corpus read, recorded in ``checksums.json`` for the message a reader gives
             when a file changed (the command that makes the folder again).
+        extra: files of ``out`` the corpus reader wrote itself, before this call (LibriSpeech's
+            ``oov.tsv``), listed in ``checksums.json`` with the rest.
 
     Returns:
         Counts for train, dev and test, in that order.
@@ -154,6 +159,7 @@ def write_prepared(
     if skip_bad:
         write_json(out / "skipped.json", [s.to_dict() for s in skipped])
         written.append("skipped.json")
+    written.extend(extra)
     write_checksums(out, written, corpus=corpus)  # last: it covers what is above
     return tuple(_summarize(name, manifests[name]) for name in SPLITS)
 

@@ -2,8 +2,9 @@
 
 ``seqkit data prepare`` (:func:`seqkit.corpora.prepared.write_prepared`) ends by writing
 ``checksums.json`` beside what it wrote: the length and SHA-256 of each file training and
-evaluation read (the split manifests, ``stats.json``) and of ``skipped.json``. A reader checks
-the files it is about to use (:func:`verify_prepared`) and refuses any that changed since: a
+evaluation read (the split manifests, ``stats.json``) and of the records beside them
+(``skipped.json``, LibriSpeech's ``oov.tsv``). A reader checks the files it is about to use
+(:func:`verify_prepared`) and refuses any that changed since: a
 manifest edited by hand, cut short by a full disk or copied in from another folder no longer
 trains or scores silently. Audio files stay outside: they live in the corpus, not in the
 prepared folder, and hashing them would cost as much as reading the corpus. Nor does it cover

@@ -6,6 +6,7 @@ Output directory (the same files as a TIMIT prepare, so training and evaluation 
     stats.json                           global CMVN statistics on (a sample of) train
     oov.tsv                              words CMUdict lacks and the phones espeak-ng gave them
     skipped.json                         with skip_bad only: each skipped utterance and why
+    checksums.json                       length and SHA-256 of each file above, written last
 
 The corpus has no phone timings and CTC and transducer training need none: every phone segment
 is written as ``[0, 0, label]`` and ``words`` is empty. ``dialect`` holds the folder an
@@ -210,9 +211,9 @@ def _prepare_into(
         if split == "train":
             stats = _merge_stats(parts, corpus)
     assert stats is not None  # choose_subsets always yields a train split
+    _write_oov(tmp / "oov.tsv", pronunciations)  # before write_prepared: its checksums cover it
     summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
-                               skip_bad=skip_bad, corpus=corpus)
-    _write_oov(tmp / "oov.tsv", pronunciations)
+                               skip_bad=skip_bad, corpus=corpus, extra=["oov.tsv"])
     tokens = [word for utts in splits.values() for u in utts for word in u.words]
     oov_tokens = sum(1 for w in tokens if normalize_word(w) in pronunciations.oov)
     return {
