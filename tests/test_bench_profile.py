@@ -35,20 +35,26 @@ class _CaptureGradients:
             p.grad = None
 
 
-@pytest.mark.parametrize(("recipe", "step", "extra"), [
-    ("synth/ctc_blstm", profile.ctc_step, ()),
-    ("synth/transducer", profile.transducer_step, ()),
-    ("synth/transducer", profile.transducer_step, ("model.joint_stride=2",)),
+@pytest.mark.parametrize(("recipe", "step", "extra", "phases"), [
+    ("synth/ctc_blstm", profile.ctc_step, (), profile.CTC_PHASES),
+    ("synth/transducer", profile.pruned_transducer_step, (), profile.PRUNED_PHASES),
+    ("synth/transducer", profile.pruned_transducer_step, ("model.joint_stride=2",),
+     profile.PRUNED_PHASES),
+    ("synth/transducer", profile.transducer_step, ("model.prune_range=0",),
+     profile.TRANSDUCER_PHASES + profile.FUSED_PHASES),
+    ("synth/transducer", profile.transducer_step, ("model.prune_range=0",
+                                                   "model.joint_stride=2"),
+     profile.TRANSDUCER_PHASES + profile.FUSED_PHASES),
 ])
-def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step, extra):
+def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step, extra,
+                                                             phases):
     config = load_recipe(recipe, [*TINY_MODEL, *extra])
     data, batches, model = training_batches(config, prepared, 1)
     batch = data.collate(batches[0])
     capture = _CaptureGradients(model)
     clock = profile._Clock()
     step(model, batch, capture, 1e9, clock)  # no clipping at 1e9
-    assert set(clock.ms) == set(profile.CTC_PHASES if "ctc" in recipe
-                                else profile.TRANSDUCER_PHASES + profile.FUSED_PHASES)
+    assert set(clock.ms) == set(phases)
     split = capture.grads
     nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
     (nll.sum() / batch.target_lengths.sum()).backward()
@@ -57,18 +63,22 @@ def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, s
 
 
 def test_profile_rows_give_each_phase_its_share_and_the_whole_step(prepared):
-    rows = profile.run(prepared, steps=1, overrides=TINY_MODEL)
-    for recipe, phases, beside in (
-            ("synth/ctc_blstm", profile.CTC_PHASES, ()),
-            ("synth/transducer", profile.TRANSDUCER_PHASES, profile.FUSED_PHASES)):
+    shipped = profile.run(prepared, steps=1, overrides=TINY_MODEL)  # the transducer is pruned
+    full = profile.run(prepared, recipes=("synth/transducer",), steps=1,
+                       overrides=(*TINY_MODEL, "model.prune_range=0"))
+    for rows, recipe, phases, beside in (
+            (shipped, "synth/ctc_blstm", profile.CTC_PHASES, ()),
+            (shipped, "synth/transducer", profile.PRUNED_PHASES, ()),
+            (full, "synth/transducer", profile.TRANSDUCER_PHASES, profile.FUSED_PHASES)):
         mine = [r for r in rows if r["recipe"] == recipe]
         assert [r["phase"] for r in mine] == [*phases, *(f"({p})" for p in beside),
                                               "sum of phases", "whole step"]
         assert all(r["ms"] >= 0 for r in mine)
         assert sum(r["share %"] for r in mine[: len(phases)]) == pytest.approx(100.0)
-    transducer_total = next(r for r in rows if r["recipe"] == "synth/transducer"
-                            and r["phase"] == "sum of phases")
-    assert "logits" in transducer_total["batch"] and "J=16" in transducer_total["batch"]
+        if recipe == "synth/transducer":
+            total = next(r for r in mine if r["phase"] == "sum of phases")
+            assert "logits" in total["batch"] and "J=16" in total["batch"]
+            assert ("S=" in total["batch"]) == (rows is shipped)
 
 
 def test_bench_profile_without_a_prepared_corpus_is_one_line_and_exit_2(tmp_path):

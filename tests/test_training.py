@@ -88,6 +88,15 @@ def test_transducer_with_joint_stride_2_trains_through_the_trainer(
     assert loaded.config.joint_stride == 2 and loaded.model.output_stride == 6
 
 
+def test_pruned_transducer_trains_through_the_trainer(prepared: Path, tmp_path: Path) -> None:
+    summary = train(_recipe(tmp_path, "transducer", "model.prune_range=3"), prepared,
+                    tmp_path / "pruned", max_epochs=3)
+    assert summary.epochs[-1].dev_loss < summary.epochs[0].dev_loss  # the full loss, in eval
+    assert all(e.dev_per_pct is not None and e.skipped == 0 for e in summary.epochs)
+    loaded = load_model(tmp_path / "pruned", expect_kind="transducer")
+    assert loaded.config.prune_range == 3 and hasattr(loaded.model, "simple_f")
+
+
 def test_phone_lm_trains_on_transcripts_only(prepared: Path, tmp_path: Path) -> None:
     summary = train(_recipe(tmp_path, "lm", "train.max_frames=400"), prepared, tmp_path / "lm",
                     max_epochs=3)

@@ -33,6 +33,13 @@ from seqkit.errors import ConfigError
 from seqkit.losses import cpu_transducer
 from seqkit.losses.ctc import ctc_loss
 from seqkit.losses.fused_joint import fused_transducer_loss
+from seqkit.losses.pruned import (
+    band_width,
+    lattice_nll,
+    lattice_nll_and_bands,
+    pruned_lattice,
+    simple_lattice,
+)
 from seqkit.models.transducer import start_with_blank
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe
@@ -43,6 +50,11 @@ CTC_PHASES = ("encoder fwd", "output layer fwd", "log-softmax fwd", "loss fwd", 
 TRANSDUCER_PHASES = ("encoder fwd", "prediction fwd", "joint fwd", "log-softmax fwd",
                      "loss fwd", "loss bwd", "joint bwd", "prediction bwd", "encoder bwd",
                      "optimizer")
+# A transducer with ``model.prune_range`` (seqkit.losses.pruned): the additive joint and its
+# loss choose the bands, the joint runs on them, then the lattice recursion on the bands' moves.
+PRUNED_PHASES = ("encoder fwd", "prediction fwd", "simple joint+loss fwd", "pruned joint fwd",
+                 "pruned loss fwd", "pruned loss bwd", "pruned joint bwd",
+                 "simple joint+loss bwd", "prediction bwd", "encoder bwd", "optimizer")
 # Timed beside the transducer step, not part of it: the same joint, log-softmax and loss through
 # seqkit.losses.fused_joint, on the same batch and weights (compare with joint fwd + log-softmax
 # fwd + loss fwd and loss bwd + joint bwd).
@@ -147,6 +159,51 @@ def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, 
     return {"B": B, "T'": T, "U": U1 - 1, "V": V, "J": model.config.joint_dim}
 
 
+def pruned_transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer,
+                           clip: float, clock: _Clock) -> dict[str, Any]:
+    """One step of a transducer with ``model.prune_range`` cut into :data:`PRUNED_PHASES`
+    (the loss of :meth:`TransducerModel._pruned_loss`); returns the shapes."""
+    with clock("encoder fwd"):
+        f, out_lengths = model.encode(batch.feats, batch.feat_lengths)  # (B, T', H_f)
+        f = f[:, : int(out_lengths.max())]
+    f_in = _leaf(f)
+    target_lengths = batch.target_lengths
+    with clock("prediction fwd"):
+        labels_in = start_with_blank(batch.targets[:, : int(target_lengths.max())],
+                                     target_lengths, model.blank)  # (B, U+1)
+        g, _ = model.predict(labels_in)  # (B, U+1, H_g)
+    g_in = _leaf(g)
+    targets = labels_in[:, 1:]  # (B, U), padding is the blank
+    lengths = (out_lengths, target_lengths)
+    labels = int(target_lengths.sum())  # loss = sum / labels, as the trainer's
+    with clock("simple joint+loss fwd"):
+        simple_moves = simple_lattice(model.simple_f(f_in), model.simple_g(g_in), targets,
+                                      blank=model.blank)
+        width = band_width(model.config.prune_range, *lengths, g.shape[1])
+        simple, starts = lattice_nll_and_bands(*simple_moves, *lengths, width)
+    with clock("pruned joint fwd"):
+        moves = pruned_lattice(lambda z: model.joint_out(torch.tanh(z)), model.joint_f(f_in),
+                               model.joint_g(g_in), targets, starts, width, blank=model.blank)
+    moves_in = [_leaf(m) for m in moves]
+    with clock("pruned loss fwd"):
+        loss = lattice_nll(*moves_in, *lengths).sum() / labels
+    with clock("pruned loss bwd"):
+        loss.backward()
+    with clock("pruned joint bwd"):
+        torch.autograd.backward(moves, [m.grad for m in moves_in])
+    with clock("simple joint+loss bwd"):
+        (model.config.simple_loss_scale * simple.sum() / labels).backward()
+    with clock("prediction bwd"):
+        g.backward(g_in.grad)
+    with clock("encoder bwd"):
+        f.backward(f_in.grad)
+    with clock("optimizer"):
+        _optimizer_step(model, optimizer, clip)
+    B, T, U1 = g.shape[0], f.shape[1], g.shape[1]
+    return {"B": B, "T'": T, "U": U1 - 1, "S": width, "V": model.vocab_size,
+            "J": model.config.joint_dim}
+
+
 def _fused_joint_loss(model: Any, f: torch.Tensor, g: torch.Tensor, targets: torch.Tensor,
                       lengths: tuple[torch.Tensor, torch.Tensor], clock: _Clock) -> None:
     """:data:`FUSED_PHASES`: the joint's layers and the loss through the fused op, on copies of
@@ -219,8 +276,12 @@ def _profile_recipe(path: str, data_dir: Path, steps: int, overrides: tuple[str,
     if kind not in ("ctc", "transducer"):
         raise ConfigError(f"bench profile times CTC and transducer recipes, found {path} "
                           f"(kind {kind})")
-    phases, step = (CTC_PHASES, ctc_step) if kind == "ctc" else (TRANSDUCER_PHASES,
-                                                                  transducer_step)
+    if kind == "ctc":
+        phases, step = CTC_PHASES, ctc_step
+    elif recipe.model.prune_range:
+        phases, step = PRUNED_PHASES, pruned_transducer_step
+    else:
+        phases, step = TRANSDUCER_PHASES, transducer_step
     data, batches, model = training_batches(recipe, data_dir, steps + 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
     clip = recipe.train.grad_clip
@@ -254,8 +315,8 @@ def _batch_text(shapes: list[dict[str, Any]]) -> str:
     """Median batch sizes, and the transducer's big activations in MiB (float32)."""
     size = {k: int(statistics.median(s[k] for s in shapes)) for k in shapes[0]}
     text = " ".join(f"{k}={v}" for k, v in size.items())
-    if "J" in size:
-        nodes = size["B"] * size["T'"] * (size["U"] + 1)
+    if "J" in size:  # the joint runs on S label positions per frame when pruned, else U+1
+        nodes = size["B"] * size["T'"] * size.get("S", size["U"] + 1)
         text += (f"; logits {nodes * size['V'] * 4 / 2**20:.0f} MiB, "
                  f"joint hidden {nodes * size['J'] * 4 / 2**20:.0f} MiB")
     return text

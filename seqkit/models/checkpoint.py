@@ -383,4 +383,31 @@ def init_from_pretrained(
     with torch.no_grad():
         for name, tensor in wanted.items():
             tensor.copy_(source[name])
-    return [prefix + name for name in wanted]
+    return [prefix + name for name in wanted] + _copy_head(inner, payload["model"], part,
+                                                           source_kind)
+
+
+# A pruned transducer's additive joint (seqkit.losses.pruned) starts from the pretrained runs'
+# output layers: the CTC run's per-frame phone scores and the phone LM's next-phone scores.
+_HEADS = {"encoder": ("simple_f", {"ctc": "output", "transducer": "simple_f"}),
+          "predictor": ("simple_g", {"lm": "output", "transducer": "simple_g"})}
+
+
+def _copy_head(model: nn.Module, weights: dict[str, torch.Tensor], part: str,
+               source_kind: str) -> list[str]:
+    """Copy the source's output layer into the model's additive-joint layer for ``part`` where
+    both exist with the same shapes; the names copied (none otherwise)."""
+    head, sources = _HEADS[part]
+    target = getattr(model, head, None)
+    if not isinstance(target, nn.Module):
+        return []
+    prefix = f"{sources[str(source_kind)]}."
+    source = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    wanted = target.state_dict()
+    if set(source) != set(wanted) or any(
+            tuple(source[k].shape) != tuple(v.shape) for k, v in wanted.items()):
+        return []
+    with torch.no_grad():
+        for name, tensor in wanted.items():
+            tensor.copy_(source[name])
+    return [f"{head}.{name}" for name in wanted]

@@ -176,6 +176,15 @@ class ModelConfig:
             ``joint_stride`` x H_f inputs). Output frames are ``encoder.stack x joint_stride``
             input frames long (icefall and ESPnet transducers run the joint at 40 ms). 1 = off,
             today's model; the CTC and LM kinds ignore it, as they ignore the predictor.
+        prune_range: transducer training only: run the joint on this many label positions per
+            frame (S), chosen by a cheap additive joint's lattice (pruned RNN-T, Kuang et al.
+            2022; :mod:`seqkit.losses.pruned`), instead of on all U+1: the joint's
+            (B, T', U+1, J) work shrinks to (B, T', S, J). 0 = off (the full joint); at least 2.
+            Adds the additive joint's two linear layers (``simple_f``, ``simple_g``), which PreTrans
+            initializes from the CTC run's and the phone LM's output layers. Evaluation and
+            decoding use the full joint.
+        simple_loss_scale: with ``prune_range``, the training loss is the pruned loss plus this
+            times the additive joint's own transducer loss (which trains it).
     """
 
     kind: ModelKind = ModelKind.CTC
@@ -184,6 +193,8 @@ class ModelConfig:
     joint_dim: int = 250
     fused_joint: bool = False
     joint_stride: int = 1
+    prune_range: int = 0
+    simple_loss_scale: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", choice(ModelKind, self.kind, "model.kind"))
@@ -199,10 +210,22 @@ class ModelConfig:
             )
         _check_int("model", "joint_dim", self.joint_dim, 1, 65536)
         _check_int("model", "joint_stride", self.joint_stride, 1, 64)
+        _check_int("model", "prune_range", self.prune_range, 0, 65536)
+        if self.prune_range == 1:
+            raise ConfigError("model.prune_range must be 0 (off) or at least 2, found 1: one "
+                              "label position per frame leaves no path through the lattice")
+        if self.prune_range and self.fused_joint:
+            raise ConfigError("model.prune_range and model.fused_joint are two ways to shrink "
+                              "the joint: set one of them")
+        scale = self.simple_loss_scale
+        if isinstance(scale, bool) or not (isinstance(scale, (int, float))
+                                           and 0 <= scale < float("inf")):
+            raise ConfigError(f"model.simple_loss_scale must be a number >= 0, found "
+                              f"{self.simple_loss_scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim",
-        "fused_joint", "joint_stride"}``."""
+        "fused_joint", "joint_stride", "prune_range", "simple_loss_scale"}``."""
         return to_plain(self)
 
     @classmethod

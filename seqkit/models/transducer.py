@@ -11,6 +11,13 @@ from torch import nn
 
 from seqkit.errors import TensorInputError
 from seqkit.losses.fused_joint import fused_transducer_loss
+from seqkit.losses.pruned import (
+    band_width,
+    lattice_nll,
+    lattice_nll_and_bands,
+    pruned_lattice,
+    simple_lattice,
+)
 from seqkit.losses.transducer import transducer_loss
 from seqkit.models.config import ModelConfig, ModelKind, PredictorConfig
 from seqkit.models.encoder import Encoder, sequence_mask, stack_frames
@@ -127,6 +134,10 @@ class TransducerModel(nn.Module):
         self.joint_f = nn.Linear(self.encoder.output_dim * config.joint_stride, config.joint_dim)
         self.joint_g = nn.Linear(self.predictor.output_dim, config.joint_dim, bias=False)  # W_g
         self.joint_out = nn.Linear(config.joint_dim, vocab_size)  # W_o and b_o
+        if config.prune_range:
+            # the additive joint am(t) + lm(u) that chooses the pruned joint's label positions
+            self.simple_f = nn.Linear(self.joint_f.in_features, vocab_size)
+            self.simple_g = nn.Linear(self.predictor.output_dim, vocab_size)
 
     def encode(
         self, feats: torch.Tensor, feat_lengths: torch.Tensor
@@ -213,6 +224,8 @@ class TransducerModel(nn.Module):
         f = f[:, :frames]
         labels_in = start_with_blank(targets[:, :labels], target_lengths, self.blank)  # (B, U+1)
         g, _ = self.predict(labels_in)  # (B, U+1, H_g)
+        if self.config.prune_range and self.training:
+            return self._pruned_loss(f, g, labels_in[:, 1:], out_lengths, target_lengths)
         if self.config.fused_joint:
             # joint + log-softmax + loss a chunk of frames at a time: no (B, T', U+1, V) tensor
             return fused_transducer_loss(
@@ -228,3 +241,20 @@ class TransducerModel(nn.Module):
             blank=self.blank,
             reduction="none",
         )
+
+    def _pruned_loss(
+        self, f: torch.Tensor, g: torch.Tensor, targets: torch.Tensor,
+        out_lengths: torch.Tensor, target_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pruned loss (the joint on ``prune_range`` label positions per frame) plus
+        ``simple_loss_scale`` x the additive joint's loss, per utterance (B,) float32."""
+        blank_lp, emit_lp = simple_lattice(self.simple_f(f), self.simple_g(g), targets,
+                                           blank=self.blank)
+        width = band_width(self.config.prune_range, out_lengths, target_lengths, g.shape[1])
+        simple, starts = lattice_nll_and_bands(blank_lp, emit_lp, out_lengths, target_lengths,
+                                               width)
+        blank_lp, emit_lp = pruned_lattice(
+            lambda z: self.joint_out(torch.tanh(z)), self.joint_f(f), self.joint_g(g), targets,
+            starts, width, blank=self.blank)
+        pruned = lattice_nll(blank_lp, emit_lp, out_lengths, target_lengths)
+        return (pruned + self.config.simple_loss_scale * simple).float()
