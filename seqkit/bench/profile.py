@@ -116,9 +116,10 @@ def ctc_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: f
     return {"B": B, "T'": T, "U": int(batch.target_lengths.max()), "V": V}
 
 
-def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float,
-                    clock: _Clock) -> dict[str, Any]:
-    """One transducer training step cut into :data:`TRANSDUCER_PHASES`; returns the shapes."""
+def _encode_and_predict(model: Any, batch: Batch, clock: _Clock) -> tuple[Any, ...]:
+    """A transducer step's first two phases: the encoder and prediction network outputs, each
+    with its detached leaf (so each phase's backward is timed alone), the targets (B, U) with
+    padding as the blank, and the (frame, label) lengths."""
     with clock("encoder fwd"):
         f, out_lengths = model.encode(batch.feats, batch.feat_lengths)  # (B, T', H_f)
         f = f[:, : int(out_lengths.max())]
@@ -129,11 +130,17 @@ def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, 
                                      target_lengths, model.blank)  # (B, U+1)
         g, _ = model.predict(labels_in)  # (B, U+1, H_g)
     g_in = _leaf(g)
+    targets = labels_in[:, 1:]  # (B, U), padding is the blank
+    return f, f_in, g, g_in, targets, (out_lengths, target_lengths)
+
+
+def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float,
+                    clock: _Clock) -> dict[str, Any]:
+    """One transducer training step cut into :data:`TRANSDUCER_PHASES`; returns the shapes."""
+    f, f_in, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
     with clock("joint fwd"):
         logits = model.joint(f_in.unsqueeze(2), g_in.unsqueeze(1)).float()  # (B, T', U+1, V)
     values = logits.detach()
-    targets = labels_in[:, 1:]  # (B, U), padding is the blank
-    lengths = (out_lengths, target_lengths)
     with clock("log-softmax fwd"):
         log_norm, blank_lp, emit_lp = cpu_transducer.lattice_log_probs(
             values, targets, *lengths, blank=model.blank, fused_log_softmax=True)
@@ -141,7 +148,8 @@ def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, 
         alpha, log_likelihood = cpu_transducer.forward_variables(blank_lp, emit_lp, *lengths)
     lattice = cpu_transducer.TransducerLattice(log_norm, blank_lp, emit_lp, alpha,
                                                log_likelihood)
-    scale = torch.full((values.shape[0],), 1.0 / int(target_lengths.sum()))  # loss = sum / labels
+    labels = int(batch.target_lengths.sum())  # loss = sum / labels
+    scale = torch.full((values.shape[0],), 1.0 / labels)
     with clock("loss bwd"):
         grad_logits = cpu_transducer.transducer_gradient(
             values, targets, *lengths, lattice, scale, blank=model.blank,
@@ -163,19 +171,8 @@ def pruned_transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Opti
                            clip: float, clock: _Clock) -> dict[str, Any]:
     """One step of a transducer with ``model.prune_range`` cut into :data:`PRUNED_PHASES`
     (the loss of :meth:`TransducerModel._pruned_loss`); returns the shapes."""
-    with clock("encoder fwd"):
-        f, out_lengths = model.encode(batch.feats, batch.feat_lengths)  # (B, T', H_f)
-        f = f[:, : int(out_lengths.max())]
-    f_in = _leaf(f)
-    target_lengths = batch.target_lengths
-    with clock("prediction fwd"):
-        labels_in = start_with_blank(batch.targets[:, : int(target_lengths.max())],
-                                     target_lengths, model.blank)  # (B, U+1)
-        g, _ = model.predict(labels_in)  # (B, U+1, H_g)
-    g_in = _leaf(g)
-    targets = labels_in[:, 1:]  # (B, U), padding is the blank
-    lengths = (out_lengths, target_lengths)
-    labels = int(target_lengths.sum())  # loss = sum / labels, as the trainer's
+    f, f_in, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
+    labels = int(batch.target_lengths.sum())  # loss = sum / labels, as the trainer's
     with clock("simple joint+loss fwd"):
         simple_moves = simple_lattice(model.simple_f(f_in), model.simple_g(g_in), targets,
                                       blank=model.blank)
