@@ -360,7 +360,7 @@ def init_from_pretrained(
             f"{len(vocab)}): pretrain with the same phone set"
         )
     prefix = f"{part}."
-    source = {k[len(prefix) :]: v for k, v in payload["model"].items() if k.startswith(prefix)}
+    source = _weights_under(payload["model"], prefix)
     wanted = target.state_dict()
     for name, tensor in wanted.items():
         if name not in source:
@@ -380,9 +380,7 @@ def init_from_pretrained(
             f"{file} has parameter {prefix}{extra[0]} that the model lacks: the pretrained "
             f"{part} has another architecture; use the same {part} settings"
         )
-    with torch.no_grad():
-        for name, tensor in wanted.items():
-            tensor.copy_(source[name])
+    _copy_into(wanted, source)
     return [prefix + name for name in wanted] + _copy_head(inner, payload["model"], part,
                                                            source_kind)
 
@@ -401,13 +399,23 @@ def _copy_head(model: nn.Module, weights: dict[str, torch.Tensor], part: str,
     target = getattr(model, head, None)
     if not isinstance(target, nn.Module):
         return []
-    prefix = f"{sources[str(source_kind)]}."
-    source = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    source = _weights_under(weights, f"{sources[str(source_kind)]}.")
     wanted = target.state_dict()
     if set(source) != set(wanted) or any(
             tuple(source[k].shape) != tuple(v.shape) for k, v in wanted.items()):
         return []
+    _copy_into(wanted, source)
+    return [f"{head}.{name}" for name in wanted]
+
+
+def _weights_under(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a state dict under ``prefix`` (e.g. ``"encoder."``), named without it."""
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def _copy_into(wanted: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> None:
+    """Copy ``source``'s tensors into the model tensors ``wanted`` (a module's state dict,
+    whose tensors share the module's storage), name by name."""
     with torch.no_grad():
         for name, tensor in wanted.items():
             tensor.copy_(source[name])
-    return [f"{head}.{name}" for name in wanted]
