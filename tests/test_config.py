@@ -75,6 +75,8 @@ def test_invalid_values_and_conflicts_fail_at_load(tmp_path: Path) -> None:
         load_recipe(_write(tmp_path, "[data]\nphone_set = 40\n"))
     with pytest.raises(ConfigError, match="model.kind is 'ctc'"):
         load_recipe(_write(tmp_path, '[train]\ninit_encoder = "runs/ctc"\n'))
+    with pytest.raises(ConfigError, match="train.freeze_encoder_epochs must be >= 0"):
+        load_recipe(_write(tmp_path, "[train]\nfreeze_encoder_epochs = -1\n"))
     with pytest.raises(ConfigError, match="not KEY=VALUE"):
         load_recipe(_write(tmp_path, ""), ["train.lr"])
 

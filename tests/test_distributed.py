@@ -70,6 +70,27 @@ def test_two_gloo_workers_match_one_process_on_the_same_global_batches(
     assert dev_one and dev_two == pytest.approx(dev_one, rel=1e-4)
 
 
+@pytest.mark.slow  # ~1-2 min on 2 shared cores, as above
+def test_two_workers_keep_a_frozen_pretrained_encoder_as_one_process_does(
+    prepared: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "ctc.toml").write_text(RECIPE)
+    train(load_recipe(tmp_path / "ctc.toml"), prepared, tmp_path / "ctc")
+    transducer = RECIPE.replace('kind = "ctc"', 'kind = "transducer"\njoint_dim = 16').replace(
+        "max_steps = 3", f"max_steps = 6\ninit_encoder = '{tmp_path / 'ctc'}'\n"
+                         "freeze_encoder_epochs = 1")
+    (tmp_path / "t.toml").write_text(transducer)
+    single = train(load_recipe(tmp_path / "t.toml"), prepared, tmp_path / "one")
+    assert single.steps == 6 and len(single.epochs) >= 2  # the frozen epoch and after it
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "t.toml"), "--data", str(prepared),
+                                      "--out", str(tmp_path / "two"), "--nproc", "2"])
+    assert result.exit_code == 0, result.output
+    one = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
+    two = torch.load(tmp_path / "two" / "last.pt", weights_only=True)["model"]
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def _wait_for_slow_rank0(rank: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=2))

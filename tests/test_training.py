@@ -13,6 +13,7 @@ import seqkit.training.trainer as trainer
 from seqkit.cli.main import app
 from seqkit.data.batching import Batch
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
+from seqkit.models import build_model
 from seqkit.models.checkpoint import load_model, save_checkpoint
 from seqkit.training import load_recipe, train
 from seqkit.training.pretrain import PretrainedTransducerRecipes, train_pretrained_transducer
@@ -262,6 +263,37 @@ def test_pretrained_transducer_starts_from_the_ctc_encoder_and_the_phone_lm(
     assert (run / "pretrain" / "ctc" / "best.pt").stat().st_mtime_ns == stamp
     with pytest.raises(OutputExistsError, match="not empty"):
         train_pretrained_transducer(recipes, prepared, run, max_minutes=5)
+
+
+def test_a_frozen_pretrained_encoder_waits_its_epochs_while_the_joint_learns(
+    prepared: Path, tmp_path: Path
+) -> None:
+    train(_recipe(tmp_path, "ctc"), prepared, tmp_path / "ctc", max_epochs=1)
+    ctc = torch.load(tmp_path / "ctc" / "best.pt", weights_only=True)["model"]
+    recipe = _recipe(tmp_path, "transducer", f"train.init_encoder={tmp_path / 'ctc'}",
+                     "train.freeze_encoder_epochs=1")
+    run = tmp_path / "rnnt"
+    train(recipe, prepared, run, max_epochs=1)
+    first = torch.load(run / "last.pt", weights_only=True)["model"]
+    encoder = [k for k in ctc if k.startswith("encoder.")]
+    assert encoder
+    for name in encoder:  # bit for bit: no update, not even Adam's first one
+        torch.testing.assert_close(first[name], ctc[name], rtol=0, atol=0)
+    loaded = load_model(run / "last.pt")
+    torch.manual_seed(recipe.train.seed)  # the trainer's initial weights
+    dims = {"input_dim": loaded.input_dim, "vocab_size": len(loaded.vocab)}
+    start = build_model(recipe.model, **dims).state_dict()
+    assert not torch.equal(first["joint_out.weight"], start["joint_out.weight"])  # it learned
+    # resumed into epoch 2 the encoder trains again
+    second = train(recipe, prepared, run, max_epochs=2, resume=True)
+    assert second.stopped == "max_epochs"
+    trained = torch.load(run / "last.pt", weights_only=True)["model"]
+    assert any(not torch.equal(trained[name], ctc[name]) for name in encoder)
+    # without a pretrained encoder there is nothing to wait for: the option is ignored
+    scratch = _recipe(tmp_path, "transducer", "train.freeze_encoder_epochs=1")
+    train(scratch, prepared, tmp_path / "scratch", max_epochs=1)
+    moved = torch.load(tmp_path / "scratch" / "last.pt", weights_only=True)["model"]
+    assert any(not torch.equal(moved[name], start[name]) for name in encoder)
 
 
 def test_pretrained_transducer_recipes_must_share_encoder_predictor_and_phones(

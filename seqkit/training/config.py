@@ -103,6 +103,10 @@ class TrainConfig:
             model's (transducer pretraining, Graves 2013); "" = random init.
         init_predictor: run dir or checkpoint of an ``lm`` run whose network initializes the
             transducer's prediction network; "" = random init.
+        freeze_encoder_epochs: with ``init_encoder``, keep the pretrained encoder's weights
+            fixed for this many epochs at the start while the fresh joint network catches up;
+            its backward pass is skipped, so those epochs cost less (0 = off; ignored without
+            ``init_encoder``).
     """
 
     optimizer: Optimizer = Optimizer.ADAM
@@ -137,6 +141,7 @@ class TrainConfig:
     threads: int = 0
     init_encoder: str = ""
     init_predictor: str = ""
+    freeze_encoder_epochs: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizer", choice(Optimizer, self.optimizer, "train.optimizer"))
@@ -150,7 +155,8 @@ class TrainConfig:
             _require(math.isfinite(value) and value >= 0,
                      f"train.{name} must be >= 0, found {value}")
         for name in ("warmup_steps", "lr_patience", "max_steps", "patience", "threads",
-                     "freq_masks", "freq_width", "time_masks", "time_width"):
+                     "freq_masks", "freq_width", "time_masks", "time_width",
+                     "freeze_encoder_epochs"):
             value = getattr(self, name)
             _require(value >= 0, f"train.{name} must be >= 0, found {value}")
         try:

@@ -190,6 +190,12 @@ class _Run:
     def kind(self) -> str:
         return self.recipe.model.kind
 
+    @property
+    def frozen_encoder_epochs(self) -> int:
+        """Epochs at the start that leave the pretrained encoder as it is (0: none)."""
+        t = self.recipe.train
+        return t.freeze_encoder_epochs if t.init_encoder else 0
+
 
 @dataclass(frozen=True)
 class _StepResult:
@@ -311,6 +317,8 @@ def _train_epoch(run: _Run) -> str | None:
     now = time.monotonic()
     run.meter = _EpochMeter(start=now, window_start=now)
     run.model.train()
+    if run.frozen_encoder_epochs:
+        run.model.encoder.requires_grad_(state.epoch >= run.frozen_encoder_epochs)
     while state.position < len(batches):
         if t.max_steps and state.step >= t.max_steps:
             return "max_steps"
@@ -553,8 +561,10 @@ def _build_run(
         write_atomic(run_dir / "config.toml",
                      lambda tmp: tmp.write_text(recipe_to_toml(recipe), encoding="utf-8"))
     if ctx.distributed:
+        # a frozen encoder takes no part in the backward pass: DDP must look for such weights
         run.net = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=run.frozen_encoder_epochs > 0)
     return run
 
 
