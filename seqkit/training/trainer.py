@@ -318,7 +318,11 @@ def _train_epoch(run: _Run) -> str | None:
     run.meter = _EpochMeter(start=now, window_start=now)
     run.model.train()
     if run.frozen_encoder_epochs:
-        run.model.encoder.requires_grad_(state.epoch >= run.frozen_encoder_epochs)
+        frozen = state.epoch < run.frozen_encoder_epochs
+        was_frozen = not any(p.requires_grad for p in run.model.encoder.parameters())
+        if frozen != was_frozen:
+            run.model.encoder.requires_grad_(not frozen)
+            _wrap(run)
     while state.position < len(batches):
         if t.max_steps and state.step >= t.max_steps:
             return "max_steps"
@@ -560,12 +564,21 @@ def _build_run(
     if ctx.is_main:
         write_atomic(run_dir / "config.toml",
                      lambda tmp: tmp.write_text(recipe_to_toml(recipe), encoding="utf-8"))
-    if ctx.distributed:
-        # a frozen encoder takes no part in the backward pass: DDP must look for such weights
-        run.net = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=run.frozen_encoder_epochs > 0)
+    _wrap(run)
     return run
+
+
+def _wrap(run: _Run) -> None:
+    """Build the DDP wrapper of several workers over the weights that train now.
+
+    DDP registers only weights that require a gradient when it is built, so a frozen encoder
+    is left out of the gradient all-reduce without a search for unused weights on every step;
+    the wrapper is built again when the encoder thaws.
+    """
+    if run.ctx.distributed:
+        device = run.ctx.device
+        run.net = DistributedDataParallel(
+            run.model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def _prepare_run_dir(run_dir: Path, *, resume: bool, force: bool, is_main: bool,
