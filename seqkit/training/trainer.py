@@ -317,12 +317,8 @@ def _train_epoch(run: _Run) -> str | None:
     now = time.monotonic()
     run.meter = _EpochMeter(start=now, window_start=now)
     run.model.train()
-    if run.frozen_encoder_epochs:
-        frozen = state.epoch < run.frozen_encoder_epochs
-        was_frozen = not any(p.requires_grad for p in run.model.encoder.parameters())
-        if frozen != was_frozen:
-            run.model.encoder.requires_grad_(not frozen)
-            _wrap(run)
+    if _freeze_encoder_for_epoch(run):
+        _wrap(run)
     while state.position < len(batches):
         if t.max_steps and state.step >= t.max_steps:
             return "max_steps"
@@ -564,8 +560,21 @@ def _build_run(
     if ctx.is_main:
         write_atomic(run_dir / "config.toml",
                      lambda tmp: tmp.write_text(recipe_to_toml(recipe), encoding="utf-8"))
+    _freeze_encoder_for_epoch(run)
     _wrap(run)
     return run
+
+
+def _freeze_encoder_for_epoch(run: _Run) -> bool:
+    """Freeze or thaw a pretrained encoder as the current epoch asks; whether that changed it."""
+    if not run.frozen_encoder_epochs:
+        return False
+    frozen = run.state.epoch < run.frozen_encoder_epochs
+    was_frozen = not any(p.requires_grad for p in run.model.encoder.parameters())
+    if frozen == was_frozen:
+        return False
+    run.model.encoder.requires_grad_(not frozen)
+    return True
 
 
 def _wrap(run: _Run) -> None:
