@@ -35,16 +35,22 @@ class _CaptureGradients:
             p.grad = None
 
 
+AUX = (profile.AUX_CTC_PHASE,)
+WITH_AUX = ("model.ctc_loss_scale=0.3",)  # an auxiliary CTC loss on the encoder
+
+
 @pytest.mark.parametrize(("recipe", "step", "extra", "phases"), [
     ("synth/ctc_blstm", profile.ctc_step, (), profile.CTC_PHASES),
     ("synth/transducer", profile.pruned_transducer_step, (), profile.PRUNED_PHASES),
     ("synth/transducer", profile.pruned_transducer_step, ("model.joint_stride=2",),
      profile.PRUNED_PHASES),
+    ("synth/transducer", profile.pruned_transducer_step, ("model.joint_stride=2", *WITH_AUX),
+     profile.PRUNED_PHASES + AUX),
     ("synth/transducer", profile.transducer_step, ("model.prune_range=0",),
      profile.TRANSDUCER_PHASES + profile.FUSED_PHASES),
     ("synth/transducer", profile.transducer_step, ("model.prune_range=0",
-                                                   "model.joint_stride=2"),
-     profile.TRANSDUCER_PHASES + profile.FUSED_PHASES),
+                                                   "model.joint_stride=2", *WITH_AUX),
+     profile.TRANSDUCER_PHASES + profile.FUSED_PHASES + AUX),
 ])
 def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, step, extra,
                                                              phases):
@@ -54,7 +60,8 @@ def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, s
     capture = _CaptureGradients(model)
     clock = profile._Clock()
     step(model, batch, capture, 1e9, clock)  # no clipping at 1e9
-    assert set(clock.ms) == set(phases)
+    assert set(clock.ms) == set(phases) == set(profile.phases(config.model)) | (
+        set(profile.FUSED_PHASES) if step is profile.transducer_step else set())
     split = capture.grads
     nll = model(batch.feats, batch.feat_lengths, batch.targets, batch.target_lengths)
     (nll.sum() / batch.target_lengths.sum()).backward()
@@ -65,11 +72,12 @@ def test_phase_split_step_gives_the_ordinary_steps_gradients(prepared, recipe, s
 def test_profile_rows_give_each_phase_its_share_and_the_whole_step(prepared):
     shipped = profile.run(prepared, steps=1, overrides=TINY_MODEL)  # the transducer is pruned
     full = profile.run(prepared, recipes=("synth/transducer",), steps=1,
-                       overrides=(*TINY_MODEL, "model.prune_range=0"))
+                       overrides=(*TINY_MODEL, "model.prune_range=0", *WITH_AUX))
     for rows, recipe, phases, beside in (
             (shipped, "synth/ctc_blstm", profile.CTC_PHASES, ()),
             (shipped, "synth/transducer", profile.PRUNED_PHASES, ()),
-            (full, "synth/transducer", profile.TRANSDUCER_PHASES, profile.FUSED_PHASES)):
+            (full, "synth/transducer", profile.TRANSDUCER_PHASES[:-2] + AUX
+             + profile.TRANSDUCER_PHASES[-2:], profile.FUSED_PHASES)):
         mine = [r for r in rows if r["recipe"] == recipe]
         assert [r["phase"] for r in mine] == [*phases, *(f"({p})" for p in beside),
                                               "sum of phases", "whole step"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -76,6 +77,8 @@ def make(
         (lambda: ModelConfig(joint_dim=0), "model.joint_dim"),
         (lambda: ModelConfig(joint_stride=0), "model.joint_stride"),
         (lambda: ModelConfig(joint_stride=2.0), "model.joint_stride"),
+        (lambda: ModelConfig(ctc_loss_scale=-0.1), "model.ctc_loss_scale"),
+        (lambda: ModelConfig(ctc_loss_scale=True), "model.ctc_loss_scale"),
         (lambda: ModelConfig(encoder={"layers": 3}), "model.encoder"),
     ],
 )
@@ -250,6 +253,46 @@ def test_batched_loss_equals_per_utterance(kind: str, joint_stride: int) -> None
             target_lengths[b : b + 1],
         )
         torch.testing.assert_close(losses[b : b + 1], alone, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("joint_stride", [1, 2])
+def test_auxiliary_ctc_adds_the_scaled_ctc_loss_of_the_encoder_in_training_only(
+    joint_stride: int,
+) -> None:
+    plain = make("transducer", ENCODERS["blstm_stack3"], joint_stride=joint_stride)
+    torch.manual_seed(0)
+    config = dataclasses.replace(plain.config, ctc_loss_scale=0.3)
+    aux = build_model(config, input_dim=F, vocab_size=V)
+    aux.load_state_dict(plain.state_dict(), strict=False)  # all but ctc_output
+    ctc = make("ctc", ENCODERS["blstm_stack3"])  # the CTC model with aux's encoder and layer
+    ctc.encoder.load_state_dict(aux.encoder.state_dict())
+    ctc.output.load_state_dict(aux.ctc_output.state_dict())
+    feats, lengths = tiny_B3_T11_F6()
+    batch = (feats, lengths, *tiny_targets_B3_U4())
+    # no dropout: train and eval mode differ only by the auxiliary term
+    plain_loss, ctc_loss = plain.train()(*batch), ctc.eval()(*batch)
+    assert torch.isfinite(ctc_loss).all() and (ctc_loss > 0).all()
+    torch.testing.assert_close(aux.train()(*batch), plain_loss + 0.3 * ctc_loss)
+    torch.testing.assert_close(aux.eval()(*batch), plain.eval()(*batch), rtol=0, atol=0)
+    aux.train()(*batch).sum().backward()
+    assert aux.ctc_output.weight.grad.abs().sum() > 0
+    assert not hasattr(plain, "ctc_output")
+
+
+def test_auxiliary_ctc_gives_no_loss_where_the_frames_are_too_few() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(kind="transducer", encoder=ENCODERS["blstm_stack3"],
+                         predictor=PREDICTOR, joint_dim=9, ctc_loss_scale=1.0)
+    aux = build_model(config, input_dim=F, vocab_size=V).train()
+    plain = make("transducer", ENCODERS["blstm_stack3"]).train()
+    plain.load_state_dict(aux.state_dict(), strict=False)
+    # 9 frames stacked by 3 are 3 encoder outputs: CTC has no path for 4 labels through them,
+    # the transducer does (several labels at one frame)
+    feats = torch.randn(1, 9, F)
+    batch = (feats, torch.tensor([9]), torch.tensor([[1, 2, 3, 4]]), torch.tensor([4]))
+    torch.testing.assert_close(aux(*batch), plain(*batch))
+    aux(*batch).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in aux.parameters() if p.grad is not None)
 
 
 def test_transducer_joint_broadcasts_to_T_by_U_plus_1() -> None:

@@ -201,7 +201,7 @@ def test_bad_pruning_settings_are_refused(options: dict, message: str) -> None:
         ModelConfig(kind="transducer", **options)
 
 
-def test_pretraining_copies_the_ctc_and_lm_output_layers_into_the_simple_joint(tmp_path) -> None:
+def test_pretraining_copies_the_ctc_and_lm_output_layers_into_the_extra_layers(tmp_path) -> None:
     encoder, predictor = EncoderConfig(layers=1, hidden=6), PredictorConfig(embed=4, hidden=5)
     vocab = [f"p{i}" for i in range(V)]
     sources = {}
@@ -212,11 +212,13 @@ def test_pretraining_copies_the_ctc_and_lm_output_layers_into_the_simple_joint(t
         sources[kind] = model
         save_checkpoint(tmp_path / f"{kind}.pt", model_payload(
             model, vocab=vocab, phone_set=None, features=None, stats=None))
-    target = _model(3)
+    target = _model(3, ctc_loss_scale=0.2)
     copied = init_from_pretrained(target, tmp_path / "ctc.pt", "encoder", vocab=vocab)
     copied += init_from_pretrained(target, tmp_path / "lm.pt", "predictor", vocab=vocab)
     assert {"simple_f.weight", "simple_f.bias", "simple_g.weight", "simple_g.bias"} <= set(copied)
+    assert {"ctc_output.weight", "ctc_output.bias"} <= set(copied)  # the auxiliary CTC layer
     torch.testing.assert_close(target.simple_f.weight, sources["ctc"].output.weight)
+    torch.testing.assert_close(target.ctc_output.bias, sources["ctc"].output.bias)
     torch.testing.assert_close(target.simple_g.bias, sources["lm"].output.bias)
     # an unpruned transducer has no simple joint: the same sources copy only the networks
     assert not any(name.startswith("simple") for name in

@@ -40,6 +40,7 @@ from seqkit.losses.pruned import (
     pruned_lattice,
     simple_lattice,
 )
+from seqkit.models.encoder import stack_frames
 from seqkit.models.transducer import start_with_blank
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe
@@ -59,6 +60,18 @@ PRUNED_PHASES = ("encoder fwd", "prediction fwd", "simple joint+loss fwd", "prun
 # seqkit.losses.fused_joint, on the same batch and weights (compare with joint fwd + log-softmax
 # fwd + loss fwd and loss bwd + joint bwd).
 FUSED_PHASES = ("fused joint+loss fwd", "fused joint+loss bwd")
+# A transducer with ``model.ctc_loss_scale``: the auxiliary CTC loss on the encoder's outputs.
+AUX_CTC_PHASE = "auxiliary CTC fwd+bwd"
+
+
+def phases(model: Any) -> tuple[str, ...]:
+    """The phases of one training step of a model config (``recipe.model``)."""
+    if model.kind == "ctc":
+        return CTC_PHASES
+    split = PRUNED_PHASES if model.prune_range else TRANSDUCER_PHASES
+    if not model.ctc_loss_scale:
+        return split
+    return (*split[:-2], AUX_CTC_PHASE, *split[-2:])  # before the encoder's backward
 
 
 class _Clock:
@@ -116,14 +129,38 @@ def ctc_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: f
     return {"B": B, "T'": T, "U": int(batch.target_lengths.max()), "V": V}
 
 
+class _Encoded:
+    """The encoder phase's outputs: its output h (B, T_enc, H) and frame lengths, and f, the
+    joint's input (h stacked by ``joint_stride``, trimmed), each with its detached leaf."""
+
+    def __init__(self, model: Any, batch: Batch, clock: _Clock) -> None:
+        with clock("encoder fwd"):
+            self.h, self.h_lengths = model.encoder(batch.feats, batch.feat_lengths)
+            self.h_in = _leaf(self.h)
+            # model.encode's stacking, from the leaf: the joint's gradient reaches h_in
+            f, self.lengths = stack_frames(self.h_in, self.h_lengths, model.config.joint_stride)
+            self.f = f[:, : int(self.lengths.max())]
+        self.f_in = _leaf(self.f)
+
+    def backward(self, model: Any, targets: torch.Tensor, target_lengths: torch.Tensor,
+                 labels: int, clock: _Clock) -> None:
+        """:data:`AUX_CTC_PHASE` (with ``model.ctc_loss_scale``), then the encoder's backward
+        from both gradients."""
+        scale = model.config.ctc_loss_scale
+        if scale:
+            with clock(AUX_CTC_PHASE):
+                nll = model.auxiliary_ctc_nll(self.h_in, self.h_lengths, targets, target_lengths)
+                (scale * nll.sum() / labels).backward()
+        with clock("encoder bwd"):
+            self.f.backward(self.f_in.grad)
+            self.h.backward(self.h_in.grad)
+
+
 def _encode_and_predict(model: Any, batch: Batch, clock: _Clock) -> tuple[Any, ...]:
-    """A transducer step's first two phases: the encoder and prediction network outputs, each
-    with its detached leaf (so each phase's backward is timed alone), the targets (B, U) with
-    padding as the blank, and the (frame, label) lengths."""
-    with clock("encoder fwd"):
-        f, out_lengths = model.encode(batch.feats, batch.feat_lengths)  # (B, T', H_f)
-        f = f[:, : int(out_lengths.max())]
-    f_in = _leaf(f)
+    """A transducer step's first two phases: the encoder's outputs (:class:`_Encoded`) and the
+    prediction network's output with its detached leaf (so each phase's backward is timed
+    alone), the targets (B, U) with padding as the blank, and the (frame, label) lengths."""
+    enc = _Encoded(model, batch, clock)
     target_lengths = batch.target_lengths
     with clock("prediction fwd"):
         labels_in = start_with_blank(batch.targets[:, : int(target_lengths.max())],
@@ -131,13 +168,14 @@ def _encode_and_predict(model: Any, batch: Batch, clock: _Clock) -> tuple[Any, .
         g, _ = model.predict(labels_in)  # (B, U+1, H_g)
     g_in = _leaf(g)
     targets = labels_in[:, 1:]  # (B, U), padding is the blank
-    return f, f_in, g, g_in, targets, (out_lengths, target_lengths)
+    return enc, g, g_in, targets, (enc.lengths, target_lengths)
 
 
 def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, clip: float,
                     clock: _Clock) -> dict[str, Any]:
     """One transducer training step cut into :data:`TRANSDUCER_PHASES`; returns the shapes."""
-    f, f_in, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
+    enc, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
+    f_in = enc.f_in
     with clock("joint fwd"):
         logits = model.joint(f_in.unsqueeze(2), g_in.unsqueeze(1)).float()  # (B, T', U+1, V)
     values = logits.detach()
@@ -158,8 +196,7 @@ def transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Optimizer, 
         logits.backward(grad_logits)
     with clock("prediction bwd"):
         g.backward(g_in.grad)
-    with clock("encoder bwd"):
-        f.backward(f_in.grad)
+    enc.backward(model, targets, lengths[1], labels, clock)
     _fused_joint_loss(model, f_in, g_in, targets, lengths, clock)
     with clock("optimizer"):
         _optimizer_step(model, optimizer, clip)
@@ -171,7 +208,8 @@ def pruned_transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Opti
                            clip: float, clock: _Clock) -> dict[str, Any]:
     """One step of a transducer with ``model.prune_range`` cut into :data:`PRUNED_PHASES`
     (the loss of :meth:`TransducerModel._pruned_loss`); returns the shapes."""
-    f, f_in, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
+    enc, g, g_in, targets, lengths = _encode_and_predict(model, batch, clock)
+    f, f_in = enc.f, enc.f_in
     labels = int(batch.target_lengths.sum())  # loss = sum / labels, as the trainer's
     with clock("simple joint+loss fwd"):
         simple_moves = simple_lattice(model.simple_f(f_in), model.simple_g(g_in), targets,
@@ -192,8 +230,7 @@ def pruned_transducer_step(model: Any, batch: Batch, optimizer: torch.optim.Opti
         (model.config.simple_loss_scale * simple.sum() / labels).backward()
     with clock("prediction bwd"):
         g.backward(g_in.grad)
-    with clock("encoder bwd"):
-        f.backward(f_in.grad)
+    enc.backward(model, targets, lengths[1], labels, clock)
     with clock("optimizer"):
         _optimizer_step(model, optimizer, clip)
     B, T, U1 = g.shape[0], f.shape[1], g.shape[1]
@@ -274,11 +311,12 @@ def _profile_recipe(path: str, data_dir: Path, steps: int, overrides: tuple[str,
         raise ConfigError(f"bench profile times CTC and transducer recipes, found {path} "
                           f"(kind {kind})")
     if kind == "ctc":
-        phases, step = CTC_PHASES, ctc_step
+        step = ctc_step
     elif recipe.model.prune_range:
-        phases, step = PRUNED_PHASES, pruned_transducer_step
+        step = pruned_transducer_step
     else:
-        phases, step = TRANSDUCER_PHASES, transducer_step
+        step = transducer_step
+    split_phases = phases(recipe.model)
     data, batches, model = training_batches(recipe, data_dir, steps + 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.train.lr)
     clip = recipe.train.grad_clip
@@ -294,14 +332,14 @@ def _profile_recipe(path: str, data_dir: Path, steps: int, overrides: tuple[str,
             split.append(clock.ms)
             whole.append(whole_ms)
             shapes.append(shape)
-    medians = {p: statistics.median(ms[p] for ms in split) for p in phases}
+    medians = {p: statistics.median(ms[p] for ms in split) for p in split_phases}
     total = sum(medians.values())
     rows = [{"recipe": path, "phase": p, "ms": medians[p], "share %": 100 * medians[p] / total}
-            for p in phases]
+            for p in split_phases]
     rows += [{"recipe": path, "phase": f"({p})", "ms": statistics.median(ms[p] for ms in split)}
              for p in FUSED_PHASES if p in split[0]]
     context = {"batch": _batch_text(shapes), "threads": torch.get_num_threads(), "load": load}
-    step_ms = statistics.median(sum(ms[p] for p in phases) for ms in split)
+    step_ms = statistics.median(sum(ms[p] for p in split_phases) for ms in split)
     rows.append({"recipe": path, "phase": "sum of phases", "ms": step_ms, "share %": 100.0,
                  **context})
     rows.append({"recipe": path, "phase": "whole step", "ms": statistics.median(whole)})

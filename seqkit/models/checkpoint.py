@@ -385,27 +385,31 @@ def init_from_pretrained(
                                                            source_kind)
 
 
-# A pruned transducer's additive joint (seqkit.losses.pruned) starts from the pretrained runs'
-# output layers: the CTC run's per-frame phone scores and the phone LM's next-phone scores.
-_HEADS = {"encoder": ("simple_f", {"ctc": "output", "transducer": "simple_f"}),
-          "predictor": ("simple_g", {"lm": "output", "transducer": "simple_g"})}
+# A transducer's extra output layers start from the pretrained runs' output layers: the pruned
+# transducer's additive joint (seqkit.losses.pruned) from the CTC run's per-frame phone scores
+# and the phone LM's next-phone scores, the auxiliary CTC layer from the CTC run's.
+_HEADS = {"encoder": (("simple_f", {"ctc": "output", "transducer": "simple_f"}),
+                      ("ctc_output", {"ctc": "output", "transducer": "ctc_output"})),
+          "predictor": (("simple_g", {"lm": "output", "transducer": "simple_g"}),)}
 
 
 def _copy_head(model: nn.Module, weights: dict[str, torch.Tensor], part: str,
                source_kind: str) -> list[str]:
-    """Copy the source's output layer into the model's additive-joint layer for ``part`` where
-    both exist with the same shapes; the names copied (none otherwise)."""
-    head, sources = _HEADS[part]
-    target = getattr(model, head, None)
-    if not isinstance(target, nn.Module):
-        return []
-    source = _weights_under(weights, f"{sources[str(source_kind)]}.")
-    wanted = target.state_dict()
-    if set(source) != set(wanted) or any(
-            tuple(source[k].shape) != tuple(v.shape) for k, v in wanted.items()):
-        return []
-    _copy_into(wanted, source)
-    return [f"{head}.{name}" for name in wanted]
+    """Copy the source's output layer into each of the model's extra layers for ``part`` where
+    both exist with the same shapes; the names copied."""
+    copied = []
+    for head, sources in _HEADS[part]:
+        target = getattr(model, head, None)
+        if not isinstance(target, nn.Module):
+            continue
+        source = _weights_under(weights, f"{sources[str(source_kind)]}.")
+        wanted = target.state_dict()
+        if set(source) != set(wanted) or any(
+                tuple(source[k].shape) != tuple(v.shape) for k, v in wanted.items()):
+            continue
+        _copy_into(wanted, source)
+        copied += [f"{head}.{name}" for name in wanted]
+    return copied
 
 
 def _weights_under(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -185,6 +185,9 @@ class ModelConfig:
             decoding use the full joint.
         simple_loss_scale: with ``prune_range``, the training loss is the pruned loss plus this
             times the additive joint's own transducer loss (which trains it).
+        ctc_loss_scale: transducer training only: add this times a CTC loss on the encoder's
+            outputs through its own output layer (``ctc_output``, which PreTrans initializes
+            from the CTC run's), as icefall's and ESPnet's transducers do. 0 = off.
     """
 
     kind: ModelKind = ModelKind.CTC
@@ -195,6 +198,7 @@ class ModelConfig:
     joint_stride: int = 1
     prune_range: int = 0
     simple_loss_scale: float = 0.5
+    ctc_loss_scale: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", choice(ModelKind, self.kind, "model.kind"))
@@ -217,15 +221,15 @@ class ModelConfig:
         if self.prune_range and self.fused_joint:
             raise ConfigError("model.prune_range and model.fused_joint are two ways to shrink "
                               "the joint: set one of them")
-        scale = self.simple_loss_scale
-        if isinstance(scale, bool) or not (isinstance(scale, (int, float))
-                                           and 0 <= scale < float("inf")):
-            raise ConfigError(f"model.simple_loss_scale must be a number >= 0, found "
-                              f"{self.simple_loss_scale!r}")
+        for name in ("simple_loss_scale", "ctc_loss_scale"):
+            scale = getattr(self, name)
+            if isinstance(scale, bool) or not (isinstance(scale, (int, float))
+                                               and 0 <= scale < float("inf")):
+                raise ConfigError(f"model.{name} must be a number >= 0, found {scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict ``{"kind", "encoder": {...}, "predictor": {...}, "joint_dim",
-        "fused_joint", "joint_stride", "prune_range", "simple_loss_scale"}``."""
+        "fused_joint", "joint_stride", "prune_range", "simple_loss_scale", "ctc_loss_scale"}``."""
         return to_plain(self)
 
     @classmethod

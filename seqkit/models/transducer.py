@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seqkit.errors import TensorInputError
+from seqkit.losses.ctc import ctc_loss
 from seqkit.losses.fused_joint import fused_transducer_loss
 from seqkit.losses.pruned import (
     band_width,
@@ -138,6 +139,9 @@ class TransducerModel(nn.Module):
             # the additive joint am(t) + lm(u) that chooses the pruned joint's label positions
             self.simple_f = nn.Linear(self.joint_f.in_features, vocab_size)
             self.simple_g = nn.Linear(self.predictor.output_dim, vocab_size)
+        if config.ctc_loss_scale:
+            # a CTC model's output layer on the encoder, for the auxiliary CTC loss
+            self.ctc_output = nn.Linear(self.encoder.output_dim, vocab_size)
 
     def encode(
         self, feats: torch.Tensor, feat_lengths: torch.Tensor
@@ -216,7 +220,8 @@ class TransducerModel(nn.Module):
             raise TensorInputError(
                 f"expected targets (B, U) with B = {feats.shape[0]}, found {tuple(targets.shape)}"
             )
-        f, out_lengths = self.encode(feats, feat_lengths)  # (B, T', H_f)
+        h, enc_lengths = self.encoder(feats, feat_lengths)  # (B, T_enc, H_enc)
+        f, out_lengths = stack_frames(h, enc_lengths, self.config.joint_stride)  # as encode()
         target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)
         # trim both axes to the longest valid sequence: the joint is (B, T', U+1, V)
         frames = int(out_lengths.max()) if out_lengths.numel() else 0
@@ -225,22 +230,37 @@ class TransducerModel(nn.Module):
         labels_in = start_with_blank(targets[:, :labels], target_lengths, self.blank)  # (B, U+1)
         g, _ = self.predict(labels_in)  # (B, U+1, H_g)
         if self.config.prune_range and self.training:
-            return self._pruned_loss(f, g, labels_in[:, 1:], out_lengths, target_lengths)
-        if self.config.fused_joint:
+            loss = self._pruned_loss(f, g, labels_in[:, 1:], out_lengths, target_lengths)
+        elif self.config.fused_joint:
             # joint + log-softmax + loss a chunk of frames at a time: no (B, T', U+1, V) tensor
-            return fused_transducer_loss(
+            loss = fused_transducer_loss(
                 self.joint_f(f), self.joint_g(g), self.joint_out.weight, self.joint_out.bias,
                 labels_in[:, 1:], out_lengths, target_lengths, blank=self.blank,
             ).float()
-        logits = self.joint(f.unsqueeze(2), g.unsqueeze(1)).float()  # (B, T', U+1, V)
-        return transducer_loss(
-            logits,
-            labels_in[:, 1:].to(torch.int32),  # (B, U), padding replaced by the blank
-            out_lengths.to(torch.int32),
-            target_lengths.to(torch.int32),
-            blank=self.blank,
-            reduction="none",
-        )
+        else:
+            logits = self.joint(f.unsqueeze(2), g.unsqueeze(1)).float()  # (B, T', U+1, V)
+            loss = transducer_loss(
+                logits,
+                labels_in[:, 1:].to(torch.int32),  # (B, U), padding replaced by the blank
+                out_lengths.to(torch.int32),
+                target_lengths.to(torch.int32),
+                blank=self.blank,
+                reduction="none",
+            )
+        if self.config.ctc_loss_scale and self.training:
+            loss = loss + self.config.ctc_loss_scale * self.auxiliary_ctc_nll(
+                h, enc_lengths, labels_in[:, 1:], target_lengths)
+        return loss
+
+    def auxiliary_ctc_nll(
+        self, h: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+        target_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """CTC loss of the encoder outputs h (B, T_enc, H_enc) through ``ctc_output``, per
+        utterance (B,) float32; 0 where the utterance has too few frames for its labels."""
+        log_probs = self.ctc_output(h).float().log_softmax(dim=-1)  # (B, T_enc, V)
+        return ctc_loss(log_probs.transpose(0, 1), targets, lengths, target_lengths,
+                        blank=self.blank, reduction="none", zero_infinity=True)
 
     def _pruned_loss(
         self, f: torch.Tensor, g: torch.Tensor, targets: torch.Tensor,
