@@ -211,7 +211,9 @@ class TransducerModel(nn.Module):
             target_lengths: (B,) int64 valid labels.
 
         Returns:
-            (B,) float32 negative log-likelihood of each utterance (summed, not normalized).
+            (B,) float32 negative log-likelihood of each utterance (summed, not normalized); in
+            training mode plus the pruned model's additive-joint loss and the auxiliary CTC loss,
+            each scaled as configured.
 
         Raises:
             TensorInputError: the inputs do not fit the model, or (LossInputError) the loss.
