@@ -14,7 +14,7 @@ from seqkit.cli.exits import TERMINATED
 from seqkit.cli.main import app
 from seqkit.data.phones import PHONES_39
 from seqkit.data.splits import SPLITS_FILE
-from seqkit.demo import MIN_TRAIN_SHARE, training_minutes
+from seqkit.demo import MIN_TRAIN_SHARE, left_out, training_minutes
 from seqkit.training.trainer import KILL_HOOK
 
 pytestmark = pytest.mark.slow
@@ -83,3 +83,15 @@ def test_short_demo_writes_a_complete_report_and_resumes_from_its_cache(
     resumed = CliRunner().invoke(app, args)
     assert resumed.exit_code == 0, resumed.output
     assert (out / "report.json").exists()
+
+
+def test_demo_names_the_voice_engines_it_leaves_out_and_what_to_install() -> None:
+    status = {"espeak": None, "piper": None,
+              "flite": "flite is not installed: install the Debian package flite",
+              "festival": "festival is not installed: install the Debian package festival"}
+    assert left_out(("espeak", "piper"), status) == [
+        "leaving out flite's voices of people: flite is not installed: install the Debian "
+        "package flite",
+        "leaving out festival's voices of people: festival is not installed: install the Debian "
+        "package festival"]
+    assert left_out(("espeak", "piper", "flite", "festival"), {k: None for k in status}) == []
