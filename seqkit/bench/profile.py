@@ -40,7 +40,6 @@ from seqkit.losses.pruned import (
     pruned_lattice,
     simple_lattice,
 )
-from seqkit.models.encoder import stack_frames
 from seqkit.models.transducer import start_with_blank
 from seqkit.progress import ProgressFn
 from seqkit.training import load_recipe
@@ -137,8 +136,8 @@ class _Encoded:
         with clock("encoder fwd"):
             self.h, self.h_lengths = model.encoder(batch.feats, batch.feat_lengths)
             self.h_in = _leaf(self.h)
-            # model.encode's stacking, from the leaf: the joint's gradient reaches h_in
-            f, self.lengths = stack_frames(self.h_in, self.h_lengths, model.config.joint_stride)
+            # model.encode's second half, from the leaf: the joint's gradient reaches h_in
+            f, self.lengths = model.joint_frames(self.h_in, self.h_lengths)
             self.f = f[:, : int(self.lengths.max())]
         self.f_in = _leaf(self.f)
 

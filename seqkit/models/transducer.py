@@ -160,8 +160,14 @@ class TransducerModel(nn.Module):
         Raises:
             TensorInputError: the features do not fit the model.
         """
-        h, lengths = self.encoder(feats, feat_lengths)  # (B, T_enc, H_enc), zero past lengths
-        # the encoder's frame stacking again, on its outputs: (B, T', joint_stride * H_enc)
+        return self.joint_frames(*self.encoder(feats, feat_lengths))
+
+    def joint_frames(
+        self, h: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The joint's frames from the encoder's outputs h (B, T_enc, H_enc), zero past
+        ``lengths``: the encoder's frame stacking again, ``joint_stride`` outputs side by side;
+        f (B, T', joint_stride * H_enc) and (B,) int64 lengths."""
         return stack_frames(h, lengths, self.config.joint_stride)
 
     def predict(
@@ -223,7 +229,7 @@ class TransducerModel(nn.Module):
                 f"expected targets (B, U) with B = {feats.shape[0]}, found {tuple(targets.shape)}"
             )
         h, enc_lengths = self.encoder(feats, feat_lengths)  # (B, T_enc, H_enc)
-        f, out_lengths = stack_frames(h, enc_lengths, self.config.joint_stride)  # as encode()
+        f, out_lengths = self.joint_frames(h, enc_lengths)  # as encode(), keeping h for CTC
         target_lengths = target_lengths.to(device=targets.device, dtype=torch.long)
         # trim both axes to the longest valid sequence: the joint is (B, T', U+1, V)
         frames = int(out_lengths.max()) if out_lengths.numel() else 0
