@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from seqkit.bench import ctc_loss, gpu, transducer_loss
 from seqkit.cli.main import app
-from seqkit.errors import ConfigError, CorpusError
+from seqkit.errors import BackendUnavailableError, ConfigError, CorpusError
+from seqkit.training.trainer import cpu_has_native_bf16
 
 runner = CliRunner()
 TINY_MODEL = ("model.encoder.layers=1", "model.encoder.hidden=16", "model.predictor.embed=8",
@@ -150,6 +151,9 @@ def test_kernel_timing_runs_our_triton_kernels_on_tiny_cpu_shapes_under_the_inte
         assert row["ours_peak_mib"] is None and row["peer_peak_mib"] is None  # CUDA only
 
 
+@pytest.mark.skipif(not cpu_has_native_bf16(),
+                    reason="this CPU has no bfloat16 LSTM (AVX512-BF16/AMX): the refusal test "
+                           "covers it")
 def test_autocast_stage_compares_bf16_with_float32_on_cpu_with_tiny_models():
     output = gpu.compare_autocast(device="cpu", precisions=("bf16",), steps=2,
                                   overrides=TINY_MODEL, batch=(2, 30, 4))
@@ -158,6 +162,13 @@ def test_autocast_stage_compares_bf16_with_float32_on_cpu_with_tiny_models():
     for row in output.rows:
         assert math.isfinite(row["max rel diff"]) and row["scaler skipped"] == 0
     assert output.problem is None or "beyond tolerance" in output.problem
+
+
+def test_autocast_stage_refuses_a_cpu_without_a_bfloat16_lstm_in_one_line(monkeypatch):
+    monkeypatch.setattr(gpu, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(BackendUnavailableError, match="no bfloat16 LSTM .* AVX2-only CPU"):
+        gpu.compare_autocast(device="cpu", precisions=("bf16",), steps=1,
+                             overrides=TINY_MODEL, batch=(2, 30, 4))
 
 
 def test_training_stages_are_skipped_when_the_corpus_stage_fails(tmp_path, monkeypatch):

@@ -54,6 +54,7 @@ from seqkit.progress import ProgressFn
 from seqkit.synth.corpus import synthesize_corpus
 from seqkit.training import TrainSummary, load_recipe, read_run_log, train
 from seqkit.training.pretrain import PretrainedTransducerRecipes, train_pretrained_transducer
+from seqkit.training.trainer import cpu_has_native_bf16
 
 # B, T, U, V of the transducer benchmark that GPU transducer losses are usually compared on
 # (the shape of the warp-transducer / k2 / NeMo loss benchmarks).
@@ -350,6 +351,10 @@ def compare_autocast(
         batch: (B, T, U) of the random batch: frames of 123-dim features, labels per utterance.
     """
     target = torch.device(device)
+    if target.type == "cpu" and not cpu_has_native_bf16():
+        raise BackendUnavailableError(
+            "bf16 autocast on this CPU: oneDNN has no bfloat16 LSTM without AVX512-BF16 or AMX "
+            "(an AVX2-only CPU); compare autocast on CUDA")
     rows: list[dict[str, Any]] = []
     for name in recipes:
         recipe = load_recipe(name, [*overrides, "model.encoder.dropout=0",

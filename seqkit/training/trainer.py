@@ -20,6 +20,7 @@ removes the noise, clips and updates. Only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -753,13 +754,29 @@ def autocast_dtype(recipe: RecipeConfig, device: torch.device) -> torch.dtype | 
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX).
+    """Whether this CPU trains an LSTM in bfloat16 in hardware (AVX512-BF16 or AMX).
 
     There, bf16 autocast trains the synth recipes' models ~1.5x faster than float32
-    (``seqkit bench train --amp``, BENCHMARKS.md).
+    (``seqkit bench train --amp``, BENCHMARKS.md). The CPU flags alone are not enough: oneDNN
+    has no bf16 LSTM below AVX-512 (an AVX2-only CPU, or ``ONEDNN_MAX_CPU_ISA=AVX2``), so a
+    one-step bf16 LSTM is tried once and its failure means no.
     """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    if not any(getattr(torch.cpu, name, lambda: False)() for name in checks):
+        return False
+    return _bf16_lstm_runs()
+
+
+@functools.cache
+def _bf16_lstm_runs() -> bool:
+    """Whether oneDNN builds a bfloat16 LSTM here (a 1-frame, 1-unit forward under autocast)."""
+    lstm = torch.nn.LSTM(1, 1)
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 1))
+    except RuntimeError:  # "could not create a primitive descriptor for the LSTM forward ..."
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
