@@ -31,8 +31,9 @@ def _results_table(report: DemoReport) -> Table:
     training = report.training
     rows = [
         (f"PER (39 phones, test voices), {report.search}", _percent(report.per_pct)),
-        ("PER (39 phones), greedy", _percent(report.per_greedy_pct)),
+        ("PER (39 phones, test voices), greedy", _percent(report.per_greedy_pct)),
         ("PER (61 phones)", _percent(report.per61_pct)),
+        ("PER (39 phones, dev voices, best epoch), greedy", _percent(training.best_dev_per_pct)),
         (
             "substitutions / deletions / insertions",
             f"{report.sub} / {report.dels} / {report.ins} of {report.ref_phones}",
