@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import inspect
 import json
 import os
@@ -356,13 +357,16 @@ def _stream(url: str, part: Path, progress: ProgressFn | None, name: str) -> int
                 f.seek(offset)
                 f.truncate()
                 _copy(response, f, f"{name}: download (MB)", offset, total, progress)
+        if total is not None and part.stat().st_size < total:
+            raise ConnectionError(f"the connection closed at byte {part.stat().st_size} of {total}")
     except urllib.error.HTTPError as err:
         if err.code == 416 and offset:  # nothing after the end: the .part is whole already
             return offset
         raise DownloadError(
             f"cannot download {url} (HTTP {err.code} {err.reason}): check the URL or --mirror"
         ) from None
-    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as err:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError,
+            http.client.HTTPException) as err:
         kept = part.stat().st_size if part.is_file() else 0
         reason = getattr(err, "reason", None) or err
         raise DownloadError(

@@ -133,7 +133,7 @@ def prepare_any(
     reader = find_reader(corpus_dir, corpus)
     if reader != LIBRISPEECH and (train or dev or test):
         raise ConfigError(
-            f"--subsets, --dev and --test choose LibriSpeech subsets, but {corpus_dir} is read "
+            f"--subsets, --dev and --test are for LibriSpeech layouts, but {corpus_dir} is read "
             f"as {reader}: drop them"
         )
     if reader == TIMIT:
