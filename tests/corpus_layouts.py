@@ -124,8 +124,9 @@ def textgrid(intervals: list[tuple[float, float, str]], tier: str = "phones") ->
                   f'        name = "{name}"', "        xmin = 0", f"        xmax = {end}",
                   f"        intervals: size = {len(items)}"]
         for i, (start, stop, label) in enumerate(items, 1):
+            quoted = '"' + label.replace('"', '""') + '"'  # Praat doubles a quote
             lines += [f"        intervals [{i}]:", f"            xmin = {start}",
-                      f"            xmax = {stop}", "            text = \"" + label.replace('"', '""') + '"']
+                      f"            xmax = {stop}", f"            text = {quoted}"]
     return "\n".join(lines) + "\n"
 
 
