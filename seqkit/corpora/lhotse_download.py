@@ -275,10 +275,15 @@ def download_recipe(
                                      force=force_download, progress=progress))
 
     with output_lock(out, command="seqkit data download"):
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
             with _routed(download, fetch), quiet():
                 corpus = download(out, **options)
+        except BaseException:
+            if created and not any(out.iterdir()):  # a failed first try leaves no empty folder
+                out.rmdir()
+            raise
         finally:
             if fetched:
                 _record(out, fetched)
