@@ -21,6 +21,7 @@ from corpus_layouts import (
 )
 from typer.testing import CliRunner
 
+from seqkit.bench import prepare as prepare_bench
 from seqkit.cli.main import app
 from seqkit.corpora.phone_alignment import timit_segments, timit_symbol
 from seqkit.corpora.sources import prepare_any
@@ -218,6 +219,13 @@ def test_lhotse_and_seqkit_timit_readers_give_the_same_phones(synthesized, tmp_p
     assert [s.utterances for s in ours.splits] == [s.utterances for s in theirs.splits]
     # --corpus timit is seqkit's own reader, as without --corpus.
     assert prepare_any(synthesized, tmp_path / "own", corpus="timit").splits == ours.splits
+
+
+def test_bench_prepare_lhotse_times_both_readers_on_one_corpus(synthesized) -> None:
+    rows = prepare_bench.run_timit_readers(corpus=synthesized)
+    assert [r["reader"] for r in rows] == ["seqkit (timit)", "lhotse (lhotse:timit)"]
+    assert rows[0]["utterances"] == rows[1]["utterances"] == 15 and rows[0]["x seqkit"] == 1.0
+    assert all(r["wall s"] > 0 for r in rows)
 
 
 def test_all_to_test_puts_a_timit_tree_in_test_without_stats(synthesized, tmp_path) -> None:
