@@ -238,7 +238,7 @@ _SkipBad = Annotated[
 
 @app.command(
     "prepare",
-    epilog="Examples: seqkit data synth corpus && seqkit data prepare corpus prepared. "
+    epilog="Example: seqkit data synth corpus && seqkit data prepare corpus prepared. "
     "LibriSpeech: seqkit data prepare librispeech prepared/ls100 --subsets train-clean-100. "
     "CMU ARCTIC (lhotse): seqkit data prepare cmu_arctic prepared/arctic --corpus cmu_arctic. "
     "Your recordings: seqkit data prepare data/mine prepared/mine --all-to train "
