@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from seqkit.bench import prepare as prepare_bench
 from seqkit.cli.main import app
+from seqkit.corpora import source_prepare
 from seqkit.corpora.phone_alignment import timit_segments, timit_symbol
 from seqkit.corpora.sources import prepare_any
 from seqkit.corpora.textgrid import read_tiers
@@ -153,6 +154,17 @@ def test_kaldi_data_dirs_are_found_without_corpus(layouts, tmp_path, layout) -> 
         assert summary["audio_written"] == 0
         assert all(Path(u.audio).parent == layouts / layout / "audio" for u in utts.values())
     assert utts["spk1-u0"].text == SENTENCES[0].upper()
+
+
+def test_parallel_prepare_writes_what_one_process_writes(layouts, tmp_path, monkeypatch):
+    monkeypatch.setattr(source_prepare, "_CHUNK", 2)  # 6 utterances: 3 worker tasks per split
+    serial = prepare_any(layouts / "kaldi_segments", tmp_path / "one", jobs=1, all_to="train")
+    parallel = prepare_any(layouts / "kaldi_segments", tmp_path / "two", jobs=2, all_to="train")
+    one, two = (read_manifest(tmp_path / name / "train.jsonl") for name in ("one", "two"))
+    assert [(u.id, u.samples, u.phones) for u in one] == [(u.id, u.samples, u.phones) for u in two]
+    assert serial.stats_frames == parallel.stats_frames
+    assert (tmp_path / "one" / "stats.json").read_text() == (
+        tmp_path / "two" / "stats.json").read_text()
 
 
 def test_a_kaldi_folder_of_split_dirs_keeps_its_splits(layouts, tmp_path) -> None:
