@@ -203,6 +203,24 @@ def prepare(
     _render("LibriSpeech prepare: wall time on this machine", rows, fmt)
 
 
+@app.command("prepare-lhotse",
+             epilog="Example: seqkit bench prepare-lhotse --corpus demo/corpus --repeats 3")
+def prepare_lhotse(
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="A synthesized corpus to read (default: synthesize 112 espeak-ng "
+                     "speakers x 18 sentences = 2,016 utterances first)."),
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Runs per reader; the fastest is kept.")] = 1,
+    fmt: _Format = TableFormat.table,
+) -> None:
+    """prepare of a synthesized TIMIT-layout corpus: lhotse's timit recipe against seqkit's own
+    reader (same corpus, same process, one job each; the phones they write are checked equal)."""
+    with rich_progress(transient=True) as progress:
+        rows = prepare_bench.run_timit_readers(corpus=corpus, repeats=repeats, progress=progress)
+    _render("TIMIT-layout prepare: lhotse's reader against seqkit's", rows, fmt)
+
+
 @app.command(
     epilog="Example: seqkit bench stream --ctc runs/ctc_stream --transducer runs/trans_stream; "
     "seqkit bench stream --long 6 --beam 4"

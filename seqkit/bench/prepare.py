@@ -104,3 +104,90 @@ def run(
         return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The synthesized corpus `seqkit bench prepare-lhotse` times: 112 espeak-ng speakers x 18
+# sentences = 2,016 utterances (the issue's "2,000-utterance synthesized corpus").
+READERS_SPEAKERS = 112
+READERS_SENTENCES = 18
+
+
+def run_timit_readers(
+    *,
+    corpus: Path | None = None,
+    speakers: int = READERS_SPEAKERS,
+    sentences: int = READERS_SENTENCES,
+    repeats: int = 1,
+    workdir: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Time ``prepare`` of one synthesized TIMIT-layout corpus by seqkit's reader and lhotse's.
+
+    Both write a prepared folder from the same corpus in this process (one job each): seqkit's
+    TIMIT reader (:func:`seqkit.corpora.timit.prepare.prepare_corpus`) and lhotse's ``timit``
+    recipe through :func:`seqkit.corpora.sources.prepare_any` (``--corpus lhotse:timit``), which
+    also checks that they wrote the same phones. Each is run ``repeats`` times, alternating, and
+    the fastest run is kept. lhotse is imported before the clock starts (about 1.5 s, once per
+    process, not per corpus).
+
+    Args:
+        corpus: an existing synthesized corpus (e.g. ``demo/corpus``); None synthesizes one with
+            espeak-ng (``speakers`` x ``sentences``, seed 0) in a temporary folder first.
+
+    Returns:
+        One row per reader: utterances, wall and CPU seconds, utterances per second, the ratio
+        of its wall time to seqkit's, and the load average.
+
+    Raises:
+        CorpusError: the two readers disagree on an utterance's phones.
+    """
+    from seqkit.corpora.lhotse_manifests import import_lhotse
+    from seqkit.corpora.sources import prepare_any
+    from seqkit.corpora.timit.prepare import prepare_corpus
+    from seqkit.data.manifest import read_manifest
+    from seqkit.errors import CorpusError
+    from seqkit.synth.corpus import synthesize_corpus
+
+    root = Path(tempfile.mkdtemp(prefix="seqkit-bench-readers-", dir=workdir))
+    try:
+        if corpus is None:
+            corpus = root / "corpus"
+            synthesize_corpus(corpus, speakers=speakers, sentences=sentences, seed=0,
+                              engines=("espeak",), jobs=os.cpu_count() or 1, progress=progress)
+        import_lhotse()
+        readers = {
+            "seqkit (timit)": lambda out: prepare_corpus(corpus, out),
+            "lhotse (lhotse:timit)": lambda out: prepare_any(corpus, out, corpus="lhotse:timit",
+                                                             jobs=1),
+        }
+        best: dict[str, tuple[float, float, int]] = {}
+        for n in range(repeats):
+            for name, prepare in readers.items():
+                out = root / f"{name.split()[0]}-{n}"
+                cpu = resource.getrusage(resource.RUSAGE_SELF)
+                start = time.perf_counter()
+                summary = prepare(out)
+                seconds = time.perf_counter() - start
+                cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+                cpu_s = (cpu_end.ru_utime - cpu.ru_utime) + (cpu_end.ru_stime - cpu.ru_stime)
+                count = sum(s.utterances for s in summary.splits)
+                if name not in best or seconds < best[name][0]:
+                    best[name] = (seconds, cpu_s, count)
+        ours = {u.id: u.phones for split in ("train", "dev", "test")
+                for u in read_manifest(root / "seqkit-0" / f"{split}.jsonl")}
+        theirs = {u.id.replace("-", "_"): u.phones for split in ("train", "dev", "test")
+                  for u in read_manifest(root / "lhotse-0" / f"{split}.jsonl")}
+        if ours != theirs:
+            raise CorpusError("seqkit's and lhotse's TIMIT readers wrote different phones")
+        base = best["seqkit (timit)"][0]
+        return [{
+            "reader": name,
+            "utterances": count,
+            "wall s": round(seconds, 2),
+            "cpu s": round(cpu_s, 2),
+            "utt/s": round(count / seconds, 1),
+            "x seqkit": round(seconds / base, 2),
+            "load avg": round(os.getloadavg()[0], 1),
+        } for name, (seconds, cpu_s, count) in best.items()]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

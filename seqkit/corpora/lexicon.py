@@ -22,9 +22,12 @@ dictionary writes ``ah l``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
+from seqkit.atomic import write_atomic
 from seqkit.data.cmudict import read_cmudict
 from seqkit.data.phones import PHONES_39, fold_phones
 from seqkit.errors import CorpusError
@@ -51,9 +54,37 @@ if not LEXICON_PHONES <= set(PHONES_39):  # a programming error in this table, c
     raise RuntimeError(f"not TIMIT-39: {sorted(LEXICON_PHONES - set(PHONES_39))}")
 
 
+# Non-speech marks of transcripts ([noise], <unk>, (laughs)): not words.
+_MARK = re.compile(r"^[\[<({].*[\]>)}]$")
+# What separates words besides spaces: hyphens, slashes, dashes.
+_SEPARATORS = re.compile(r"[\s\-\u2010-\u2015/]+")
+# Punctuation around a word (quotes, commas, stops, brackets); an apostrophe inside stays.
+_EDGE = "\"'.,;:!?()[]{}\u2018\u2019\u201c\u201d\u00ab\u00bb*_"
+
+
 def normalize_word(word: str) -> str:
     """The dictionary key of a transcript word: lower case (``DON'T`` -> ``don't``)."""
     return word.lower()
+
+
+def transcript_words(text: str) -> list[str]:
+    """The words of a free-form transcript, for the dictionary.
+
+    LibriSpeech's transcripts are bare upper-case words; other corpora write punctuation
+    (``Printing, in the only sense``), hyphenated compounds and non-speech marks (``[noise]``,
+    ``<unk>``). Words are split at spaces, hyphens and slashes, stripped of surrounding
+    punctuation, and marks and tokens without a letter or digit are dropped; digits stay
+    (espeak-ng reads ``1839`` as a number).
+    """
+    words: list[str] = []
+    for token in text.split():
+        if _MARK.match(token):
+            continue
+        for part in _SEPARATORS.split(token):
+            word = part.strip(_EDGE)
+            if any(c.isalnum() for c in word):
+                words.append(word)
+    return words
 
 
 def load_cmudict() -> dict[str, tuple[str, ...]]:
@@ -149,3 +180,9 @@ def pronounce_words(
         for word in oov:
             phones[word] = letter_to_sound.pronounce(word)
     return Pronunciations(phones, frozenset(oov))
+
+
+def write_oov(path: Path, pronunciations: Pronunciations) -> None:
+    """``oov.tsv``: each word the dictionary lacks and the phones espeak-ng gave it, sorted."""
+    lines = [f"{w}\t{' '.join(pronunciations.phones[w])}\n" for w in sorted(pronunciations.oov)]
+    write_atomic(path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))

@@ -8,7 +8,11 @@ common, which training and evaluation read the same way for every corpus::
     stats.json                           global CMVN statistics on train + the FeatureConfig
                                          (none for an evaluation-only corpus: nothing to train)
     skipped.json                         with skip_bad only: each skipped utterance and why
-    (a corpus's own records, e.g. LibriSpeech's oov.tsv, written before write_prepared)
+    (a corpus's own records, written before write_prepared: LibriSpeech's oov.tsv; for lhotse
+    and Kaldi corpora splits.json, the speakers of each split and the rule, and oov.tsv)
+    audio/                               lhotse / Kaldi corpora only: utterances cut from longer
+                                         recordings or resampled, 16-bit FLAC at the front end's
+                                         rate (manifests name them by absolute path)
     checksums.json                       length and SHA-256 of each file above, written last;
                                          readers verify what they read (seqkit.data.checksums)
 

@@ -31,7 +31,7 @@ from typing import Any
 import soundfile
 import torch
 
-from seqkit.atomic import check_output_dir, staged_dir, write_atomic
+from seqkit.atomic import check_output_dir, staged_dir
 from seqkit.audio.features import (
     FeatureConfig,
     FeatureStats,
@@ -40,7 +40,7 @@ from seqkit.audio.features import (
     one_torch_thread,
 )
 from seqkit.audio.load import load_audio
-from seqkit.corpora.lexicon import Pronunciations, normalize_word, pronounce_words
+from seqkit.corpora.lexicon import Pronunciations, normalize_word, pronounce_words, write_oov
 from seqkit.corpora.librispeech.layout import (
     LIBRISPEECH_SUBSETS,
     LibriLayout,
@@ -50,12 +50,13 @@ from seqkit.corpora.librispeech.layout import (
     read_folder,
 )
 from seqkit.corpora.prepared import PrepareSummary, SkippedUtterance, write_prepared
+from seqkit.corpora.train_stats import merge_stats, stats_sample
 from seqkit.data.manifest import Utterance
+from seqkit.data.splits import merge_splits
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
 from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
 
-STATS_UTTERANCES = 2000  # train utterances (about 7 h of LibriSpeech) the CMVN stats use
 _CHUNK = 64  # utterances per worker task: progress granularity vs. pickling overhead
 
 
@@ -111,6 +112,7 @@ def prepare_librispeech(
     jobs: int = 1,
     skip_bad: bool = False,
     force: bool = False,
+    all_to: str | None = None,
     progress: ProgressFn | None = None,
 ) -> LibriPrepareSummary:
     """Write phone manifests and feature statistics for a LibriSpeech / Libri-Light corpus.
@@ -126,6 +128,8 @@ def prepare_librispeech(
         skip_bad: leave out utterances whose audio is missing or unreadable (listed in
             skipped.json) instead of stopping. Default: False.
         force: replace an existing non-empty ``out_dir``. Default: False.
+        all_to: put the utterances of every chosen subset in this split (train, dev or test);
+            without train there is no ``stats.json``.
         progress: called as ``progress(description, done, total)``.
 
     Returns:
@@ -151,6 +155,8 @@ def prepare_librispeech(
         check_output_dir(out, force=force)
         subsets = choose_subsets(layout, tuple(train) if train is not None else None, dev, test)
         splits = _read_splits(layout, subsets)
+        if all_to is not None:
+            splits = merge_splits(splits, all_to)
         pronunciations = pronounce_words(
             w for utts in splits.values() for u in utts for w in u.words)
         with staged_dir(out) as tmp:  # published when the block ends, deleted on an error
@@ -197,7 +203,7 @@ def _prepare_into(
     stats: FeatureStats | None = None
     stats_count = 0
     for split, utts in splits.items():
-        sample = _stats_sample(len(utts)) if split == "train" else frozenset()
+        sample = stats_sample(len(utts)) if split == "train" else frozenset()
         stats_count = len(sample) if split == "train" else stats_count
         results, parts = _read_audio(utts, sample, features, jobs, f"{split}: audio", progress)
         manifests[split] = []
@@ -208,10 +214,9 @@ def _prepare_into(
                 skipped.append(SkippedUtterance(utt.id, split, str(utt.audio), result))
                 continue
             manifests[split].append(_utterance(utt, result, pronunciations))
-        if split == "train":
-            stats = _merge_stats(parts, corpus)
-    assert stats is not None  # choose_subsets always yields a train split
-    _write_oov(tmp / "oov.tsv", pronunciations)  # before write_prepared: its checksums cover it
+        if split == "train" and utts:
+            stats = merge_stats(parts, corpus)
+    write_oov(tmp / "oov.tsv", pronunciations)  # before write_prepared: its checksums cover it
     summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
                                skip_bad=skip_bad, corpus=corpus, extra=["oov.tsv"])
     tokens = [word for utts in splits.values() for u in utts for word in u.words]
@@ -222,20 +227,13 @@ def _prepare_into(
         "features": features,
         "splits": summaries,
         "skipped": tuple(skipped),
-        "stats_frames": stats.frames,
+        "stats_frames": stats.frames if stats is not None else 0,
         "words": len(pronunciations.phones),
         "oov_words": len(pronunciations.oov),
         "oov_tokens": oov_tokens,
         "tokens": len(tokens),
         "stats_utterances": stats_count,
     }
-
-
-def _stats_sample(count: int) -> frozenset[int]:
-    """Indices of an evenly spaced sample of at most STATS_UTTERANCES of ``count``."""
-    if count <= STATS_UTTERANCES:
-        return frozenset(range(count))
-    return frozenset(i * count // STATS_UTTERANCES for i in range(STATS_UTTERANCES))
 
 
 def _utterance(utt: LibriUtterance, header: tuple[int, int], lexicon: Pronunciations) -> Utterance:
@@ -333,31 +331,3 @@ def _header(path: Path | None) -> tuple[int, int]:
     if info.frames <= 0:
         raise AudioError(f"audio file {path} has no samples: unpack the archive again")
     return int(info.frames), int(info.samplerate)
-
-
-def _merge_stats(parts: list[FeatureStats], corpus: Path) -> FeatureStats:
-    """One FeatureStats from per-chunk ones (Chan et al.'s pairwise merge of moments)."""
-    if not parts:
-        raise CorpusError(f"{corpus}: no usable train utterance to compute feature statistics on")
-    count, mean, m2 = 0, None, None
-    for part in parts:
-        n = part.frames
-        part_mean = part.mean.double()
-        part_m2 = part.std.double() ** 2 * n
-        if mean is None or m2 is None:
-            count, mean, m2 = n, part_mean, part_m2
-            continue
-        total = count + n
-        delta = part_mean - mean
-        mean = mean + delta * (n / total)
-        m2 = m2 + part_m2 + delta**2 * (count * n / total)
-        count = total
-    assert mean is not None and m2 is not None
-    std = (m2 / count).sqrt().clamp_min(FeatureStats.STD_FLOOR)
-    return FeatureStats(mean=mean.float(), std=std.float(), frames=count)
-
-
-def _write_oov(path: Path, pronunciations: Pronunciations) -> None:
-    lines = [f"{w}\t{' '.join(pronunciations.phones[w])}\n" for w in sorted(pronunciations.oov)]
-    write_atomic(path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
-

@@ -34,7 +34,7 @@ from seqkit.corpora.timit.layout import (
     split_utterances,
 )
 from seqkit.data.manifest import Utterance
-from seqkit.data.splits import SPLITS
+from seqkit.data.splits import SPLITS, merge_splits
 from seqkit.errors import AudioError, ConfigError, CorpusError, SeqkitError
 from seqkit.locks import output_lock
 from seqkit.progress import ProgressFn
@@ -47,6 +47,7 @@ def prepare_corpus(
     features: FeatureConfig = FeatureConfig(),
     skip_bad: bool = False,
     force: bool = False,
+    all_to: str | None = None,
     progress: ProgressFn | None = None,
 ) -> PrepareSummary:
     """Read and check a TIMIT-layout corpus; write manifests and train feature statistics.
@@ -64,6 +65,8 @@ def prepare_corpus(
         skip_bad: leave out utterances that fail their checks (listed in ``skipped.json``)
             instead of stopping at the first. Default: False.
         force: replace an existing non-empty ``out_dir``. Default: False.
+        all_to: put every utterance (SA sentences aside) in this split (train, dev or test)
+            instead of the corpus's splits; without train there is no ``stats.json``.
         progress: called as ``progress(description, done, total)`` while utterances are read.
 
     torch runs single-threaded during the call (restored after): per-utterance feature
@@ -84,9 +87,15 @@ def prepare_corpus(
     # the lock first: a second prepare into OUT fails now instead of replacing the first's
     with output_lock(out, command="seqkit data prepare"):
         check_output_dir(out, force=force)
-        splits = split_utterances(corpus, find_utterances(corpus))
+        utterances = find_utterances(corpus)
+        if all_to is not None:
+            splits = merge_splits(
+                {"train": [u for u in utterances if not u.is_dialect_sentence]}, all_to)
+        else:
+            splits = split_utterances(corpus, utterances)
         with staged_dir(out) as tmp, one_torch_thread():  # published when the block ends
-            summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, progress)
+            summary = _prepare_into(tmp, corpus, out, splits, features, skip_bad, all_to,
+                                    progress)
     return summary
 
 
@@ -97,6 +106,7 @@ def _prepare_into(
     splits: dict[str, list[UtteranceFiles]],
     features: FeatureConfig,
     skip_bad: bool,
+    all_to: str | None,
     progress: ProgressFn | None,
 ) -> PrepareSummary:
     skipped: list[SkippedUtterance] = []
@@ -132,19 +142,21 @@ def _prepare_into(
             assert feats is not None  # read_split computes them for train
             yield feats
 
-    evaluation_only = not splits["train"] and any(
-        u.part == NLTK_SAMPLE_PART for u in splits["test"]
-    )
+    nltk = any(u.part == NLTK_SAMPLE_PART for name in SPLITS for u in splits[name])
+    evaluation_only = not splits["train"] and (nltk or all_to is not None)
     stats = None if evaluation_only else _train_stats(corpus, train_features(), skipped, manifests)
     for name in ("dev", "test"):
         manifests[name] = [utterance for utterance, _ in read_split(name)]
     summaries = write_prepared(tmp, manifests, features=features, stats=stats, skipped=skipped,
                                skip_bad=skip_bad, corpus=corpus)
-    note = (
-        "NLTK TIMIT sample: every utterance is in test (its speakers are TIMIT training "
-        "speakers): an evaluation set for models not trained on TIMIT; no stats.json"
-        if evaluation_only else ""
-    )
+    if all_to is not None:
+        note = f"every utterance in {all_to} (--all-to)" + (
+            ": an evaluation set; no stats.json" if evaluation_only else "")
+    elif evaluation_only:
+        note = ("NLTK TIMIT sample: every utterance is in test (its speakers are TIMIT training "
+                "speakers): an evaluation set for models not trained on TIMIT; no stats.json")
+    else:
+        note = ""
     return PrepareSummary(
         corpus_dir=corpus.resolve(),
         out_dir=out.resolve(),
