@@ -326,3 +326,90 @@ def test_kernels_run_on_the_tensors_device_not_the_current_one(loss):
         found = _loss_and_grad(LossBackend("triton", "cuda:1"), loss, data, targets, lengths)
     torch.testing.assert_close(found[0], expected[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(found[1], expected[1], rtol=1e-5, atol=1e-6)
+
+
+def _spill_report(cache: str) -> dict[str, int]:
+    """Compile each loss kernel for sm_90 at the widths the launches use; spilled bytes by config.
+
+    Needs no GPU: Triton compiles to PTX in-process and its wheel ships ptxas, whose ``-v``
+    report gives the spills. Run without ``TRITON_INTERPRET`` (see the test below).
+    """
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.compiler import ASTSource
+
+    from seqkit.losses.kernels import ctc, transducer
+    from seqkit.losses.kernels.launch import num_warps_for
+
+    os.environ["TRITON_CACHE_DIR"] = cache
+    index_args = {"targets_ptr", "input_lengths_ptr", "target_lengths_ptr", "logit_lengths_ptr",
+                  "order_ptr", "sorted_ptr"}
+
+    def spills(kernel, constexprs: dict, num_warps: int) -> int:
+        signature = {
+            name: "constexpr" if name in constexprs else
+            ("*i64" if name in index_args else "*fp32") if name.endswith("_ptr") else
+            "fp32" if name == "log_zero" else "i32"
+            for name in kernel.arg_names
+        }
+        compiled = triton.compile(ASTSource(kernel, signature, constexprs),
+                                  target=GPUTarget("cuda", 90, 32),
+                                  options={"num_warps": num_warps})
+        with tempfile.TemporaryDirectory() as folder:
+            ptx = os.path.join(folder, "kernel.ptx")
+            with open(ptx, "w") as file:
+                file.write(compiled.asm["ptx"])
+            report = subprocess.run(
+                [get_ptxas(90).path, "-arch=sm_90a", "-v", ptx, "-o", ptx + ".cubin"],
+                capture_output=True, text=True, check=True)
+        found = re.findall(r"(\d+) bytes spill stores", report.stdout + report.stderr)
+        assert found, report.stdout + report.stderr
+        return sum(int(n) for n in found)
+
+    acc = {"ACC": tl.float32}
+    report = {}
+    for block in (16, 512, 2048, 4096):
+        warps = num_warps_for(block)
+        report[f"ctc alpha {block}"] = spills(ctc._ctc_alpha_kernel, {"BLOCK": block, **acc},
+                                              warps)
+        report[f"ctc beta {block}"] = spills(
+            ctc._ctc_beta_grad_kernel, {"BLOCK": block, "LABEL_BLOCK": block // 2, **acc}, warps)
+    for block in (8, 512, 2048):
+        report[f"transducer alpha/beta {block}"] = spills(
+            transducer._alpha_beta_kernel, {"BLOCK_U": block, **acc}, num_warps_for(block))
+    rows = {"BLOCK_R": 4, "BLOCK_V": 1024, **acc}
+    for fused in (True, False):
+        report[f"transducer lattice fused={fused}"] = spills(
+            transducer._lattice_kernel, {"FUSED": fused, **rows}, transducer._ROW_WARPS)
+        report[f"transducer gradient fused={fused}"] = spills(
+            transducer._gradient_kernel,
+            {"FUSED": fused, "CLAMP": True, "CLAMP_VALUE": 1.0, **rows}, transducer._ROW_WARPS)
+    return report
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_a_gpu_without_register_spills(tmp_path):
+    """Findings 5 and 8 and the compiled path as a whole, without a GPU: every kernel compiles
+    for sm_90 (the interpreter checks no types: a kernel can pass every interpreted test and
+    still fail to compile), and the warps chosen for its width keep spills under 256 bytes.
+    CTC at 2S+1 = 4096 lanes with the old cap of 4 warps spilled 1.6 KB a thread."""
+    import json
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = ("import json, sys; from test_kernel_safety import _spill_report; "
+            "print(json.dumps(_spill_report(sys.argv[1])))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=Path(__file__).parent,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(report) == 15
+    assert max(report.values()) < 256, report
