@@ -175,8 +175,11 @@ def impossible_sequences(
         target_lengths: (B,) int64, U_b.
     """
     B, T, U1 = blank_lp.shape
-    blank_zero = (blank_lp <= LOG_ZERO_THRESHOLD).to(torch.float64).transpose(1, 2)  # (B,U+1,T)
-    emit_zero = (emit <= LOG_ZERO_THRESHOLD).to(torch.float64).transpose(1, 2)  # (B, U, T)
+    blank_zero, emit_zero = blank_lp <= LOG_ZERO_THRESHOLD, emit <= LOG_ZERO_THRESHOLD
+    if not bool(blank_zero.any() or emit_zero.any()):  # the usual case: nothing masked
+        return torch.zeros(B, dtype=torch.bool, device=blank_lp.device)
+    blank_zero = blank_zero.to(torch.float64).transpose(1, 2)  # (B, U+1, T)
+    emit_zero = emit_zero.to(torch.float64).transpose(1, 2)  # (B, U, T)
     prefix = _exclusive_cumsum(blank_zero)  # (B, U+1, T)
     fewest = torch.empty_like(prefix)
     fewest[:, 0] = prefix[:, 0]
