@@ -127,15 +127,22 @@ def test_ctc_reads_frames_more_than_2_31_elements_apart(backend, tmp_path):
     assert torch.equal(grad.cpu(), expected[1])
 
 
+@pytest.mark.parametrize(("frames", "input_lengths", "target_lengths"), [
+    pytest.param(24, [24, 20], [11, 9], id="one-warp"),  # 2S+1 = 23: 32 lanes
+    pytest.param(200, [200, 180], [90, 70], id="two-warps",  # 2S+1 = 181: 256 lanes
+                 marks=() if CUDA else pytest.mark.slow),
+])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_ctc_gradient_is_bitwise_reproducible_and_runs_in_deterministic_mode(backend):
+def test_ctc_gradient_is_bitwise_reproducible_and_runs_in_deterministic_mode(
+    backend, frames, input_lengths, target_lengths
+):
     """Finding 4: atomic adds summed the positions that share a class (every blank, repeated
-    labels) in warp arrival order. S=40 labels from 3 classes: many repeats, several warps."""
+    labels) in warp arrival order. Labels from 3 classes: many repeats."""
     generator = torch.Generator().manual_seed(2)
-    frames, batch, classes, labels = 24, 2, 4, 40
+    batch, classes = 2, 4
     log_probs = torch.randn(frames, batch, classes, generator=generator).log_softmax(-1)
-    targets = torch.randint(1, classes, (batch, labels), generator=generator)
-    lengths = (torch.tensor([24, 20]), torch.tensor([11, 9]))  # repeats need blanks between
+    targets = torch.randint(1, classes, (batch, max(target_lengths)), generator=generator)
+    lengths = (torch.tensor(input_lengths), torch.tensor(target_lengths))
     runs = [_loss_and_grad(backend, "ctc", log_probs, targets, lengths) for _ in range(2)]
     was = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
