@@ -12,6 +12,13 @@ The big (B, T, U+1, V) tensor is read twice: once in the forward pass, log-softm
 at a time (no full-size temporary) to gather the blank and next-label log-probs and the
 normalizers, and once in the backward pass, which writes the gradient
 ``softmax * occupancy - move occupancy`` straight into the one logits-sized output.
+
+A sequence none of whose paths is possible (each has a move of log-prob -inf, or at or below
+``LOG_ZERO_THRESHOLD``, -1e20, as masking sentinels are) costs +inf and gets gradient exactly 0,
+as on the Triton path (the brute-force sum over paths gives +inf; its gradient would be NaN).
+The floor the scans need (:data:`_LOG_PROB_FLOOR`) would otherwise give such a sequence a finite
+cost. Finite log-probs below the floor are floored too, which only the CPU path does: a path
+through a move of log-prob -2e4 costs about 1e4 here and 2e4 on the Triton path.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+from seqkit.losses.backends import LOG_ZERO_THRESHOLD
 
 # Elements of the (B*T*(U+1), V) logits matrix log-softmaxed per call: bounds the temporary
 # memory of the normalizer pass (and keeps it in cache).
@@ -76,6 +85,18 @@ def lattice_log_probs(
         blank_lp (B, U+1, T) float64, 0 outside t < T_b, u <= U_b; emit_lp (B, U, T) float64,
         -inf outside t < T_b, u < U_b.
     """
+    log_norm, blank_lp, emit = _move_log_probs(
+        logits, targets, blank=blank, fused_log_softmax=fused_log_softmax
+    )
+    blank_lp, emit_lp = mask_lattice(blank_lp, emit, logit_lengths, target_lengths)
+    return log_norm, blank_lp, emit_lp
+
+
+def _move_log_probs(
+    logits: torch.Tensor, targets: torch.Tensor, *, blank: int, fused_log_softmax: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`lattice_log_probs` before masking: log_norm (B, T, U+1), the blank log-probs
+    (B, T, U+1) and the next-label log-probs (B, T, U) of every node, in the logits dtype."""
     B, T, U1, V = logits.shape
     U = U1 - 1
     # The label each node would emit next; the last column emits none (blank stands in).
@@ -101,8 +122,7 @@ def lattice_log_probs(
         log_norm = logits.new_zeros(B, T, U1)
         blank_lp = logits[..., blank]
         emit = logits.gather(-1, next_label.unsqueeze(-1)).squeeze(-1)[:, :, :U]
-    blank_lp, emit_lp = mask_lattice(blank_lp, emit, logit_lengths, target_lengths)
-    return log_norm, blank_lp, emit_lp
+    return log_norm, blank_lp, emit
 
 
 def mask_lattice(
@@ -133,6 +153,43 @@ def mask_lattice(
     blank_lp = torch.where(blank_ok, blank_lp.clamp_min(_LOG_PROB_FLOOR), 0.0)  # (B, U+1, T)
     emit_lp = torch.where(emit_ok, emit_lp.clamp_min(_LOG_PROB_FLOOR), float("-inf"))  # (B,U,T)
     return blank_lp.contiguous(), emit_lp.contiguous()
+
+
+def impossible_sequences(
+    blank_lp: torch.Tensor,
+    emit: torch.Tensor,
+    logit_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
+) -> torch.Tensor:
+    """(B,) bool: True where every path has a move of probability 0 (log-prob <= -1e20).
+
+    The fewest such moves on any path to each node, one label column at a time: the chain
+    recursion ``m[t] = min(c[t], m[t-1] + w[t-1])`` has the closed form
+    ``m[t] = P[t] + cummin(c - P)[t]`` (the min-plus twin of :func:`forward_variables`), exact
+    because the counts are small integers.
+
+    Args:
+        blank_lp: (B, T, U+1) blank log-probs before :func:`mask_lattice`.
+        emit: (B, T, U) next-label log-probs before :func:`mask_lattice`.
+        logit_lengths: (B,) int64, T_b.
+        target_lengths: (B,) int64, U_b.
+    """
+    B, T, U1 = blank_lp.shape
+    blank_zero, emit_zero = blank_lp <= LOG_ZERO_THRESHOLD, emit <= LOG_ZERO_THRESHOLD
+    if not bool(blank_zero.any() or emit_zero.any()):  # the usual case: nothing masked
+        return torch.zeros(B, dtype=torch.bool, device=blank_lp.device)
+    blank_zero = blank_zero.to(torch.float64).transpose(1, 2)  # (B, U+1, T)
+    emit_zero = emit_zero.to(torch.float64).transpose(1, 2)  # (B, U, T)
+    prefix = _exclusive_cumsum(blank_zero)  # (B, U+1, T)
+    fewest = torch.empty_like(prefix)
+    fewest[:, 0] = prefix[:, 0]
+    for u in range(1, U1):
+        arrive = fewest[:, u - 1] + emit_zero[:, u - 1]  # (B, T)
+        fewest[:, u] = prefix[:, u] + torch.cummin(arrive - prefix[:, u], dim=-1).values
+    batch = torch.arange(B, device=blank_lp.device)
+    last_t = logit_lengths - 1
+    at_end = fewest[batch, target_lengths, last_t] + blank_zero[batch, target_lengths, last_t]
+    return at_end > 0
 
 
 def _exclusive_cumsum(x: torch.Tensor) -> torch.Tensor:
@@ -267,17 +324,16 @@ def transducer_forward(
         fused_log_softmax: normalize over V here (True) or take logits as log-probs (False).
 
     Returns:
-        costs (B,) in the logits dtype, and the :class:`TransducerLattice`.
+        costs (B,) in the logits dtype (+inf for a sequence with no possible path), and the
+        :class:`TransducerLattice`.
     """
-    log_norm, blank_lp, emit_lp = lattice_log_probs(
-        logits,
-        targets,
-        logit_lengths,
-        target_lengths,
-        blank=blank,
-        fused_log_softmax=fused_log_softmax,
+    log_norm, blank_lp, emit = _move_log_probs(
+        logits, targets, blank=blank, fused_log_softmax=fused_log_softmax
     )
+    impossible = impossible_sequences(blank_lp, emit, logit_lengths, target_lengths)
+    blank_lp, emit_lp = mask_lattice(blank_lp, emit, logit_lengths, target_lengths)
     alpha, log_likelihood = forward_variables(blank_lp, emit_lp, logit_lengths, target_lengths)
+    log_likelihood = log_likelihood.masked_fill(impossible, float("-inf"))
     lattice = TransducerLattice(log_norm, blank_lp, emit_lp, alpha, log_likelihood)
     return (-log_likelihood).to(logits.dtype), lattice
 
@@ -299,7 +355,8 @@ def transducer_gradient(
     With fused log-softmax it is ``softmax(logits) * node occupancy - move occupancy`` on the
     blank and next-label entries; for log-prob inputs only ``- move occupancy``. ``clamp`` clips
     the per-sequence gradient before ``scale`` multiplies it, as torchaudio does. Entries with
-    t >= T_b or u > U_b are exactly zero.
+    t >= T_b or u > U_b are exactly zero, and so is the gradient of a sequence with no possible
+    path (log-likelihood -inf).
 
     Args:
         logits: (B, T, U+1, V) as given to :func:`transducer_forward`.
@@ -317,6 +374,9 @@ def transducer_gradient(
     """
     B, T, U1, V = logits.shape
     U = U1 - 1
+    impossible = torch.isneginf(lattice.log_likelihood)  # (B,)
+    if bool(impossible.any()):  # occupancies relative to log 1 instead: finite, then zeroed
+        lattice = lattice._replace(log_likelihood=lattice.log_likelihood.masked_fill(impossible, 0))
     node, blank_move, emit_move = occupancies(lattice, logit_lengths, target_lengths)
     scale64 = scale.to(torch.float64).reshape(B)
     # Fold the upstream scale into the occupancies when that is exact: no clamp in between and a
@@ -356,4 +416,4 @@ def transducer_gradient(
         grad.clamp_(-clamp, clamp)
     if not fold:
         grad.mul_(scale64.to(logits.dtype)[:, None, None, None])
-    return grad
+    return grad.masked_fill_(impossible[:, None, None, None], 0.0)

@@ -65,6 +65,13 @@ def transducer_loss(
         backend: ``"auto"`` (Triton for CUDA tensors, CPU otherwise), ``"cpu"`` or
             ``"triton"`` (CPU tensors only with ``TRITON_INTERPRET=1``). Default ``"auto"``.
 
+    A move whose log-prob is -inf or at or below -1e20 (a masking sentinel) is impossible, as in
+    :func:`seqkit.losses.ctc_loss`. A sequence none of whose paths is possible costs +inf and
+    gets gradient exactly 0 on both backends (the sum over paths is 0: the brute-force cost is
+    +inf too, with a NaN gradient; torchaudio returns NaN). The CPU backend floors finite move
+    log-probs at -1e4 for its prefix-sum scans, so only there does a path through a move of
+    log-prob -2e4 cost about 1e4 instead of 2e4.
+
     Returns:
         (B,) costs for ``reduction="none"``, a scalar otherwise; in the logits dtype (float32
         for float16 / bfloat16 logits).

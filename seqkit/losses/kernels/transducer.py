@@ -4,7 +4,7 @@ Three kernels, all over the (B, T, U+1, V) logits and a small (B, T, U+1) lattic
 
 1. ``_lattice_kernel``: per lattice node (a row of V logits), an online logsumexp over V (the
    log-softmax normalizer) and the gathered blank and next-label log-probs, masked to the
-   sequence's lattice (-inf outside).
+   sequence's lattice (-inf outside). Rows outside the lattice (padding) are never read.
 2. ``_alpha_beta_kernel``: one program per sequence and direction (grid (B, 2)); the program
    walks the anti-diagonals t + u = d (a wavefront: every node of a diagonal depends only on the
    previous one), vectorized over u. Each diagonal is stored to global memory and read back
@@ -12,6 +12,10 @@ Three kernels, all over the (B, T, U+1, V) logits and a small (B, T, U+1) lattic
 3. ``_gradient_kernel``: per node, ``softmax * occupancy - move occupancy`` written straight into
    the output, the log-softmax recomputed on the fly from the normalizer (fused: no log-prob
    tensor is ever stored), clamped and scaled by the upstream gradient. Padding gets zeros.
+
+A log-prob at or below ``LOG_ZERO_THRESHOLD`` (-1e20: masking sentinels) counts as log 0, as in
+the CTC loss and the CPU path. A sequence with no possible path costs +inf and gets gradient
+exactly 0 (never NaN). Node indices are int64 (B * T * (U+1) rows of V logits).
 
 float32 / float64 logits accumulate in their own dtype; float16 / bfloat16 in float32. Runs on
 CUDA tensors, or on CPU tensors under ``TRITON_INTERPRET=1`` (how the tests check them). This
@@ -26,11 +30,20 @@ import torch
 import triton
 import triton.language as tl
 
-from seqkit.losses.backends import accumulation_dtype
+from seqkit.losses.backends import LOG_ZERO_THRESHOLD, accumulation_dtype
+from seqkit.losses.kernels.launch import num_warps_for, on_device
 
 # Rows (lattice nodes) handled by one program of the row-wise kernels, times the V block width.
 _ROW_BLOCK_ELEMENTS = 4096
 _MAX_V_BLOCK = 1024
+# Warps of the row-wise kernels: 4096-element tiles, 32 elements a thread (Triton's default).
+_ROW_WARPS = 4
+
+# Integer arguments that change with the batch (B, T, U+1): specialized, each new value divisible
+# by 16 (or equal to 1) would compile another variant of the kernel. (Names a kernel lacks are
+# ignored.) V and blank stay specialized: they are fixed for a model, and V % 16 == 0 lets the
+# row loads vectorize.
+_BATCH_SHAPED = ["num_rows", "T", "U1"]
 
 
 class TritonTransducerLattice(NamedTuple):
@@ -61,7 +74,7 @@ def _logaddexp(a, b):
     return tl.log(tl.exp(a - m_safe) + tl.exp(b - m_safe)) + m_safe
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_BATCH_SHAPED)
 def _lattice_kernel(
     logits_ptr,
     targets_ptr,
@@ -75,13 +88,14 @@ def _lattice_kernel(
     U1,
     V,
     blank,
+    log_zero,
     FUSED: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_V: tl.constexpr,
     ACC: tl.constexpr,
 ):
     # Rows r = (b * T + t) * U1 + u of the (B*T*(U+1), V) logits; lanes over V.
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < num_rows
     u = rows % U1
     t = (rows // U1) % T
@@ -91,13 +105,13 @@ def _lattice_kernel(
     in_time = row_ok & (t < frames)
     blank_ok = in_time & (u <= labels)
     emit_ok = in_time & (u < labels)
-    base = rows.to(tl.int64) * V
+    base = rows * V
     if FUSED:
         running_max = tl.full([BLOCK_R], float("-inf"), ACC)
         running_sum = tl.zeros([BLOCK_R], ACC)
         for v0 in range(0, V, BLOCK_V):
             v = v0 + tl.arange(0, BLOCK_V)
-            mask = row_ok[:, None] & (v < V)[None, :]
+            mask = blank_ok[:, None] & (v < V)[None, :]  # padding rows: no memory traffic
             x = tl.load(logits_ptr + base[:, None] + v[None, :], mask=mask, other=float("-inf"))
             x = x.to(ACC)
             new_max = tl.maximum(running_max, tl.max(x, axis=1))
@@ -112,14 +126,16 @@ def _lattice_kernel(
     target = tl.load(targets_ptr + b * (U1 - 1) + u, mask=emit_ok, other=0)
     x_blank = tl.load(logits_ptr + base + blank, mask=blank_ok, other=0.0).to(ACC)
     x_emit = tl.load(logits_ptr + base + target, mask=emit_ok, other=0.0).to(ACC)
+    blank_lp = x_blank - log_norm
+    emit_lp = x_emit - log_norm
     tl.store(log_norm_ptr + rows, tl.where(blank_ok, log_norm, 0.0), mask=row_ok)
-    tl.store(
-        blank_lp_ptr + rows, tl.where(blank_ok, x_blank - log_norm, float("-inf")), mask=row_ok
-    )
-    tl.store(emit_lp_ptr + rows, tl.where(emit_ok, x_emit - log_norm, float("-inf")), mask=row_ok)
+    blank_lp = tl.where(blank_ok & (blank_lp > log_zero), blank_lp, float("-inf"))
+    tl.store(blank_lp_ptr + rows, blank_lp, mask=row_ok)
+    emit_lp = tl.where(emit_ok & (emit_lp > log_zero), emit_lp, float("-inf"))
+    tl.store(emit_lp_ptr + rows, emit_lp, mask=row_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_BATCH_SHAPED)
 def _alpha_beta_kernel(
     blank_lp_ptr,
     emit_lp_ptr,
@@ -183,7 +199,7 @@ def _alpha_beta_kernel(
             tl.debug_barrier()
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_BATCH_SHAPED)
 def _gradient_kernel(
     logits_ptr,
     targets_ptr,
@@ -209,16 +225,17 @@ def _gradient_kernel(
     BLOCK_V: tl.constexpr,
     ACC: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_ok = rows < num_rows
     u = rows % U1
     t = (rows // U1) % T
     b = rows // (U1 * T)
     frames = tl.load(logit_lengths_ptr + b, mask=row_ok, other=0)
     labels = tl.load(target_lengths_ptr + b, mask=row_ok, other=0)
-    inside = row_ok & (t < frames) & (u <= labels)
-    emit_ok = inside & (u < labels)
     log_z = tl.load(log_likelihood_ptr + b, mask=row_ok, other=0.0).to(ACC)
+    # No possible path (log_z = -inf): the whole sequence gets gradient 0, like its padding.
+    inside = row_ok & (t < frames) & (u <= labels) & (log_z > float("-inf"))
+    emit_ok = inside & (u < labels)
     scale = tl.load(scale_ptr + b, mask=row_ok, other=0.0).to(ACC)
     alpha = tl.load(alpha_ptr + rows, mask=inside, other=float("-inf")).to(ACC)
     beta = tl.load(beta_ptr + rows, mask=inside, other=float("-inf")).to(ACC)
@@ -234,7 +251,7 @@ def _gradient_kernel(
     emit_occ = tl.where(emit_ok, tl.exp(alpha + emit_lp + beta_right - log_z), 0.0)
     log_norm = tl.load(log_norm_ptr + rows, mask=inside, other=0.0).to(ACC)
     target = tl.load(targets_ptr + b * (U1 - 1) + u, mask=emit_ok, other=-1)
-    base = rows.to(tl.int64) * V
+    base = rows * V
     for v0 in range(0, V, BLOCK_V):
         v = v0 + tl.arange(0, BLOCK_V)
         mask = row_ok[:, None] & (v < V)[None, :]
@@ -276,17 +293,20 @@ def transducer_forward(
     """Per-sequence transducer losses and the lattice the gradient needs, on the Triton path.
 
     Args:
-        logits: (B, T, U+1, V) contiguous; float32/float64, or float16/bfloat16 on CUDA.
+        logits: (B, T, U+1, V) float32/float64, or float16/bfloat16 on CUDA; any strides (a
+            copy is made unless contiguous).
         targets: (B, U) int64, padding replaced by a valid class.
-        logit_lengths: (B,) int64 in [1, T].
-        target_lengths: (B,) int64 in [0, U].
+        logit_lengths: (B,) int64 in [1, T], any strides.
+        target_lengths: (B,) int64 in [0, U], any strides.
         blank: blank index.
         fused_log_softmax: normalize over V here (True) or take logits as log-probs (False).
 
     Returns:
-        costs (B,) in the accumulation dtype (float64 for float64 logits, else float32), and the
-        :class:`TritonTransducerLattice`.
+        costs (B,) in the accumulation dtype (float64 for float64 logits, else float32; +inf for
+        a sequence with no possible path), and the :class:`TritonTransducerLattice`.
     """
+    logits, targets = logits.contiguous(), targets.contiguous()
+    logit_lengths, target_lengths = logit_lengths.contiguous(), target_lengths.contiguous()
     B, T, U1, V = logits.shape
     acc_torch, acc_tl = _accumulation(logits.dtype)
     device = logits.device
@@ -295,40 +315,45 @@ def transducer_forward(
     blank_lp = torch.empty_like(log_norm)
     emit_lp = torch.empty_like(log_norm)
     block_r, block_v = _row_blocks(V)
-    _lattice_kernel[(triton.cdiv(num_rows, block_r),)](
-        logits,
-        targets,
-        logit_lengths,
-        target_lengths,
-        log_norm,
-        blank_lp,
-        emit_lp,
-        num_rows,
-        T,
-        U1,
-        V,
-        blank,
-        FUSED=fused_log_softmax,
-        BLOCK_R=block_r,
-        BLOCK_V=block_v,
-        ACC=acc_tl,
-    )
     alpha = torch.full_like(log_norm, float("-inf"))
     beta = torch.full_like(log_norm, float("-inf"))
     log_likelihood = torch.empty(B, dtype=acc_torch, device=device)
-    _alpha_beta_kernel[(B, 2)](
-        blank_lp,
-        emit_lp,
-        logit_lengths,
-        target_lengths,
-        alpha,
-        beta,
-        log_likelihood,
-        T,
-        U1,
-        BLOCK_U=triton.next_power_of_2(U1),
-        ACC=acc_tl,
-    )
+    block_u = triton.next_power_of_2(U1)
+    with on_device(logits):
+        _lattice_kernel[(triton.cdiv(num_rows, block_r),)](
+            logits,
+            targets,
+            logit_lengths,
+            target_lengths,
+            log_norm,
+            blank_lp,
+            emit_lp,
+            num_rows,
+            T,
+            U1,
+            V,
+            blank,
+            LOG_ZERO_THRESHOLD,
+            FUSED=fused_log_softmax,
+            BLOCK_R=block_r,
+            BLOCK_V=block_v,
+            ACC=acc_tl,
+            num_warps=_ROW_WARPS,
+        )
+        _alpha_beta_kernel[(B, 2)](
+            blank_lp,
+            emit_lp,
+            logit_lengths,
+            target_lengths,
+            alpha,
+            beta,
+            log_likelihood,
+            T,
+            U1,
+            BLOCK_U=block_u,
+            ACC=acc_tl,
+            num_warps=num_warps_for(block_u),
+        )
     lattice = TritonTransducerLattice(log_norm, blank_lp, emit_lp, alpha, beta, log_likelihood)
     return -log_likelihood, lattice
 
@@ -359,36 +384,41 @@ def transducer_gradient(
         clamp: clip value (> 0) applied before ``scale``, or None.
 
     Returns:
-        (B, T, U+1, V) in the logits dtype; exactly zero for t >= T_b or u > U_b.
+        (B, T, U+1, V) in the logits dtype; exactly zero for t >= T_b or u > U_b, and for a
+        sequence with no possible path.
     """
+    logits, targets = logits.contiguous(), targets.contiguous()
+    logit_lengths, target_lengths = logit_lengths.contiguous(), target_lengths.contiguous()
     B, T, U1, V = logits.shape
     acc_torch, acc_tl = _accumulation(logits.dtype)
     grad = torch.empty_like(logits)
     num_rows = B * T * U1
     block_r, block_v = _row_blocks(V)
-    _gradient_kernel[(triton.cdiv(num_rows, block_r),)](
-        logits,
-        targets,
-        logit_lengths,
-        target_lengths,
-        lattice.log_norm,
-        lattice.blank_lp,
-        lattice.emit_lp,
-        lattice.alpha,
-        lattice.beta,
-        lattice.log_likelihood,
-        scale.to(acc_torch).reshape(B).contiguous(),
-        grad,
-        num_rows,
-        T,
-        U1,
-        V,
-        blank,
-        FUSED=fused_log_softmax,
-        CLAMP=clamp is not None,
-        CLAMP_VALUE=0.0 if clamp is None else float(clamp),  # a constant: exact in float64
-        BLOCK_R=block_r,
-        BLOCK_V=block_v,
-        ACC=acc_tl,
-    )
+    with on_device(logits):
+        _gradient_kernel[(triton.cdiv(num_rows, block_r),)](
+            logits,
+            targets,
+            logit_lengths,
+            target_lengths,
+            lattice.log_norm,
+            lattice.blank_lp,
+            lattice.emit_lp,
+            lattice.alpha,
+            lattice.beta,
+            lattice.log_likelihood,
+            scale.to(acc_torch).reshape(B).contiguous(),
+            grad,
+            num_rows,
+            T,
+            U1,
+            V,
+            blank,
+            FUSED=fused_log_softmax,
+            CLAMP=clamp is not None,
+            CLAMP_VALUE=0.0 if clamp is None else float(clamp),  # a constant: exact in float64
+            BLOCK_R=block_r,
+            BLOCK_V=block_v,
+            ACC=acc_tl,
+            num_warps=_ROW_WARPS,
+        )
     return grad
