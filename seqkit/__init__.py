@@ -41,6 +41,8 @@ _HOMES = {
     "Notice": "seqkit.training.runlog",
     "SeqkitError": "seqkit.errors",
     "AudioError": "seqkit.errors",
+    "BackendUnavailableError": "seqkit.errors",
+    "LossInputError": "seqkit.errors",
     "CheckpointError": "seqkit.errors",
     "ConfigError": "seqkit.errors",
     "CorpusError": "seqkit.errors",
@@ -52,12 +54,14 @@ _HOMES = {
 # The public API, in one place (the reference at docs/api.md documents each name).
 __all__ = [
     "AudioError",
+    "BackendUnavailableError",
     "CheckpointError",
     "ConfigError",
     "CorpusError",
     "EpochRecord",
     "EvalReport",
     "Hypothesis",
+    "LossInputError",
     "Notice",
     "OutputExistsError",
     "OutputLockedError",
@@ -83,9 +87,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from seqkit.decoding.streaming import StreamResult, StreamStats
     from seqkit.errors import (
         AudioError,
+        BackendUnavailableError,
         CheckpointError,
         ConfigError,
         CorpusError,
+        LossInputError,
         OutputExistsError,
         OutputLockedError,
         SeqkitError,

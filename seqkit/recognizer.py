@@ -129,7 +129,7 @@ class Recognizer:
 
     @property
     def phone_set(self) -> int | None:
-        """The phone set the model outputs: 61, 48 or 39 TIMIT symbols (None if not recorded)."""
+        """The phone set the model outputs, 61, 48 or 39 TIMIT symbols (None if not recorded)."""
         return self._loaded.phone_set
 
     @property
@@ -417,8 +417,8 @@ class PhoneStream:
 
     @property
     def latency_ms(self) -> float:
-        """Algorithmic latency: the chunk, the front end's lookahead and the wait for an
-        output frame's input frames, in ms."""
+        """The algorithmic latency in ms, the chunk plus the front end's lookahead plus the wait
+        for an output frame's input frames."""
         return float(self._recognizer.latency_ms)
 
     @property

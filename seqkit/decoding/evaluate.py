@@ -76,14 +76,20 @@ class EvalReport:
     Attributes:
         per: PER on 39 folded phones, a fraction.
         per61: PER on the 61 phones (None when the model's phone set is not 61).
-        sub, dels, ins, ref_phones: summed 39-phone counts.
+        sub: substitutions, summed over the utterances (39 phones).
+        dels: deletions, summed.
+        ins: insertions, summed.
+        ref_phones: N, the reference phones, summed.
         per_phone: 39-phone symbol -> {"ref": count, "errors": S + D, "rate": errors / ref}.
         confusions: most frequent substitutions ``(ref, hyp, count)``, most frequent first.
         confusion_matrix: 39 × 39 counts, rows reference, columns hypothesis (PHONES_39 order).
         utterances: per-utterance results.
         failures: ``(utterance id, message)`` for utterances that could not be decoded.
-        audio_seconds, elapsed: audio decoded and wall-clock seconds spent.
-        checkpoint, beam, kind: what was evaluated and how.
+        audio_seconds: seconds of audio decoded.
+        elapsed: wall-clock seconds spent.
+        checkpoint: the file evaluated.
+        beam: the beam (1 = greedy).
+        kind: ``"ctc"`` or ``"transducer"`` (or the peer's name in ``seqkit bench peers``).
     """
 
     per: float

@@ -110,7 +110,7 @@ class RecognitionResult:
 
     @property
     def rtf(self) -> float:
-        """Real-time factor: processing seconds per second of audio (0 if no audio)."""
+        """The real-time factor, processing seconds per second of audio (0 if no audio)."""
         return self.elapsed / self.audio_seconds if self.audio_seconds > 0 else 0.0
 
 
