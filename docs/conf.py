@@ -55,6 +55,8 @@ napoleon_numpy_docstring = False
 napoleon_use_ivar = True  # dataclass fields as fields of the class, not duplicate attributes
 napoleon_use_rtype = False
 
+smartquotes = False  # "--resume" in help text stays two hyphens, not an en dash
+
 html_theme = "furo"
 html_title = f"seqkit {release}"
 html_extra_path = ["_root"]  # site/index.html: a redirect to the front page
