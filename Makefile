@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: install test test-all lint demo bench clean
+.PHONY: install test test-all lint demo bench docs clean
 
 install: $(STAMP)
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
-test-all: install
+test-all: install $(DOCS_STAMP)
 	$(BIN)/python -m pytest -m ''
 
 demo: install
@@ -27,8 +28,18 @@ bench: install
 	$(BIN)/seqkit bench train
 	$(BIN)/seqkit bench decode
 
+# The documentation site (docs/conf.py) into site/: strict, so a warning, a broken link or an
+# unresolved reference fails it (test-all builds it too, in tests/test_docs.py).
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html -c docs . site
+	@echo "docs: open site/index.html"
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site docs/_generated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import seqkit
 from seqkit.atomic import write_atomic
 from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.progress import err_console, rich_progress
@@ -22,17 +24,11 @@ from seqkit.cli.search import (
     MaxSymbolsOpt,
     ModelArg,
     TransducerSearchOpt,
-    load_acoustic_model,
-    search_options,
+    check_search_flags,
 )
 from seqkit.cli.stream import STDIN, stream_sources
 from seqkit.decoding.plots import plot_alignment
-from seqkit.decoding.recognize import (
-    DecodeOptions,
-    TransducerSearch,
-    audio_files,
-    recognize_files,
-)
+from seqkit.decoding.recognize import DecodeOptions, TransducerSearch, audio_files
 from seqkit.decoding.results import (
     Hypothesis,
     PhoneSegment,
@@ -115,7 +111,7 @@ def _segments(hypothesis: Hypothesis, fold: Fold | None) -> list[PhoneSegment]:
     return fold_segments(hypothesis.segments, to=int(fold))
 
 
-def _render(hypotheses: list[Hypothesis], fmt: OutputFormat, fold: Fold | None) -> str:
+def _render(hypotheses: Sequence[Hypothesis], fmt: OutputFormat, fold: Fold | None) -> str:
     ids = utterance_ids([h.name for h in hypotheses])  # no whitespace: line formats split on it
     if fmt == OutputFormat.JSON:
         items = [
@@ -194,21 +190,14 @@ def decode(
     --stream decodes as the audio arrives (unidirectional models: recipes/*/*_stream.toml), e.g.
     live: arecord -f S16_LE -r 16000 -c 1 | seqkit decode RUN - --stream
     """
-    loaded = load_acoustic_model(model)
-    options = search_options(
-        loaded,
-        beam=beam,
-        lm=lm,
-        lm_weight=lm_weight,
-        insertion_bonus=insertion_bonus,
-        transducer_search=transducer_search,
-        max_symbols=max_symbols,
-        batch_size=batch_size,
-    )
+    recognizer = seqkit.load(model)
+    check_search_flags(beam=beam, lm=lm, lm_weight=lm_weight, max_symbols=max_symbols)
     if stream or any(str(a) == STDIN for a in audio):
-        if stream_sources(loaded, audio, options, stream=stream, chunk_ms=chunk_ms,
-                          fmt=fmt.value, fold=int(fold) if fold else None, align=align,
-                          recursive=recursive):
+        if stream_sources(recognizer, audio, beam=beam, lm=lm, lm_weight=lm_weight,
+                          insertion_bonus=insertion_bonus,
+                          transducer_search=transducer_search.value, stream=stream,
+                          chunk_ms=chunk_ms, fmt=fmt.value, fold=int(fold) if fold else None,
+                          align=align, recursive=recursive):
             raise typer.Exit(USER_ERROR)
         return
     files = audio_files(audio, recursive=recursive)
@@ -218,9 +207,11 @@ def decode(
             "for subdirectories)"
         )
     with rich_progress(transient=True) as progress:
-        result = recognize_files(
-            loaded, files, options=options, keep_features=align, progress=progress
-        )
+        result = recognizer.recognize(
+            [str(f) for f in files], beam=beam, lm=lm, lm_weight=lm_weight,
+            insertion_bonus=insertion_bonus, transducer_search=transducer_search.value,
+            max_symbols_per_frame=max_symbols, batch_size=batch_size, keep_features=align,
+            progress=progress)
     for _name, message in result.failures:
         err_console.print(
             f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True

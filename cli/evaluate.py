@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import seqkit
 from seqkit.cli.exits import USER_ERROR
 from seqkit.cli.formats import TableFormat
 from seqkit.cli.progress import err_console, rich_progress
@@ -23,15 +24,11 @@ from seqkit.cli.search import (
     MaxSymbolsOpt,
     ModelArg,
     TransducerSearchOpt,
-    load_acoustic_model,
-    search_options,
+    check_search_flags,
 )
-from seqkit.data.checksums import verify_prepared
-from seqkit.data.manifest import read_manifest
-from seqkit.data.splits import SPLITS, split_manifest
-from seqkit.decoding.evaluate import EvalReport, evaluate, write_report
+from seqkit.data.splits import SPLITS
+from seqkit.decoding.evaluate import EvalReport, write_report
 from seqkit.decoding.recognize import DecodeOptions, TransducerSearch
-from seqkit.errors import CorpusError
 
 # A split of a prepared directory (its <split>.jsonl manifest), as the library names them.
 Split = StrEnum("Split", [(name.upper(), name) for name in SPLITS])  # type: ignore[misc]
@@ -111,26 +108,13 @@ def evaluate_command(
     top confusions. --format json prints the whole report (per_pct, per61_pct, sub, del,
     ins, ref_phones, utterances) for scripts.
     """
-    manifest = split_manifest(data, split.value)
-    if not manifest.is_file():
-        raise CorpusError(
-            f"{manifest} not found: expected a directory made by seqkit data prepare"
-        )
-    verify_prepared(data, [manifest.name])  # before the model loads: a changed one is refused
-    loaded = load_acoustic_model(model)
-    options = search_options(
-        loaded,
-        beam=beam,
-        lm=lm,
-        lm_weight=lm_weight,
-        insertion_bonus=insertion_bonus,
-        transducer_search=transducer_search,
-        max_symbols=max_symbols,
-        batch_size=batch_size,
-    )
-    utterances = read_manifest(manifest)
+    recognizer = seqkit.load(model)
+    check_search_flags(beam=beam, lm=lm, lm_weight=lm_weight, max_symbols=max_symbols)
     with rich_progress(transient=True) as progress:
-        report = evaluate(loaded, utterances, options=options, progress=progress)
+        report = recognizer.evaluate(
+            data, split.value, beam, lm, lm_weight=lm_weight, insertion_bonus=insertion_bonus,
+            transducer_search=transducer_search.value, max_symbols_per_frame=max_symbols,
+            batch_size=batch_size, progress=progress)
     for name, message in report.failures:
         err_console.print(
             f"[bold red]error:[/bold red] {escape(name)}: {escape(message)}",

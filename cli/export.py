@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 from seqkit.cli.progress import err_console
-from seqkit.cli.search import ModelArg, load_acoustic_model
+from seqkit.cli.search import ModelArg
 from seqkit.decoding.export import export_model
 from seqkit.errors import OutputExistsError
+from seqkit.recognizer import read_model
 
 console = Console(soft_wrap=True)
 
@@ -45,10 +46,13 @@ def export(
     same as `seqkit decode RUN FILE`:
 
         recognizer = torch.jit.load("model.ts"); phones = recognizer(wave)
+
+    The file also carries the checkpoint, so seqkit decode, seqkit evaluate and seqkit.load
+    read it as they read the run (timings, beam search, LM).
     """
     if out.exists() and not force:  # before loading the model; checked again under the lock
         raise OutputExistsError(f"{out} exists: pass --force to replace it, or choose another OUT")
-    loaded = load_acoustic_model(model)
+    loaded = read_model(model)
     path = export_model(loaded, out, force=force)
     summary = {
         "path": str(path),

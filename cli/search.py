@@ -7,19 +7,13 @@ from typing import Annotated
 
 import typer
 
-from seqkit.decoding.ngram import load_lm_source
-from seqkit.decoding.recognize import (
-    DEFAULT_LM_WEIGHT,
-    DecodeOptions,
-    TransducerSearch,
-    check_acoustic_model,
-)
+from seqkit.decoding.recognize import DEFAULT_LM_WEIGHT, DecodeOptions, TransducerSearch
 from seqkit.errors import ConfigError
-from seqkit.models.checkpoint import LoadedModel, load_model
 
 ModelArg = Annotated[
     Path,
-    typer.Argument(help="Run directory (uses best.pt, else last.pt) or a .pt checkpoint."),
+    typer.Argument(help="Run directory (uses best.pt, else last.pt), a .pt checkpoint or a file "
+                   "written by seqkit export."),
 ]
 BeamOpt = Annotated[
     int,
@@ -58,28 +52,13 @@ MaxSymbolsOpt = Annotated[
 ]
 
 
-def load_acoustic_model(path: Path) -> LoadedModel:
-    """Load a CTC or transducer checkpoint (a phone LM is refused with a clear message)."""
-    loaded = load_model(path)
-    check_acoustic_model(loaded)
-    return loaded
-
-
-def search_options(
-    loaded: LoadedModel,
-    *,
-    beam: int,
-    lm: Path | None,
-    lm_weight: float | None,
-    insertion_bonus: float = 0.0,
-    transducer_search: TransducerSearch,
-    max_symbols: int = DecodeOptions.max_symbols_per_frame,
-    batch_size: int,
-) -> DecodeOptions:
-    """Validated search options; an LM is estimated if needed (its weight defaults in the library).
+def check_search_flags(*, beam: int, lm: Path | None, lm_weight: float | None,
+                       max_symbols: int) -> None:
+    """Refuse flags that do not go together, naming the flags (the library then checks the
+    values again, in its own words).
 
     Raises:
-        ConfigError: flags that do not go together, or options :class:`DecodeOptions` rejects.
+        ConfigError: --lm-weight without --lm, --lm without --beam, --max-symbols below 1.
     """
     if lm_weight and lm is None:
         raise ConfigError("--lm-weight needs an LM: pass --lm PATH or drop --lm-weight")
@@ -88,12 +67,3 @@ def search_options(
     if max_symbols < 1:
         raise ConfigError(f"expected --max-symbols >= 1, found {max_symbols}: use 1 or more "
                           f"(default {DecodeOptions.max_symbols_per_frame})")
-    return DecodeOptions(
-        beam=beam,
-        lm=load_lm_source(lm, loaded.phone_set or 61) if lm is not None else None,
-        lm_weight=lm_weight,
-        insertion_bonus=insertion_bonus,
-        transducer_search=transducer_search,
-        max_symbols_per_frame=max_symbols,
-        batch_size=batch_size,
-    )

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from rich.markup import escape
 
-from seqkit.audio import load_audio
+from seqkit.audio import SAMPLE_RATE, load_audio
 from seqkit.audio.features import one_torch_thread
 from seqkit.cli.progress import err_console
 from seqkit.data.phones import ScoringFolder
-from seqkit.decoding.recognize import DecodeOptions, audio_files
+from seqkit.decoding.recognize import audio_files
 from seqkit.decoding.results import utterance_ids
-from seqkit.decoding.streaming import StreamingRecognizer, StreamResult, check_streamable
+from seqkit.decoding.streaming import StreamResult
 from seqkit.errors import ConfigError, SeqkitError
-from seqkit.models.checkpoint import LoadedModel
+from seqkit.recognizer import PhoneStream, Recognizer
 
 STDIN = "-"
 
@@ -66,28 +66,25 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
-def _stream_one(
-    loaded: LoadedModel, source: str, uid: str, options: DecodeOptions, chunk_ms: int, fmt: str,
-    fold: int | None,
-) -> StreamResult:
+def _stream_one(stream: PhoneStream, source: str, uid: str, fmt: str, fold: int | None
+                ) -> StreamResult:
     """Decode one source, printing phones as they come in text mode."""
-    recognizer = StreamingRecognizer(loaded, options, chunk_ms=chunk_ms)
-    per_chunk = recognizer.samples_per_chunk
+    per_chunk = stream.samples_per_chunk
     chunks = (_pcm_chunks(per_chunk) if source == STDIN
-              else _file_chunks(source, per_chunk, recognizer.rate))
+              else _file_chunks(source, per_chunk, stream.sample_rate))
     folder = ScoringFolder(fold) if fold is not None else None
     if fmt == "text":
         _echo(uid)
     for chunk in chunks:
-        phones = recognizer.accept(chunk)
+        phones = stream.accept(chunk)
         phones = folder.fold(phones) if folder is not None else phones
         if fmt == "text" and phones:
             _echo(" " + " ".join(phones))
-    last, result = recognizer.finish()
+    last = stream.finish()
     if fmt == "text":
         last = folder.fold(last) if folder is not None else last
         _echo((" " + " ".join(last) if last else "") + "\n")
-    return result
+    return stream.result
 
 
 def _stats_line(source: str, result: StreamResult) -> str:
@@ -105,7 +102,7 @@ def _json_item(source: str, uid: str, result: StreamResult) -> dict[str, Any]:
         "id": uid,
         "file": source,
         "duration": round(s.audio_seconds, 4),
-        "score": result.score if result.score == result.score else None,
+        "score": result.score,
         "phones": [
             {"phone": p, "decided_at": round(t, 4)}
             for p, t in zip(result.phones, result.decided_at, strict=True)
@@ -129,7 +126,8 @@ def _sources(audio: list[Path], recursive: bool) -> list[str]:
 
 
 def stream_sources(
-    loaded: LoadedModel, audio: list[Path], options: DecodeOptions, *, stream: bool,
+    recognizer: Recognizer, audio: list[Path], *, beam: int, lm: Path | None,
+    lm_weight: float | None, insertion_bonus: float, transducer_search: str, stream: bool,
     chunk_ms: int, fmt: str, fold: int | None, align: bool, recursive: bool,
 ) -> int:
     """Stream every source; print results and stats; return how many failed."""
@@ -142,17 +140,28 @@ def stream_sources(
             f"--stream prints text or json, found --format {fmt}: ctm needs the forced "
             "alignment of the whole file, so drop --stream for ctm"
         )
-    try:
-        check_streamable(loaded, options, chunk_ms)
-    except ConfigError as err:  # the library says what is wrong; the flag is ours to name
-        raise ConfigError(f"--stream (--chunk-ms {chunk_ms}): {err}") from None
+    if beam > 1 and recognizer.kind == "transducer" and transducer_search == "batched":
+        raise ConfigError(
+            f"--stream (--chunk-ms {chunk_ms}): a stream is searched with Graves's transducer "
+            "beam search, found --transducer-search batched (whole files only): use graves or "
+            "auto"
+        )
+
+    def start() -> PhoneStream:
+        try:
+            return recognizer.stream(SAMPLE_RATE, beam=beam, lm=lm, lm_weight=lm_weight,
+                                     insertion_bonus=insertion_bonus, chunk_ms=chunk_ms)
+        except ConfigError as err:  # the library says what is wrong; the flag is ours to name
+            raise ConfigError(f"--stream (--chunk-ms {chunk_ms}): {err}") from None
+
+    start()  # a model or options that cannot stream fail before any source is read
     sources = _sources(audio, recursive)
     failures = 0
     items = []
     for source, uid in zip(sources, utterance_ids(sources), strict=True):
         try:
             with one_torch_thread():  # many tiny per-chunk ops: one thread is fastest
-                result = _stream_one(loaded, source, uid, options, chunk_ms, fmt, fold)
+                result = _stream_one(start(), source, uid, fmt, fold)
         except SeqkitError as err:
             if fmt == "text":
                 _echo("\n")

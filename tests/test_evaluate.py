@@ -33,7 +33,7 @@ def test_per_equals_hand_count_on_a_constructed_case() -> None:
     assert report.per61 == pytest.approx(4 / 9)
     assert report.per_phone["sil"] == {"ref": 3, "errors": 2, "rate": pytest.approx(2 / 3)}
     assert report.per_phone["b"]["rate"] == 1.0
-    assert report.confusions == [("b", "p", 1)]
+    assert report.confusions == (("b", "p", 1),)
     assert [u.per for u in report.utterances] == [pytest.approx(0.5), 0.0]
     assert sum(map(sum, report.confusion_matrix)) == 7  # 9 refs - 2 deletions
     assert score_hypotheses(*_hand_case(), phone_set=39).per61 is None

@@ -1,6 +1,8 @@
-"""The wheel as a user installs it: only the seqkit namespace, and a demo that runs from any folder.
+"""The wheel as a user installs it: only the seqkit namespace, a demo that runs from any folder,
+and the Python API on the demo's model (#31).
 
-Slow: builds the wheel, installs it into a new venv and runs a short demo there. The new venv
+Slow: builds the wheel, installs it into a new venv and runs a short demo there; the API then
+decodes, evaluates and trains with the demo's run and corpus, so nothing else is built. The new venv
 borrows this interpreter's dependencies (torch and the rest) through a .pth file, so nothing is
 downloaded; seqkit itself must come from the installed wheel, never from this checkout.
 """
@@ -63,6 +65,7 @@ def test_wheel_holds_only_seqkit_and_runs_the_demo_from_another_folder(tmp_path:
     dist_info = wheel.name.split("-py3")[0] + ".dist-info"
     assert {n.split("/")[0] for n in names} == {"seqkit", dist_info}
     assert "seqkit/cli/main.py" in names and "seqkit/recipes/synth/ctc_blstm.toml" in names
+    assert "seqkit/py.typed" in names  # type checkers read the installed package's hints
 
     python = _venv_with_our_dependencies(tmp_path / "venv")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
@@ -84,3 +87,44 @@ def test_wheel_holds_only_seqkit_and_runs_the_demo_from_another_folder(tmp_path:
     report = json.loads((elsewhere / "demo" / "report.json").read_text())
     assert report["model"] == "ctc"
     assert split_manifest(elsewhere / "demo" / "prepared", "train").is_file()
+    _python_api_matches_the_cli(tmp_path / "venv", elsewhere, env)
+
+
+# Run in the wheel's venv, from another folder, on the demo's run and corpus.
+_API = """
+import json, sys
+import soundfile
+import seqkit
+from seqkit.data.manifest import read_manifest
+
+recognizer = seqkit.load("demo/run-ctc")
+files = [u.audio for u in read_manifest("demo/prepared/test.jsonl")]
+wav = max(recognizer.decode(files), key=lambda h: len(h.phones)).name  # a file with phones
+samples, rate = soundfile.read(wav, dtype="float32")
+from_file, from_samples = recognizer.decode([wav, samples], sample_rate=rate)
+assert from_file.phones == from_samples.phones and from_file.phones, from_file
+assert len(from_file.segments) == len(from_file.phones)
+assert from_file.segments[0].start == 0 and from_file.segments[-1].end == from_file.duration
+report = recognizer.evaluate("demo/prepared")
+summary = seqkit.train("synth/ctc_blstm", "demo/prepared", "tiny-run", max_epochs=1,
+                       overrides={"model.encoder.layers": 1, "model.encoder.hidden": 16})
+print(json.dumps({"file": seqkit.__file__, "wav": wav, "phones": list(from_file.phones),
+                  "per": report.per, "stopped": summary.stopped,
+                  "trained": seqkit.load("tiny-run").kind}))
+"""
+
+
+def _python_api_matches_the_cli(venv_dir: Path, elsewhere: Path, env: dict[str, str]) -> None:
+    """seqkit.load(run).decode([file, samples]) gives timed phones, .evaluate a PER,
+    seqkit.train a run, and `seqkit decode` the same phones for the same file."""
+    done = subprocess.run([str(venv_dir / "bin" / "python"), "-c", _API], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    api = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(api["file"]).is_relative_to(venv_dir), api["file"]
+    assert 0 <= api["per"] <= 1 and api["stopped"] == "max_epochs" and api["trained"] == "ctc"
+    cli = subprocess.run([str(venv_dir / "bin" / "seqkit"), "decode", "demo/run-ctc", api["wav"],
+                          "--format", "json"], cwd=elsewhere, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert [p["phone"] for p in json.loads(cli.stdout)[0]["phones"]] == api["phones"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -172,9 +172,5 @@ class AllphoneRecognizer:
                 progress(f"{NAME}: decoding", done, len(utterances))
         elapsed = time.perf_counter() - started
         report = score_hypotheses(refs, hyps, ids, phone_set=39)
-        report.failures = failures
-        report.audio_seconds = audio_seconds
-        report.elapsed = elapsed
-        report.checkpoint = self.settings.describe()
-        report.kind = NAME
-        return report
+        return replace(report, failures=tuple(failures), audio_seconds=audio_seconds,
+                       elapsed=elapsed, checkpoint=self.settings.describe(), kind=NAME)

@@ -1,5 +1,8 @@
 """Decoding: greedy and beam search for CTC and transducer models, alignment, evaluation.
 
+Internal: the public way in is :func:`seqkit.load` and :class:`seqkit.Recognizer`, built on
+these modules; their names may change without notice.
+
 The search and alignment functions take tensors (and a model with the
 :class:`~seqkit.decoding.protocol.TransducerLike` methods); :mod:`seqkit.decoding.recognize`
 (audio in, timed phones out, typed as in :mod:`seqkit.decoding.results`) and

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from seqkit.progress import ProgressFn
 
 @dataclass(frozen=True)
 class UtteranceResult:
-    """Scoring of one utterance (39-phone folding).
+    """Scoring of one utterance (39-phone folding; public: ``seqkit.UtteranceResult``).
 
     Attributes:
         id: utterance id.
@@ -49,8 +49,8 @@ class UtteranceResult:
     """
 
     id: str
-    ref: list[str]
-    hyp: list[str]
+    ref: tuple[str, ...]
+    hyp: tuple[str, ...]
     sub: int
     dels: int
     ins: int
@@ -58,21 +58,38 @@ class UtteranceResult:
     per: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalReport:
-    """Everything ``seqkit evaluate`` reports.
+    """Everything ``seqkit evaluate`` reports (public: ``seqkit.EvalReport``).
+
+    What :meth:`seqkit.Recognizer.evaluate` returns. Error rates are fractions here and
+    percents in :meth:`to_dict` (``per_pct``), as ``seqkit evaluate --format json`` prints them.
+
+    Example:
+        >>> report = seqkit.load("runs/ctc").evaluate("prepared", split="test")
+        >>> 0.0 <= report.per <= 1.0, report.ref_phones == sum(u.ref_phones
+        ...                                                     for u in report.utterances)
+        (True, True)
+        >>> round(report.to_dict()["per_pct"], 6) == round(100 * report.per, 6)
+        True
 
     Attributes:
         per: PER on 39 folded phones, a fraction.
         per61: PER on the 61 phones (None when the model's phone set is not 61).
-        sub, dels, ins, ref_phones: summed 39-phone counts.
+        sub: substitutions, summed over the utterances (39 phones).
+        dels: deletions, summed.
+        ins: insertions, summed.
+        ref_phones: N, the reference phones, summed.
         per_phone: 39-phone symbol -> {"ref": count, "errors": S + D, "rate": errors / ref}.
         confusions: most frequent substitutions ``(ref, hyp, count)``, most frequent first.
         confusion_matrix: 39 × 39 counts, rows reference, columns hypothesis (PHONES_39 order).
         utterances: per-utterance results.
         failures: ``(utterance id, message)`` for utterances that could not be decoded.
-        audio_seconds, elapsed: audio decoded and wall-clock seconds spent.
-        checkpoint, beam, kind: what was evaluated and how.
+        audio_seconds: seconds of audio decoded.
+        elapsed: wall-clock seconds spent.
+        checkpoint: the file evaluated.
+        beam: the beam (1 = greedy).
+        kind: ``"ctc"`` or ``"transducer"`` (or the peer's name in ``seqkit bench peers``).
     """
 
     per: float
@@ -82,10 +99,10 @@ class EvalReport:
     ins: int
     ref_phones: int
     per_phone: dict[str, dict[str, float]]
-    confusions: list[tuple[str, str, int]]
-    confusion_matrix: list[list[int]]
-    utterances: list[UtteranceResult]
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    confusions: tuple[tuple[str, str, int], ...]
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    utterances: tuple[UtteranceResult, ...]
+    failures: tuple[tuple[str, str], ...] = ()
     audio_seconds: float = 0.0
     elapsed: float = 0.0
     checkpoint: str = ""
@@ -116,7 +133,7 @@ class EvalReport:
             },
             "confusions": [list(c) for c in self.confusions],
             "confusion_phones": list(PHONES_39),
-            "confusion_matrix": self.confusion_matrix,
+            "confusion_matrix": [list(row) for row in self.confusion_matrix],
             "utterances": [_utterance_dict(u) for u in self.utterances],
             "failures": [list(f) for f in self.failures],
             "audio_seconds": self.audio_seconds,
@@ -133,8 +150,8 @@ def _pct(fraction: float) -> float:
 
 
 def _utterance_dict(u: UtteranceResult) -> dict[str, Any]:
-    return {"id": u.id, "ref": u.ref, "hyp": u.hyp, "sub": u.sub, "del": u.dels, "ins": u.ins,
-            "ref_phones": u.ref_phones, "per_pct": _pct(u.per)}
+    return {"id": u.id, "ref": list(u.ref), "hyp": list(u.hyp), "sub": u.sub, "del": u.dels,
+            "ins": u.ins, "ref_phones": u.ref_phones, "per_pct": _pct(u.per)}
 
 
 def score_hypotheses(
@@ -174,7 +191,8 @@ def score_hypotheses(
         counts = error_counts(fref, fhyp)
         utterances.append(
             UtteranceResult(
-                uid, fref, fhyp, counts.sub, counts.dels, counts.ins, counts.ref_len, counts.rate
+                uid, tuple(fref), tuple(fhyp), counts.sub, counts.dels, counts.ins,
+                counts.ref_len, counts.rate
             )
         )
     total = phone_error_counts(refs, hyps, fold=39)
@@ -204,9 +222,9 @@ def score_hypotheses(
         ins=total.ins,
         ref_phones=total.ref_len,
         per_phone=per_phone,
-        confusions=confusions,
-        confusion_matrix=matrix,
-        utterances=utterances,
+        confusions=tuple(confusions),
+        confusion_matrix=tuple(tuple(row) for row in matrix),
+        utterances=tuple(utterances),
     )
 
 
@@ -244,13 +262,9 @@ def evaluate(
     report = score_hypotheses(
         refs, hyps, [h.name for h in result.hypotheses], phone_set=loaded.phone_set
     )
-    report.failures = result.failures
-    report.audio_seconds = result.audio_seconds
-    report.elapsed = result.elapsed
-    report.checkpoint = str(loaded.path)
-    report.beam = options.beam
-    report.kind = loaded.kind
-    return report
+    return replace(report, failures=result.failures, audio_seconds=result.audio_seconds,
+                   elapsed=result.elapsed, checkpoint=str(loaded.path), beam=options.beam,
+                   kind=str(loaded.kind))
 
 
 def format_alignments(report: EvalReport) -> str:

@@ -10,6 +10,10 @@ into the file, so loading it needs neither seqkit nor torchaudio::
     recognizer = torch.jit.load("model.ts")
     phones = recognizer(wave)  # wave: (N,) float32, 16 kHz mono in [-1, 1] -> list[str]
 
+The file also carries the model's checkpoint (config, phone set, front end, weights) as an extra
+file of the archive, so that :func:`seqkit.load` (and ``seqkit decode``) read an exported file as
+they read a run, with timings and beam search; the weights are then stored twice.
+
 Why TorchScript although torch >= 2.11 warns that ``torch.jit.script`` is deprecated in favour of
 ``torch.export``: with torch 2.14, ``torch.export`` specializes ``nn.LSTM``'s time axis to the
 example's length (pytorch/pytorch#115092), an exported program returns tensors only (no phone
@@ -20,8 +24,11 @@ searches as loop state machines, and phone ids plus a vocabulary file instead of
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchaudio.compliance.kaldi as kaldi
@@ -30,11 +37,15 @@ from torch import nn
 
 from seqkit.atomic import remove_debris, write_atomic
 from seqkit.decoding.recognize import check_acoustic_model
-from seqkit.errors import OutputExistsError
+from seqkit.errors import CheckpointError, OutputExistsError
 from seqkit.locks import output_lock
-from seqkit.models.checkpoint import LoadedModel
+from seqkit.models.checkpoint import LoadedModel, model_payload
 from seqkit.models.config import ModelKind
 from seqkit.models.encoder import stack_frames
+
+# The checkpoint inside an exported file: torch.jit.save's extra file (stored as
+# <archive>/extra/<name> in the zip), read back by read_embedded_checkpoint.
+EMBEDDED_CHECKPOINT = "seqkit_checkpoint.pt"
 
 _PREEMPHASIS = 0.97  # Kaldi's default, which compute_features keeps
 
@@ -229,5 +240,42 @@ def export_model(loaded: LoadedModel, out: str | os.PathLike[str], *, force: boo
         ctc = loaded.kind == ModelKind.CTC
         module = CTCRecognizer(loaded) if ctc else TransducerRecognizer(loaded)
         scripted = torch.jit.script(module.eval())
-        write_atomic(path, lambda tmp: scripted.save(str(tmp)))
+        buffer = io.BytesIO()
+        torch.save(model_payload(loaded.model, vocab=loaded.vocab, phone_set=loaded.phone_set,
+                                 features=loaded.features, stats=loaded.stats), buffer)
+        extra = {EMBEDDED_CHECKPOINT: buffer.getvalue()}
+        write_atomic(path, lambda tmp: scripted.save(str(tmp), _extra_files=extra))
     return path
+
+
+def read_embedded_checkpoint(
+    file: Path, map_location: str | torch.device = "cpu"
+) -> dict[str, Any] | None:
+    """The checkpoint payload an exported file carries; None if ``file`` is no TorchScript file.
+
+    Raises:
+        CheckpointError: a TorchScript file without a seqkit checkpoint (exported by an older
+            seqkit, or by something else), or one whose checkpoint cannot be read.
+    """
+    if not zipfile.is_zipfile(file):
+        return None
+    with zipfile.ZipFile(file) as archive:
+        names = archive.namelist()
+        if not any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+            return None  # a torch.save file (also a zip), not TorchScript
+        inside = [n for n in names if n.endswith(f"/extra/{EMBEDDED_CHECKPOINT}")]
+        if not inside:
+            raise CheckpointError(
+                f"{file} is a TorchScript file without a seqkit checkpoint inside (exported by an "
+                "older seqkit, or not by seqkit): export the run again (`seqkit export RUN "
+                f"{file} --force`), or load the run itself"
+            )
+        data = archive.read(inside[0])
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt data
+        first_line = (str(err).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(
+            f"{file}: its embedded checkpoint is not readable ({type(err).__name__}: "
+            f"{first_line}): export the run again"
+        ) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +46,10 @@ from seqkit.progress import ProgressFn
 # Shallow fusion's LM weight when an LM is given without a weight (0 would ignore the LM): the
 # value ``seqkit decode/evaluate --lm`` and the CTC demo have always used; tune it per model.
 DEFAULT_LM_WEIGHT = 0.5
+
+# What one input to a recognition is: an audio file's path, a waveform at the model's rate, or
+# a function that returns such a waveform (raising AudioError), called when its turn comes.
+Source = str | torch.Tensor | Callable[[], torch.Tensor]
 
 # above this many encoder frames (60 s at 10 ms, no stacking), "auto" uses the batched search
 _LONG_FRAMES = 6000
@@ -146,15 +150,18 @@ def audio_files(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = Fa
     return out
 
 
-def _front_end(loaded: LoadedModel, path: str) -> tuple[torch.Tensor, float]:
-    """Normalized (T, F) features of one file and its duration in seconds (AudioError)."""
+def _front_end(loaded: LoadedModel, source: str | torch.Tensor, name: str
+               ) -> tuple[torch.Tensor, float]:
+    """Normalized (T, F) features of a file or of a waveform at the model's rate, and its
+    duration in seconds (AudioError)."""
     assert loaded.features is not None and loaded.stats is not None  # check_acoustic_model
     rate = loaded.features.sample_rate
-    wave = load_audio(path, sample_rate=rate)
+    wave = load_audio(source, sample_rate=rate) if isinstance(source, str) else source
     window = int(rate * loaded.features.frame_length_ms / 1000)
     if wave.shape[0] < window:
+        what = f"audio file {source}" if isinstance(source, str) else name
         raise AudioError(
-            f"audio file {path} is {wave.shape[0] / rate * 1000:.1f} ms long: expected at least "
+            f"{what} is {wave.shape[0] / rate * 1000:.1f} ms long: expected at least "
             f"one {loaded.features.frame_length_ms:g} ms frame; remove it or record it again"
         )
     feats = loaded.stats.normalize(compute_features(wave, loaded.features))
@@ -252,6 +259,7 @@ def decode_features(
     model = loaded.model
     lengths = torch.tensor([x.shape[0] for x in features], dtype=torch.long)
     feats = torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True)  # (B, T, F)
+    feats = feats.to(next(model.parameters()).device)
     with torch.no_grad():
         if loaded.kind == ModelKind.CTC:
             found = _search_ctc(model, feats, lengths, options, loaded.vocab)
@@ -299,23 +307,41 @@ def _hypothesis(
     )
 
 
-def _recognize(
+def recognize_sources(
     loaded: LoadedModel,
-    items: Sequence[tuple[str, str]],
-    options: DecodeOptions,
-    keep_features: bool,
-    progress: ProgressFn | None,
-    description: str,
+    items: Sequence[tuple[str, Source]],
+    *,
+    options: DecodeOptions | None = None,
+    keep_features: bool = False,
+    progress: ProgressFn | None = None,
 ) -> RecognitionResult:
+    """Decode named inputs: files, waveforms at the model's rate, or functions giving those.
+
+    Args:
+        loaded: a CTC or transducer model from :func:`seqkit.models.checkpoint.load_model`.
+        items: ``(name, source)`` per input (see :data:`Source`); a source that raises a
+            SeqkitError is reported under its name, and the others are still decoded.
+        options: search options. Default greedy.
+        keep_features: keep each input's features in its hypothesis (for alignment plots).
+        progress: optional ``progress(description, done, total)`` callback.
+
+    Returns:
+        The hypotheses, in input order, and one ``(name, message)`` per input that failed.
+
+    Raises:
+        CheckpointError: the model is not an acoustic model.
+    """
+    options = options or DecodeOptions()
     check_acoustic_model(loaded)
     started = time.perf_counter()
     loaded_items: list[tuple[int, str, torch.Tensor, float]] = []
     failures: dict[int, tuple[str, str]] = {}
     total = len(items)
-    for i, (name, path) in enumerate(items):
+    for i, (name, source) in enumerate(items):
         try:
             with one_torch_thread():  # small per-file work: one thread beats two on a busy CPU
-                feats, duration = _front_end(loaded, path)
+                feats, duration = _front_end(loaded, source() if callable(source) else source,
+                                             name)
             loaded_items.append((i, name, feats, duration))
         except SeqkitError as err:
             failures[i] = (name, str(err))
@@ -332,11 +358,11 @@ def _recognize(
             results[i] = _hypothesis(loaded, name, dec, duration, feats if keep_features else None)
         done += len(batch)
         if progress is not None:
-            progress(description, done, len(order))
+            progress("decode", done, len(order))
     elapsed = time.perf_counter() - started
     return RecognitionResult(
-        hypotheses=[results[i] for i in sorted(results)],
-        failures=[failures[i] for i in sorted(failures)],
+        hypotheses=tuple(results[i] for i in sorted(results)),
+        failures=tuple(failures[i] for i in sorted(failures)),
         audio_seconds=sum(item[3] for item in loaded_items),
         elapsed=elapsed,
     )
@@ -367,8 +393,9 @@ def recognize_files(
         CheckpointError: the model is not an acoustic model.
         ConfigError: bad options.
     """
-    items = [(str(p), str(p)) for p in paths]
-    return _recognize(loaded, items, options or DecodeOptions(), keep_features, progress, "decode")
+    items: list[tuple[str, Source]] = [(str(p), str(p)) for p in paths]
+    return recognize_sources(loaded, items, options=options, keep_features=keep_features,
+                             progress=progress)
 
 
 def recognize_utterances(
@@ -382,5 +409,5 @@ def recognize_utterances(
 
     Args and Raises: as :func:`recognize_files`.
     """
-    items = [(u.id, u.audio) for u in utterances]
-    return _recognize(loaded, items, options or DecodeOptions(), False, progress, "decode")
+    items: list[tuple[str, Source]] = [(u.id, u.audio) for u in utterances]
+    return recognize_sources(loaded, items, options=options, progress=progress)

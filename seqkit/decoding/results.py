@@ -35,7 +35,12 @@ class DecodedUtterance:
 
 @dataclass(frozen=True)
 class PhoneSegment:
-    """One recognized phone with its time span.
+    """One recognized phone with its time span (public: ``seqkit.PhoneSegment``).
+
+    Example:
+        >>> seg = seqkit.PhoneSegment("ae", start=0.12, end=0.2, score=0.93)
+        >>> f"{seg.phone} {seg.end - seg.start:.2f} s"
+        'ae 0.08 s'
 
     Attributes:
         phone: the symbol.
@@ -52,10 +57,20 @@ class PhoneSegment:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """The recognition result of one file or utterance.
+    """The recognition result of one input (public: ``seqkit.Hypothesis``).
+
+    What :meth:`seqkit.Recognizer.decode` returns per input, in input order.
+
+    Example:
+        >>> [hyp] = seqkit.load("runs/ctc").decode(["a.wav"])
+        >>> hyp.name, hyp.segments[0].start, hyp.segments[-1].end == hyp.duration
+        ('a.wav', 0.0, True)
+        >>> len(hyp.phones) == len(hyp.segments)
+        True
 
     Attributes:
-        name: the audio path or utterance id.
+        name: the audio path as given, the utterance id (evaluation), or ``<array i>`` for the
+            i-th input (from 0) given as samples.
         phones: recognized phones, in the model's phone set.
         segments: one per phone, times monotone and covering [0, duration].
         duration: audio length in seconds.
@@ -76,25 +91,26 @@ class Hypothesis:
     path: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecognitionResult:
-    """Hypotheses of every input that could be decoded, and the failures.
+    """Hypotheses of every input that could be decoded, and the failures (public:
+    ``seqkit.RecognitionResult``, from :meth:`seqkit.Recognizer.recognize`).
 
     Attributes:
-        hypotheses: in input order.
+        hypotheses: in input order, without the inputs that failed.
         failures: ``(name, message)`` for each input that could not be decoded.
         audio_seconds: total duration of the decoded audio.
         elapsed: wall-clock seconds spent (front end + model + search + alignment).
     """
 
-    hypotheses: list[Hypothesis]
-    failures: list[tuple[str, str]]
+    hypotheses: tuple[Hypothesis, ...]
+    failures: tuple[tuple[str, str], ...]
     audio_seconds: float
     elapsed: float
 
     @property
     def rtf(self) -> float:
-        """Real-time factor: processing seconds per second of audio (0 if no audio)."""
+        """The real-time factor, processing seconds per second of audio (0 if no audio)."""
         return self.elapsed / self.audio_seconds if self.audio_seconds > 0 else 0.0
 
 

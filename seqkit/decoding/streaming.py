@@ -67,7 +67,7 @@ def check_streamable(loaded: LoadedModel, options: DecodeOptions, chunk_ms: floa
 
 @dataclass(frozen=True)
 class StreamStats:
-    """Timing of one stream.
+    """Timing of one stream (public: ``seqkit.StreamStats``).
 
     Attributes:
         audio_seconds: audio received.
@@ -100,19 +100,20 @@ class StreamStats:
 
 @dataclass(frozen=True)
 class StreamResult:
-    """The outcome of one stream.
+    """The outcome of one stream (public: ``seqkit.StreamResult``, from
+    :attr:`seqkit.PhoneStream.result`).
 
     Attributes:
         labels: recognized label indices (blank excluded).
         phones: the same as symbols of the model's phone set.
-        score: the search's log-probability (NaN for greedy).
+        score: the search's log-probability; None for greedy search, which keeps no score.
         decided_at: per phone, seconds of audio received when it was decided.
         stats: timing.
     """
 
     labels: tuple[int, ...]
     phones: tuple[str, ...]
-    score: float
+    score: float | None
     decided_at: tuple[float, ...]
     stats: StreamStats
 
@@ -250,8 +251,8 @@ def _decided_since(search: Any, start: int, final: bool) -> Sequence[int]:
     return search.results()[0].labels[start:] if final else search.decided_since(start)
 
 
-def _final(search: Any) -> tuple[list[int], float]:
+def _final(search: Any) -> tuple[list[int], float | None]:
     if isinstance(search, CTCGreedySearch | TransducerGreedySearch):
-        return list(search.labels), float("nan")
+        return list(search.labels), None
     best = search.results()[0]
     return list(best.labels), best.score

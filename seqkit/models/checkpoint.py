@@ -215,6 +215,11 @@ def _read(file: Path, map_location: str | torch.device) -> dict[str, Any]:
             f"{file} is not a readable checkpoint ({type(err).__name__}: {first_line}): "
             "pass a .pt file written by `seqkit train`"
         ) from None
+    return _checked(payload, file)
+
+
+def _checked(payload: Any, file: Path) -> dict[str, Any]:
+    """``payload`` if it is a seqkit checkpoint this version reads (CheckpointError if not)."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{file} is not a seqkit checkpoint (expected 'format': {FORMAT!r}): "
@@ -269,7 +274,29 @@ def load_model(
             another kind than ``expect_kind``, a newer format, or weights that do not fit.
     """
     file = resolve_checkpoint(path)
-    payload = _read(file, map_location)
+    return model_from_payload(_read(file, map_location), file, expect_kind=expect_kind,
+                              map_location=map_location)
+
+
+def model_from_payload(
+    payload: dict[str, Any],
+    file: Path,
+    *,
+    expect_kind: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Rebuild the model of a checkpoint payload already read (e.g. the one a TorchScript
+    export carries), in eval mode.
+
+    Args:
+        payload: a checkpoint dict (see the module docstring).
+        file: where it was read from, for messages and :attr:`LoadedModel.path`.
+        expect_kind, map_location: as :func:`load_model`.
+
+    Raises:
+        CheckpointError: as :func:`load_model`.
+    """
+    payload = _checked(payload, file)
     config = _config_of(payload, file)
     if expect_kind is not None and config.kind != expect_kind:
         raise CheckpointError(
