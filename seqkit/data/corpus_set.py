@@ -261,13 +261,12 @@ def first_change(recorded: Sequence[CorpusRecord], current: Sequence[CorpusRecor
                 f"({', '.join(r.name for r in recorded)}), not {len(current)}")
     for k, (old, new) in enumerate(zip(recorded, current, strict=True)):
         where = f"corpus {k + 1} ({new.name})"
+        if old.dev != new.dev:
+            return f"{where}: its dev split {'is' if new.dev else 'is not'} in the dev set now"
+        if old.weight != new.weight:
+            return f"{where}: weight {new.weight:g}, it trained with {old.weight:g}"
         if old.sha256 != new.sha256:
             changed = sorted(n for n in set(old.sha256) | set(new.sha256)
                              if old.sha256.get(n) != new.sha256.get(n))
-            return (f"{where}: {changed[0]} is not the file it trained on "
-                    f"(from {old.path})")
-        if old.weight != new.weight:
-            return f"{where}: weight {new.weight:g}, it trained with {old.weight:g}"
-        if old.dev != new.dev:
-            return f"{where}: its dev split {'is' if new.dev else 'is not'} in the dev set now"
+            return f"{where}: {changed[0]} is not the file it trained on (in {old.path})"
     return None

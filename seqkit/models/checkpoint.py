@@ -512,18 +512,28 @@ def read_init(
             f"--init {file} has another vocabulary ({len(payload['vocab'])} symbols, the run "
             f"{len(vocab)}): fine-tune on the phone set it was trained on")
     _check_front_end(file, payload.get("features"), features)
-    stats = None
-    if features is not None:
-        if not payload.get("stats"):
-            raise CheckpointError(f"--init {file} holds no feature statistics: pass a "
-                                  "checkpoint written by `seqkit train`")
-        try:
-            stats = FeatureStats.from_dict(payload["stats"])
-        except ConfigError as err:
-            raise CheckpointError(f"--init {file}: {err}") from None
+    stats = saved_stats(payload) if features is not None else None
+    if features is not None and stats is None:
+        raise CheckpointError(f"--init {file} holds no feature statistics: pass a checkpoint "
+                              "written by `seqkit train`")
     epoch, best = payload.get("epoch"), payload.get("best_score")
     return InitModel(file, payload["model"], stats, int(epoch) if epoch is not None else None,
                      float(best) if best is not None else None)
+
+
+def saved_stats(payload: dict[str, Any]) -> FeatureStats | None:
+    """The normalization statistics a checkpoint payload carries (None for a phone LM).
+
+    Raises:
+        CheckpointError: they do not rebuild (the file was edited).
+    """
+    if not payload.get("stats"):
+        return None
+    try:
+        return FeatureStats.from_dict(payload["stats"])
+    except ConfigError as err:
+        raise CheckpointError(f"a checkpoint's feature statistics do not rebuild ({err}): "
+                              "start over with --force") from None
 
 
 def _check_front_end(file: Path, saved: Any, features: FeatureConfig | None) -> None:

@@ -61,6 +61,7 @@ from seqkit.models.checkpoint import (
     read_init,
     resolve_checkpoint,
     save_checkpoint,
+    saved_stats,
 )
 from seqkit.progress import ProgressFn
 from seqkit.training import distributed
@@ -539,8 +540,8 @@ def _build_run(
         change = first_change([CorpusRecord.from_dict(r) for r in saved["corpora"]], records)
         if change is not None:
             raise CheckpointError(
-                f"cannot resume {run_dir}: its corpora changed ({change}): resume with the "
-                f"--data it trained on (see {run_dir / 'config.toml'}) or start over with --force")
+                f"cannot resume {run_dir}: its corpora changed, {change}: resume with the --data "
+                f"it trained on (listed in {run_dir / 'config.toml'}) or start over with --force")
     loaded = _load_data(recipe, sources, records, stats_given, ctx, progress, log)
     pipeline = TrainingPipeline(
         loaded.train, weights=[c.weight for c in sources.corpora], stats=loaded.stats,
@@ -627,11 +628,7 @@ def _init_of(recipe: RecipeConfig, sources: _Sources, saved: dict[str, Any] | No
 def _saved_init_stats(saved: dict[str, Any] | None) -> FeatureStats | None:
     """A resumed fine-tuning run's statistics: those of the model it started from, which its
     checkpoints carry (a run from scratch takes its corpora's again: None)."""
-    if saved is None or saved.get("init") is None or not saved.get("stats"):
-        return None
-    from seqkit.audio.features import FeatureStats  # the checkpoint's stats, as written
-
-    return FeatureStats.from_dict(saved["stats"])
+    return saved_stats(saved) if saved is not None and saved.get("init") is not None else None
 
 
 def _tell(run: _Run, loaded: TrainingData, sources: _Sources, records: list[CorpusRecord],
