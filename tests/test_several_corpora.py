@@ -18,7 +18,7 @@ from seqkit.data.batching import BucketBatchSampler, load_split
 from seqkit.data.checksums import CHECKSUMS_FILE, write_checksums
 from seqkit.data.corpus_set import merge_stats, parse_data_weights, resolve_corpora
 from seqkit.data.pipeline import TrainingPipeline
-from seqkit.errors import CheckpointError, ConfigError
+from seqkit.errors import CheckpointError, ConfigError, CorpusError
 from seqkit.synth.corpus import synthesize_corpus
 from seqkit.training import load_recipe, read_run_log, train
 from seqkit.training.runlog import Notice
@@ -241,3 +241,44 @@ def test_corpus_names_are_the_data_value_the_path_or_an_unambiguous_folder_name(
     with pytest.raises(ConfigError, match="no --data given"):
         resolve_corpora([], None)
     assert parse_data_weights(["a=b=0.5"]) == {"a=b": 0.5}  # the last '=' splits
+
+
+def _dev_only(corpus: Path, tmp_path: Path) -> Path:
+    """``corpus``'s utterances as ``seqkit data prepare --all-to dev`` lays them out: all in
+    dev, empty train and test, no stats.json (nothing to train on)."""
+    out = tmp_path / "held_out"
+    out.mkdir()
+    lines = "".join((corpus / f"{s}.jsonl").read_text() for s in ("train", "dev", "test"))
+    (out / "dev.jsonl").write_text(lines)
+    for split in ("train", "test"):
+        (out / f"{split}.jsonl").write_text("")
+    write_checksums(out, ["train.jsonl", "dev.jsonl", "test.jsonl"])
+    return out
+
+
+def test_a_dev_only_corpus_first_is_the_dev_set_of_a_run_on_the_others(
+    prepared: Path, second: Path, tmp_path: Path
+) -> None:
+    """Someone's held-out recordings (prepared --all-to dev) score a run on their others."""
+    held_out = _dev_only(second, tmp_path)
+    notices: list[str] = []
+    summary = train(_recipe(tmp_path), [held_out, prepared], tmp_path / "run", max_epochs=1,
+                    log=lambda r: notices.append(r.text) if isinstance(r, Notice) else None)
+    assert summary.epochs[0].dev_per_pct is not None
+    assert any("dev only, no train utterances" in n and "8 utterances" in n for n in notices)
+    saved = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert [c["utterances"] for c in saved["corpora"]] == [0, 6]
+    assert saved["stats"]["frames"] == read_stats(prepared / "stats.json")[1].frames
+    with pytest.raises(CorpusError, match="no --data has train utterances"):
+        train(_recipe(tmp_path), held_out, tmp_path / "none")
+    with pytest.raises(CorpusError, match="dev.jsonl has no utterances: the first --data"):
+        train(_recipe(tmp_path), [_train_only(second, tmp_path), prepared], tmp_path / "none")
+
+
+def _train_only(corpus: Path, tmp_path: Path) -> Path:
+    """``corpus`` as ``--all-to train`` lays it out: no dev utterances."""
+    out = tmp_path / "extra"
+    shutil.copytree(corpus, out, ignore=shutil.ignore_patterns("cache"))
+    (out / "dev.jsonl").write_text("")
+    write_checksums(out, ["train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"])
+    return out

@@ -169,8 +169,8 @@ def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
     return FeatureStats(mean=mean.to(torch.float32), std=std.to(torch.float32), frames=int(total))
 
 
-def has_utterances(folder: Path, split: str, *, required: bool = True) -> bool:
-    """Whether a prepared folder's ``split`` manifest holds at least one utterance.
+def count_utterances(folder: Path, split: str, *, required: bool = True) -> int:
+    """How many utterances a prepared folder's ``split`` manifest holds (0: none or absent).
 
     Raises:
         CorpusError: the manifest cannot be read, or is missing and ``required``.
@@ -178,15 +178,15 @@ def has_utterances(folder: Path, split: str, *, required: bool = True) -> bool:
     manifest = split_manifest(folder, split)
     try:
         with manifest.open(encoding="utf-8") as f:
-            return any(line.strip() for line in f)
+            return sum(1 for line in f if line.strip())
     except FileNotFoundError:
         if not required:
-            return False
+            return 0
         raise CorpusError(f"manifest {manifest} not found: expected a directory made by "
                           "`seqkit data prepare`") from None
     except OSError as err:
-        raise CorpusError(f"cannot read {split_manifest(folder, split)} ({err.strerror}): "
-                          "check the prepared folder") from None
+        raise CorpusError(f"cannot read {manifest} ({err.strerror}): check the prepared "
+                          "folder") from None
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,8 @@ class CorpusRecord:
         path: the prepared folder, resolved.
         weight: its ``--data-weight`` (1 = each utterance once per epoch).
         dev: whether its dev split is in the run's dev set.
+        utterances: its train utterances (0: a dev-only corpus, e.g. prepared with
+            ``--all-to dev``).
         sha256: SHA-256 of each file the run read from it, by name (``train.jsonl``,
             ``dev.jsonl`` when ``dev``, ``stats.json`` unless the run normalized with an
             ``--init`` model's statistics or is a phone LM).
@@ -207,47 +209,56 @@ class CorpusRecord:
     path: str
     weight: float
     dev: bool
+    utterances: int
     sha256: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (TOML / JSON / checkpoint friendly); inverse of :meth:`from_dict`."""
         return {"name": self.name, "path": self.path, "weight": self.weight, "dev": self.dev,
-                "sha256": dict(self.sha256)}
+                "utterances": self.utterances, "sha256": dict(self.sha256)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CorpusRecord:
         """Build from :meth:`to_dict` output."""
         return cls(str(data["name"]), str(data["path"]), float(data["weight"]),
-                   bool(data["dev"]), {str(k): str(v) for k, v in dict(data["sha256"]).items()})
+                   bool(data["dev"]), int(data["utterances"]),
+                   {str(k): str(v) for k, v in dict(data["sha256"]).items()})
 
 
 def record_corpora(corpora: Sequence[Corpus], *, dev: DevSet, stats_read: bool
                    ) -> list[CorpusRecord]:
     """Check and record the files a run reads from each corpus.
 
+    A corpus with an empty train split (prepared with ``--all-to dev``) is read for its dev
+    split only: first, to be the run's dev set (someone's held-out recordings), or with
+    ``dev`` all.
+
     Args:
         corpora: the run's corpora.
         dev: which dev splits the run scores (the first corpus's always).
-        stats_read: whether the run reads the corpora's ``stats.json``.
+        stats_read: whether the run reads the ``stats.json`` of corpora it trains on.
 
     Raises:
-        CorpusError: a file changed since prepare wrote it, or is missing (a corpus without
-            utterances in its train split, or the first one without a dev split, included).
+        CorpusError: a file changed since prepare wrote it, or is missing; the first corpus
+            has no dev utterances; no corpus has train utterances.
     """
     records = []
     for k, c in enumerate(corpora):
-        for split in ("train",) if k else ("train", "dev"):
-            if not has_utterances(c.path, split):
-                raise CorpusError(
-                    f"{split_manifest(c.path, split)} has no utterances: a run needs the train "
-                    "split of every --data and the dev split of the first (put the corpus with "
-                    "a dev split first, or prepare it again)")
+        n_train = count_utterances(c.path, "train")
+        if k == 0 and not count_utterances(c.path, "dev"):
+            raise CorpusError(
+                f"{split_manifest(c.path, 'dev')} has no utterances: the first --data's dev "
+                "split scores each epoch (put a corpus with a dev split first, or prepare held-out "
+                "recordings with --all-to dev and give them first)")
         use_dev = k == 0 or (dev == DevSet.ALL
-                             and has_utterances(c.path, "dev", required=False))
+                             and count_utterances(c.path, "dev", required=False) > 0)
         names = ["train.jsonl", *(["dev.jsonl"] if use_dev else []),
-                 *(["stats.json"] if stats_read else [])]
-        records.append(CorpusRecord(c.name, str(c.path.resolve()), c.weight, use_dev,
+                 *(["stats.json"] if stats_read and n_train else [])]
+        records.append(CorpusRecord(c.name, str(c.path.resolve()), c.weight, use_dev, n_train,
                                     prepared_digests(c.path, names)))
+    if not any(r.utterances for r in records):
+        raise CorpusError(f"no --data has train utterances ({', '.join(c.name for c in corpora)}"
+                          "): give at least one corpus with a train split")
     return records
 
 

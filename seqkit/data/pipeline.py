@@ -69,7 +69,8 @@ class TrainingData:
     """A run's corpora, loaded.
 
     Attributes:
-        train: each corpus's train split, normalized with ``stats``, in ``--data`` order.
+        train: the train split of each corpus that has one, normalized with ``stats``, in
+            ``--data`` order (a dev-only corpus has none).
         dev: the dev set (the first corpus's dev split, or several pooled; ids ``"K/ID"``
             then).
         stats: the normalization statistics (None for a phone LM's text-only data).
@@ -98,8 +99,8 @@ def load_training_data(
 
     Args:
         corpora: the run's corpora (:func:`seqkit.data.corpus_set.resolve_corpora`).
-        records: their records (:func:`seqkit.data.corpus_set.record_corpora`): which dev
-            splits to pool.
+        records: their records (:func:`seqkit.data.corpus_set.record_corpora`): which have
+            train utterances, which dev splits to pool.
         phone_set: training phone set (61, 48, 39).
         features: the front end; None = text only (a phone LM: no features, no statistics).
         stats: normalize with these (an ``--init`` model's) instead of the corpora's.
@@ -120,16 +121,17 @@ def load_training_data(
     kw = {"phone_set": phone_set, "features": features, "cache": cache, "jobs": jobs,
           "progress": progress, "notice": notice}
     source = ""
+    trained = [c for c, r in zip(corpora, records, strict=True) if r.utterances]
     if features is not None and stats is None:
         prepared = []
-        for c in corpora:
+        for c in trained:
             verify_prepared(c.path, ["stats.json"])  # the manifests: in load_split
             prepared.append(read_stats(c.path / "stats.json"))
         if all(front == features for front, _ in prepared):
             stats = merge_stats([s for _, s in prepared])
-            source = (f"{stats.frames} train frames of {len(corpora)} corpora (stats.json "
-                      "merged)" if len(corpora) > 1 else "")
-    train = [load_split(c.path, "train", stats=None, **kw) for c in corpora]
+            source = (f"{stats.frames} train frames of {len(trained)} corpora (stats.json "
+                      "merged)" if len(trained) > 1 else "")
+    train = [load_split(c.path, "train", stats=None, **kw) for c in trained]
     if features is not None:
         if stats is None:  # another front end than the corpora were prepared with
             stats = compute_stats(row for d in train for row in d.feats)  # one at a time

@@ -544,7 +544,8 @@ def _build_run(
                 f"it trained on (listed in {run_dir / 'config.toml'}) or start over with --force")
     loaded = _load_data(recipe, sources, records, stats_given, ctx, progress, log)
     pipeline = TrainingPipeline(
-        loaded.train, weights=[c.weight for c in sources.corpora], stats=loaded.stats,
+        loaded.train, stats=loaded.stats,
+        weights=[c.weight for c, r in zip(sources.corpora, records, strict=True) if r.utterances],
         features=None if text_only else recipe.data.features, augmentation=t.augmentation,
         max_frames=t.max_frames, bucket_width=recipe.data.bucket_width, seed=t.seed,
         rank=ctx.rank, world_size=ctx.world_size)
@@ -638,10 +639,10 @@ def _tell(run: _Run, loaded: TrainingData, sources: _Sources, records: list[Corp
         return
     if len(records) > 1:
         parts = []
-        for c, d in zip(sources.corpora, loaded.train, strict=True):
-            share = (f", weight {c.weight:g}: {max(1, round(c.weight * len(d)))} per epoch"
-                     if c.weight != 1 else "")
-            parts.append(f"{c.name} ({len(d)} utterances{share})")
+        for c, r in zip(sources.corpora, records, strict=True):
+            share = (f", weight {c.weight:g}: {max(1, round(c.weight * r.utterances))} per "
+                     "epoch" if c.weight != 1 and r.utterances else "")
+            parts.append(f"{c.name} ({r.utterances or 'dev only, no'} train utterances{share})")
         dev = [r.name for r in records if r.dev]
         which = ("the first corpus's dev split" if sources.dev == DevSet.FIRST
                  else "every corpus's dev split, pooled")
