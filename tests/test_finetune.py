@@ -166,3 +166,12 @@ def test_init_cannot_be_combined_with_a_pretrained_encoder(
     recipe = _recipe(tmp_path, f"train.init_encoder={run}", kind="transducer")
     with pytest.raises(ConfigError, match="--init loads the whole model"):
         train(recipe, prepared, tmp_path / "t", init=run)
+
+
+def test_the_finetune_recipe_fits_the_demo_model_at_a_lower_learning_rate() -> None:
+    """synth/finetune takes `--init demo/run-ctc`: synth/ctc_blstm's weights and inputs."""
+    demo, finetune = load_recipe("synth/ctc_blstm"), load_recipe("synth/finetune")
+    assert finetune.model == demo.model
+    assert finetune.data.features == demo.data.features
+    assert finetune.data.phone_set == demo.data.phone_set
+    assert finetune.train.lr <= demo.train.lr / 5
