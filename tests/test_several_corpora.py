@@ -282,3 +282,41 @@ def _train_only(corpus: Path, tmp_path: Path) -> Path:
     (out / "dev.jsonl").write_text("")
     write_checksums(out, ["train.jsonl", "dev.jsonl", "test.jsonl", "stats.json"])
     return out
+
+
+@pytest.mark.slow  # ~1 min on 2 shared cores: three train processes import torch
+def test_two_corpora_killed_mid_epoch_resume_to_the_uninterrupted_weights(
+    prepared: Path, second: Path, tmp_path: Path
+) -> None:
+    """The kill hook (SEQKIT_TEST_KILL_AT_STEP) stops a real `seqkit train --data A --data B`
+    process; --resume ends where an uninterrupted run ends, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from seqkit.training.trainer import KILL_HOOK
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+
+    def run(out: Path, *extra: str, kill: str | None = None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != KILL_HOOK}
+        if kill is not None:
+            env[KILL_HOOK] = kill
+        cmd = [sys.executable, "-m", "seqkit.cli.main", "train", str(tmp_path / "tiny.toml"),
+               "--data", str(prepared), "--data", str(second), "--data-weight",
+               f"{second}=0.5", "--out", str(out), "--max-epochs", "2",
+               *[a for s in AUGMENTED for a in ("--set", s)], *extra]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    assert run(tmp_path / "full").returncode == 0
+    killed = run(tmp_path / "cut", kill="4:SIGKILL")  # in epoch 2 (3 steps per epoch, seed 0)
+    assert killed.returncode == -signal.SIGKILL and (tmp_path / "cut" / "last.pt").exists()
+    resumed = run(tmp_path / "cut", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"]
+    for name, value in a["model"].items():
+        torch.testing.assert_close(b["model"][name], value, rtol=0, atol=0, msg=name)
+    assert read_run_log(tmp_path / "cut").run.corpora == read_run_log(tmp_path / "full").run.corpora
