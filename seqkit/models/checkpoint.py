@@ -10,7 +10,12 @@ so it loads with ``torch.load(weights_only=True)``. Keys:
   or 39; ``"features"``: :meth:`FeatureConfig.to_dict` or None (LM); ``"stats"``:
   :meth:`FeatureStats.to_dict` or None (LM).
 - Training state (optional, written by the trainer): ``"optimizer"``, ``"scheduler"``,
-  ``"epoch"``, ``"step"``, ``"rng"``, ``"train_config"``, ``"best_dev_per"``, ...
+  ``"epoch"``, ``"step"``, ``"rng"``, ``"train_config"``, ``"best_score"``, ..., and what the run
+  read: ``"corpora"`` (each with its SHA-256s), ``"dev_set"``, ``"init"`` (the model it was
+  fine-tuned from, or None).
+
+:func:`read_init` and :func:`load_init` start a run from a trained model (``seqkit train
+--init``), refusing one whose weights or inputs do not fit.
 
 A run dir holds ``best.pt`` (best dev PER) and ``last.pt`` (latest epoch or interruption).
 """

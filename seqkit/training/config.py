@@ -257,6 +257,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     Returns:
         The resolved recipe.
 
+    A ``[run]`` table (what a run read, which ``seqkit train`` writes into ``RUN/config.toml``)
+    is ignored, so a run's config.toml reads back as its recipe.
+
     Raises:
         ConfigError: neither a file nor a built-in name, or not TOML; an unknown key (with the
             valid keys and a did-you-mean); a wrong type (naming the key and the file or

@@ -3,6 +3,7 @@
 One process::
 
     train(load_recipe("recipes/synth/ctc_blstm.toml"), "prepared", "runs/ctc")
+    train(load_recipe("synth/finetune"), ["held_out", "mine"], "runs/mine", init="demo/run-ctc")
 
 N processes (the same code; the launcher sets RANK / WORLD_SIZE)::
 
@@ -12,9 +13,11 @@ N processes (the same code; the launcher sets RANK / WORLD_SIZE)::
 Read it top to bottom: :func:`train` builds a :class:`_Run` (restoring ``last.pt`` on resume),
 then each epoch is :func:`_train_epoch` (one :func:`_step` per global batch) followed by
 :func:`_end_epoch` (dev loss and PER, plateau LR, early stopping, ``last.pt`` / ``best.pt``,
-curves). A step takes this worker's share of the global batch, (optionally) adds weight noise,
-forwards to per-utterance NLLs normalized by the global batch's label count, backpropagates,
-removes the noise, clips and updates. Only rank 0 writes files.
+curves). The batches come ready from :class:`seqkit.data.pipeline.TrainingPipeline` (corpora
+mixed, bucketed, sharded, perturbed, masked). A step takes this worker's share of the global
+batch, (optionally) adds weight noise, forwards to per-utterance NLLs normalized by the global
+batch's label count, backpropagates, removes the noise, clips and updates. Only rank 0 writes
+files.
 """
 
 from __future__ import annotations
