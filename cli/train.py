@@ -22,7 +22,7 @@ _EPILOG = (
     "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc --max-minutes 10. "
     "Two corpora, the second at 30% of its utterances per epoch: --data prepared --data mine "
     "--data-weight mine=0.3. Fine-tuning a trained model: seqkit train synth/finetune --data "
-    "mine --init demo/run --out runs/mine"
+    "mine --init demo/run-ctc --out runs/mine"
 )
 
 
