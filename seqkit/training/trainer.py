@@ -637,7 +637,8 @@ def _saved_init_stats(saved: dict[str, Any] | None) -> FeatureStats | None:
 
 def _tell(run: _Run, loaded: TrainingData, sources: _Sources, records: list[CorpusRecord],
           init: InitModel | None) -> None:
-    """Notices of what a run reads when it is more than one prepared folder."""
+    """Notices of what a run reads: its corpora when several, statistics not taken as they are
+    from one folder, the model it is fine-tuned from."""
     if run.log is None:
         return
     if len(records) > 1:
