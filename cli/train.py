@@ -1,4 +1,4 @@
-"""``seqkit train``: train a recipe on a prepared corpus, on one process or N local workers."""
+"""``seqkit train``: train a recipe on prepared corpora, on one process or N local workers."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from rich.table import Table
 
 from seqkit.cli.exits import interrupted_exit_code
 from seqkit.cli.progress import err_console, rich_progress
+from seqkit.data.corpus_set import DevSet, parse_data_weights, resolve_corpora
 from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
 from seqkit.training.runlog import Notice
 from seqkit.training.trainer import stop_signal_of
 
 _EPILOG = (
-    "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc "
-    "--max-minutes 10"
+    "Example: seqkit train synth/ctc_blstm --data prepared --out runs/ctc --max-minutes 10. "
+    "Two corpora, the second at 30% of its utterances per epoch: --data prepared --data mine "
+    "--data-weight mine=0.3. Fine-tuning a trained model: seqkit train synth/finetune --data "
+    "mine --init demo/run-ctc --out runs/mine"
 )
 
 
@@ -66,10 +69,25 @@ def train_command(
     recipe: Annotated[Path, typer.Argument(help="Recipe: a TOML file or a built-in name (see "
                                            "seqkit recipes), e.g. synth/ctc_blstm.",
                                            show_default=False)],
-    data: Annotated[Path, typer.Option("--data", help="Prepared directory (seqkit data prepare).",
-                                       rich_help_panel="Data", show_default=False)],
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="Prepared directory (seqkit data prepare); repeat it to train on several "
+        "corpora at once (the first one's dev split scores each epoch).",
+        rich_help_panel="Data", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Run directory for checkpoints and logs.",
                                       rich_help_panel="Data", show_default=False)],
+    data_weights: Annotated[list[str] | None, typer.Option(
+        "--data-weight", help="CORPUS=WEIGHT: the corpus (its --data path or folder name) gives "
+        "round(WEIGHT x its train utterances) to each epoch: 0.3 = a fresh random 30%, 2 = each "
+        "utterance twice (default 1: each once). Repeatable.", rich_help_panel="Data",
+        show_default=False)] = None,
+    dev: Annotated[DevSet, typer.Option(
+        "--dev", help="Dev set of several corpora: the first corpus's dev split, or every "
+        "corpus's pooled.", rich_help_panel="Data")] = DevSet.FIRST,
+    init: Annotated[Path | None, typer.Option(
+        "--init", help="Fine-tune: start from a trained model of the same kind, shape, phone set "
+        "and front end (a run dir's best.pt, or a .pt file). Weights only: a fresh optimizer "
+        "and LR schedule; its feature statistics are kept.", rich_help_panel="Data",
+        show_default=False)] = None,
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a recipe value, e.g. --set train.lr=3e-4 (repeatable).",
         rich_help_panel="Recipe", show_default=False)] = None,
@@ -91,27 +109,30 @@ def train_command(
         "--nproc", min=1, help="Local workers (DDP through torch.distributed's launcher; gloo "
         "on CPU, NCCL on GPUs).", rich_help_panel="Runtime")] = 1,
 ) -> None:
-    """Train a (B)LSTM-CTC, RNN-transducer or phone-LM recipe on a prepared corpus.
+    """Train a (B)LSTM-CTC, RNN-transducer or phone-LM recipe on one or several prepared corpora.
 
-    Writes OUT/best.pt, OUT/last.pt, OUT/config.toml, OUT/metrics.jsonl and OUT/curves.png.
-    Ctrl-C or SIGTERM writes last.pt and exits 130 or 143; --resume continues from it with the
-    same next batch and LR (a run stopped before its first checkpoint starts over). One run at
-    a time per OUT.
+    Writes OUT/best.pt, OUT/last.pt, OUT/config.toml, OUT/metrics.jsonl and OUT/curves.png;
+    config.toml and metrics.jsonl record the corpora read (with their SHA-256) and the --init
+    model. Ctrl-C or SIGTERM writes last.pt and exits 130 or 143; --resume continues from it with
+    the same next batch and LR (a run stopped before its first checkpoint starts over), and
+    refuses corpora that changed since. One run at a time per OUT.
     """
     sets = list(overrides or [])
     if seed is not None:
         sets.append(f"train.seed={seed}")
     resolved = load_recipe(recipe, sets)  # errors here, before any worker starts
+    weights = parse_data_weights(data_weights or [])
     if nproc > 1:
-        launch = TrainLaunch(recipe, data, out, tuple(sets), max_epochs, max_minutes, resume,
-                             force)
+        resolve_corpora(data, weights)  # errors here too
+        launch = TrainLaunch(recipe, tuple(data), out, tuple(sets), max_epochs, max_minutes,
+                             resume, force, tuple(data_weights or ()), dev.value, init)
         launch_local(nproc, f"{__package__}.main", launch)
         err_console.print(f"trained with {nproc} workers: {out}", highlight=False)
         return
     try:
         summary = _train_with_progress(
-            recipe=resolved, data_dir=data, run_dir=out, resume=resume, force=force,
-            max_epochs=max_epochs, max_minutes=max_minutes,
+            recipe=resolved, data=data, run_dir=out, data_weights=weights, dev=dev.value,
+            init=init, resume=resume, force=force, max_epochs=max_epochs, max_minutes=max_minutes,
         )
     except KeyboardInterrupt as stop:  # before the first step (e.g. building the features)
         err_console.print("interrupted before training began; run the command again",

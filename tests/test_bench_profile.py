@@ -117,3 +117,22 @@ def test_bench_train_times_a_recipe_with_set_overrides(prepared):
     bad = runner.invoke(app, ["bench", "train", "--data", str(prepared), "--recipe",
                               "synth/transducer", "--set", "model.joint_strde=2"])
     assert bad.exit_code == 2 and "did you mean model.joint_stride" in bad.output
+
+
+def test_bench_train_two_corpora_times_a_step_on_two_against_one(prepared, tmp_path):
+    """``seqkit bench train --two-corpora``: our step on --data and a copy of it against --data
+    alone (#29); the timing itself is the lead's, on a quiet machine."""
+    sets = [arg for value in (*TINY_MODEL, "train.max_frames=300") for arg in ("--set", value)]
+    result = runner.invoke(app, ["bench", "train", "--data", str(prepared), "--two-corpora",
+                                 "--steps", "3", "--recipe", "synth/ctc_blstm", *sets,
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["recipe"] for r in rows] == ["synth/ctc_blstm"] and rows[0]["steps"] == 3
+    for side in ("one", "two"):
+        assert rows[0][f"{side}_ms_per_step"] > 0 and rows[0][f"{side}_frames_per_s"] > 0
+    assert rows[0]["ratio"] == pytest.approx(rows[0]["one_frames_per_s"]
+                                             / rows[0]["two_frames_per_s"])
+    missing = runner.invoke(app, ["bench", "train", "--data", str(prepared), "--two-corpora",
+                                  "--second", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "is not a prepared corpus" in missing.output

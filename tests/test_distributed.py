@@ -120,12 +120,17 @@ def test_setup_without_launcher_is_a_single_worker(monkeypatch: pytest.MonkeyPat
 
 def test_launch_rejects_zero_workers(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--nproc must be >= 1"):
-        launch_local(0, "seqkit.cli.main", TrainLaunch(tmp_path / "r.toml", tmp_path, tmp_path))
+        launch_local(0, "seqkit.cli.main", TrainLaunch(tmp_path / "r.toml", (tmp_path,),
+                                                       tmp_path))
 
 
 def test_worker_command_line_carries_every_option(tmp_path: Path) -> None:
-    launch = TrainLaunch(Path("r.toml"), Path("p"), Path("o"), ("train.lr=1", "train.seed=2"),
+    launch = TrainLaunch(Path("r.toml"), (Path("p"),), Path("o"), ("train.lr=1", "train.seed=2"),
                          max_epochs=3, max_minutes=0.5, resume=True)
     assert launch.argv() == ["train", "r.toml", "--data", "p", "--out", "o", "--set",
                              "train.lr=1", "--set", "train.seed=2", "--max-epochs", "3",
                              "--max-minutes", "0.5", "--resume"]
+    several = TrainLaunch(Path("r.toml"), (Path("a"), Path("b")), Path("o"),
+                          data_weights=("b=0.3",), dev="all", init=Path("runs/x"))
+    assert several.argv() == ["train", "r.toml", "--data", "a", "--data", "b", "--out", "o",
+                              "--data-weight", "b=0.3", "--dev", "all", "--init", "runs/x"]

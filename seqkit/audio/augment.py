@@ -7,6 +7,8 @@ set to zero, which is the mean after global CMVN, so apply this to normalized fe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from seqkit.errors import ConfigError
@@ -71,3 +73,27 @@ def spec_augment(
     for start, end in _mask_spans(T, time_masks, time_width, generator):
         out[start:end, :] = 0
     return out
+
+
+@dataclass(frozen=True)
+class SpecAugment:
+    """How many masks of what widths :func:`spec_augment` sets, per utterance.
+
+    Attributes:
+        freq_masks: frequency masks.
+        freq_width: maximum frequency mask width (feature dimensions).
+        time_masks: time masks.
+        time_width: maximum time mask width (frames).
+    """
+
+    freq_masks: int = 2
+    freq_width: int = 15
+    time_masks: int = 2
+    time_width: int = 40
+
+    def apply(self, feats: torch.Tensor, generator: torch.Generator | None = None
+              ) -> torch.Tensor:
+        """(T, F) a masked copy of normalized ``feats`` (see :func:`spec_augment`)."""
+        return spec_augment(feats, freq_masks=self.freq_masks, freq_width=self.freq_width,
+                            time_masks=self.time_masks, time_width=self.time_width,
+                            generator=generator)

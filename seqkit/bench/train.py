@@ -5,6 +5,11 @@ same loss, optimizer, clipping and precision, augmentation off; ours is
 :func:`seqkit.training.train` (bookkeeping, logging, schedule, non-finite checks), the plain loop
 is written below. The ratio of plain frames/s to ours must stay <= 1.10 (toolkit overhead <= 10%).
 
+:func:`run_two_corpora` times our trainer on two corpora against one (``seqkit bench train
+--two-corpora``): the per-step cost of mixing (a chained index over two feature stores, weighted
+draws per epoch) must stay within 5% (ratio <= 1.05), with the recipes' own augmentation on,
+since perturbation and masking are part of the data pipeline's step.
+
 Peak memory is the plain loop's: how far the process's resident set rose above where it stood
 before the first step (Linux's high-water mark, reset through ``/proc/self/clear_refs``), so it
 counts the activations and gradients of a training step, not the data or the libraries.
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import math
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +33,8 @@ import torch
 from seqkit.audio.features import read_stats
 from seqkit.data.batching import BucketBatchSampler, FeatureDataset, load_split
 from seqkit.data.checksums import verify_prepared
+from seqkit.data.corpus_set import DevSet, record_corpora, resolve_corpora
+from seqkit.data.pipeline import TrainingPipeline, load_training_data
 from seqkit.data.splits import split_manifest
 from seqkit.errors import CorpusError
 from seqkit.models import build_model
@@ -174,6 +183,120 @@ def run(
         if progress is not None:
             progress("bench train", n + 1, len(recipes))
     return rows
+
+
+# the second corpus's share per epoch in the two-corpora timing: the weighted draw is exercised
+SECOND_WEIGHT = 0.5
+
+
+def run_two_corpora(
+    data_dir: str | os.PathLike[str],
+    second: str | os.PathLike[str] | None = None,
+    *,
+    recipes: tuple[str, ...] = RECIPES,
+    steps: int = 30,
+    amp: str | None = None,
+    overrides: tuple[str, ...] = (),
+    progress: ProgressFn | None = None,
+) -> list[dict[str, Any]]:
+    """Time ``steps`` steps of seqkit's trainer on one corpus and on two, per recipe.
+
+    Args:
+        data_dir: a prepared corpus (the one-corpus run, and the first of the two).
+        second: the second prepared corpus, at weight :data:`SECOND_WEIGHT`. Default: a copy
+            of ``data_dir`` (its manifests and statistics; its feature cache linked), so both
+            runs batch the same kind of utterances and only the mixing differs.
+        recipes: recipes to time (files or built-in names).
+        steps: timed steps per run (one more is run first to warm up).
+        amp: ``train.amp`` instead of the recipe's (``"off"`` = float32).
+        overrides: ``--set`` overrides for every recipe (augmentation stays as the recipe has
+            it: the pipeline's perturbation is part of a step).
+        progress: called as ``progress("bench train", done, total)``.
+
+    Returns:
+        One row per recipe: ``recipe``, ``one_ms_per_step`` / ``two_ms_per_step`` (mean wall
+        time of a step, its batch built included), ``one_frames_per_s`` /
+        ``two_frames_per_s``, ``ratio`` (one corpus's frames/s over two's: the per-frame cost
+        of mixing; <= 1.05 is the target), ``steps``.
+
+    Raises:
+        CorpusError: ``data_dir`` or ``second`` holds no prepared corpus.
+    """
+    data_dir = check_prepared(data_dir)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        other = check_prepared(second) if second is not None else _copy_prepared(
+            data_dir, Path(tmp) / "copy")
+        for n, path in enumerate(recipes):
+            sets = [*overrides, *([f"train.amp={amp}"] if amp is not None else [])]
+            recipe = load_recipe(path, [*sets, f"train.max_steps={steps + 1}",
+                                        "train.max_epochs=100", "train.patience=0"])
+            if recipe.model.kind == "lm":
+                continue
+            row: dict[str, Any] = {"recipe": str(path)}
+            for name, data, weights in (("one", [data_dir], None),
+                                        ("two", [data_dir, other],
+                                         {str(other): SECOND_WEIGHT})):
+                seconds, frames, timed = _timed_steps(recipe, data, weights, Path(tmp) / name)
+                row[f"{name}_ms_per_step"] = 1000 * seconds / max(timed, 1)
+                row[f"{name}_frames_per_s"] = frames / seconds if seconds > 0 else 0.0
+            two = row["two_frames_per_s"]
+            row["ratio"] = row["one_frames_per_s"] / two if two > 0 else math.inf
+            row["steps"] = steps
+            rows.append(row)
+            if progress is not None:
+                progress("bench train", n + 1, len(recipes))
+    return rows
+
+
+def _copy_prepared(data_dir: Path, out: Path) -> Path:
+    """A second prepared folder with ``data_dir``'s files (its feature cache linked, not
+    copied: the stores are keyed by the manifests, which are the same)."""
+    out.mkdir(parents=True)
+    for item in data_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, out / item.name)
+    if (data_dir / "cache").is_dir():
+        (out / "cache").symlink_to((data_dir / "cache").resolve(), target_is_directory=True)
+    return out
+
+
+def _timed_steps(recipe: Any, data: list[Path], weights: dict[str, float] | None,
+                 run_dir: Path) -> tuple[float, int, int]:
+    """Wall seconds, input frames and count of the steps after the first of a short training
+    run; a step whose epoch ended before it (a dev pass in between) is left out."""
+    marks: list[tuple[float, str, int]] = []
+
+    def mark(description: str, done: int, total: int) -> None:
+        marks.append((time.perf_counter(), description, done))
+
+    train(recipe, data, run_dir, data_weights=weights, progress=mark, force=True)
+    pipeline = _pipeline(recipe, data, weights)
+    epochs: dict[int, list[list[int]]] = {}
+    seconds, frames, timed = 0.0, 0, 0
+    for (start, before, _), (end, description, done) in itertools.pairwise(marks):
+        if description != before:
+            continue
+        epoch = int(description.split()[-1]) - 1
+        batches = epochs.setdefault(epoch, pipeline.global_batches(epoch))
+        seconds += end - start
+        frames += pipeline.frames(batches[done - 1])
+        timed += 1
+    return seconds, frames, timed
+
+
+def _pipeline(recipe: Any, data: list[Path], weights: dict[str, float] | None
+              ) -> TrainingPipeline:
+    """The batches the trainer drew (its stores cached by then), to count their frames."""
+    corpora = resolve_corpora(data, weights)
+    records = record_corpora(corpora, dev=DevSet.FIRST, stats_read=True)
+    loaded = load_training_data(corpora, records, phone_set=recipe.data.phone_set,
+                                features=recipe.data.features)
+    t = recipe.train
+    return TrainingPipeline(loaded.train, weights=[c.weight for c in corpora],
+                            stats=loaded.stats, features=recipe.data.features,
+                            max_frames=t.max_frames, bucket_width=recipe.data.bucket_width,
+                            seed=t.seed)
 
 
 def check_prepared(data_dir: str | os.PathLike[str]) -> Path:

@@ -119,11 +119,11 @@ class FeatureDataset:
         rebuilding the list each time made an epoch quadratic in the dataset size (on the demo
         corpus, as much CPU time per phone-LM epoch as the forward and backward passes).
         """
-        if isinstance(self.feats, FeatureStore):
+        if isinstance(self.feats, FeatureStore | ChainedRows):
             return list(self.feats.lengths)  # from the index: no frame is read
         if self.feats:
             return [int(f.shape[0]) for f in self.feats]
-        if isinstance(self.targets, PackedTargets):
+        if isinstance(self.targets, PackedTargets | ChainedRows):
             return [n + 1 for n in self.targets.lengths]
         return [int(t.numel()) + 1 for t in self.targets]
 
@@ -146,6 +146,57 @@ class FeatureDataset:
             feat_lengths = torch.zeros(len(indices), dtype=torch.long)
         return Batch([self.ids[i] for i in indices], padded, feat_lengths, padded_targets,
                      target_lengths)
+
+
+class ChainedRows(Sequence[torch.Tensor]):
+    """Several corpora's rows (feature stores, packed labels) as one sequence, in order.
+
+    Args:
+        parts: the sequences; each must have ``lengths`` (items per row, as
+            :class:`~seqkit.data.ragged.RaggedRows` has), so no row is read to learn its length.
+    """
+
+    def __init__(self, parts: Sequence[RaggedRows]) -> None:
+        self.parts = list(parts)
+        self.lengths = [n for part in self.parts for n in part.lengths]
+        self.starts = np.cumsum([0] + [len(part) for part in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part][index - int(self.starts[part])]
+
+
+def concat_datasets(datasets: Sequence[FeatureDataset]) -> FeatureDataset:
+    """Several corpora's splits as one dataset, in order; one dataset is returned as it is.
+
+    Utterance ids become ``"K/ID"`` (K: the corpus's position), since two corpora may use the
+    same ids (the dev PER matches hypotheses to references by id).
+
+    Raises:
+        ConfigError: the datasets have other phone sets, or text-only and acoustic ones mixed.
+    """
+    if len(datasets) == 1:
+        return datasets[0]
+    first = datasets[0]
+    if any(d.vocab != first.vocab or bool(d.feats) != bool(first.feats) for d in datasets):
+        raise ConfigError("cannot train on corpora of other phone sets or front ends together")
+    ids = [f"{k}/{i}" for k, d in enumerate(datasets) for i in d.ids]
+    feats: Sequence[torch.Tensor] = (ChainedRows([_rows(d.feats) for d in datasets])
+                                     if first.feats else [])
+    targets = ChainedRows([_rows(d.targets) for d in datasets])
+    return FeatureDataset(ids, feats, targets, first.vocab, first.phone_set)
+
+
+def _rows(rows: Sequence[torch.Tensor]) -> RaggedRows:
+    if not isinstance(rows, RaggedRows):
+        raise ConfigError("concat_datasets joins datasets from load_split (stores and packed "
+                          f"labels), found {type(rows).__name__}")
+    return rows
 
 
 def phone_targets(utterance: Utterance, phone_set: int, vocab: Sequence[str]) -> torch.Tensor:
@@ -293,15 +344,27 @@ class BucketBatchSampler:
         self.rank = rank
         self.world_size = world_size
 
-    def global_batches(self, epoch: int) -> list[list[int]]:
-        """Every worker's batches of ``epoch``, as lists of utterance indices."""
-        n = len(self.lengths)
+    def global_batches(self, epoch: int, items: Sequence[int] | None = None
+                       ) -> list[list[int]]:
+        """Every worker's batches of ``epoch``, as lists of utterance indices.
+
+        Args:
+            epoch: seeds the shuffles.
+            items: the utterances to batch (an index may repeat: it is then drawn that many
+                times); None = each utterance once.
+        """
+        n = len(self.lengths) if items is None else len(items)
+        if n < self.world_size:
+            raise ConfigError(f"{n} utterances cannot be shared by {self.world_size} workers: "
+                              "use fewer workers or more data")
         if self.shuffle:
             gen = torch.Generator().manual_seed(stream_seed(self.seed, epoch))
             order = torch.randperm(n, generator=gen).tolist()
         else:
             gen = None
             order = list(range(n))
+        if items is not None:
+            order = [int(items[j]) for j in order]
         width = max(self.bucket_width, 1)
         order.sort(key=lambda i: self.lengths[i] // width)  # stable: random within a bucket
         batches: list[list[int]] = []

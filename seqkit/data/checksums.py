@@ -118,6 +118,33 @@ def verify_prepared(folder: str | os.PathLike[str], names: Iterable[str]) -> Non
                               f"{_again(folder, corpus)}")
 
 
+def prepared_digests(folder: str | os.PathLike[str], names: Iterable[str]) -> dict[str, str]:
+    """The SHA-256 of each of ``names`` in a prepared folder, checked as :func:`verify_prepared`
+    checks them: what a training run records of the corpora it read.
+
+    Files the checksums list are hashed once (by the check); a folder without
+    ``checksums.json`` (older seqkit, with its warning) has its files hashed here.
+
+    Raises:
+        CorpusError: as :func:`verify_prepared`, or a file is missing.
+    """
+    folder, names = Path(folder), list(names)
+    verify_prepared(folder, names)
+    listed, corpus = _read_checksums(folder)
+    digests = {}
+    for name in names:
+        entry = (listed or {}).get(name)
+        if entry is not None and isinstance(entry.get("sha256"), str):
+            digests[name] = entry["sha256"]
+            continue
+        try:
+            digests[name] = str(file_digest(folder / name)["sha256"])
+        except OSError as err:
+            raise CorpusError(f"cannot read {folder / name} ({err.strerror or err}): "
+                              f"{_again(folder, corpus)}") from None
+    return digests
+
+
 def verify_manifest(path: str | os.PathLike[str]) -> None:
     """Check a manifest given by its path, when its folder's checksums list it.
 

@@ -10,7 +10,12 @@ so it loads with ``torch.load(weights_only=True)``. Keys:
   or 39; ``"features"``: :meth:`FeatureConfig.to_dict` or None (LM); ``"stats"``:
   :meth:`FeatureStats.to_dict` or None (LM).
 - Training state (optional, written by the trainer): ``"optimizer"``, ``"scheduler"``,
-  ``"epoch"``, ``"step"``, ``"rng"``, ``"train_config"``, ``"best_dev_per"``, ...
+  ``"epoch"``, ``"step"``, ``"rng"``, ``"train_config"``, ``"best_score"``, ..., and what the run
+  read: ``"corpora"`` (each with its SHA-256s), ``"dev_set"``, ``"init"`` (the model it was
+  fine-tuned from, or None).
+
+:func:`read_init` and :func:`load_init` start a run from a trained model (``seqkit train
+--init``), refusing one whose weights or inputs do not fit.
 
 A run dir holds ``best.pt`` (best dev PER) and ``last.pt`` (latest epoch or interruption).
 """
@@ -450,3 +455,173 @@ def _copy_into(wanted: dict[str, torch.Tensor], source: dict[str, torch.Tensor])
     with torch.no_grad():
         for name, tensor in wanted.items():
             tensor.copy_(source[name])
+
+
+@dataclass(frozen=True)
+class InitModel:
+    """A trained model a run starts from (``seqkit train --init``): its weights and statistics.
+
+    Attributes:
+        path: the checkpoint file read.
+        weights: its state dict.
+        stats: the normalization statistics it was trained with (None for a phone LM).
+        epoch: epochs it had trained (None if not a training checkpoint).
+        best_score: its best dev score (dev PER in %, dev loss for an LM), if recorded.
+    """
+
+    path: Path
+    weights: dict[str, torch.Tensor]
+    stats: FeatureStats | None
+    epoch: int | None
+    best_score: float | None
+
+
+# What makes two models' weights interchangeable, by kind: these settings must agree (dropout,
+# fused_joint and the loss scales do not shape a weight; prune_range and ctc_loss_scale add
+# layers only when on, so only on/off must agree).
+_ENCODER_SHAPE = tuple(f"encoder.{k}" for k in ("layers", "hidden", "bidirectional",
+                                                "projection", "cell", "stack"))
+_PREDICTOR_SHAPE = ("predictor.embed", "predictor.hidden", "predictor.layers")
+_SHAPE_KEYS = {
+    ModelKind.CTC: _ENCODER_SHAPE,
+    ModelKind.LM: _PREDICTOR_SHAPE,
+    ModelKind.TRANSDUCER: (*_ENCODER_SHAPE, *_PREDICTOR_SHAPE, "joint_dim", "joint_stride",
+                           "prune_range", "ctc_loss_scale"),
+}
+_ON_OFF_KEYS = ("prune_range", "ctc_loss_scale")
+
+
+def read_init(
+    path: str | os.PathLike[str],
+    *,
+    config: ModelConfig,
+    phone_set: int,
+    vocab: list[str],
+    features: FeatureConfig | None,
+) -> InitModel:
+    """Read a trained model to fine-tune, refusing one whose weights or inputs do not fit.
+
+    Args:
+        path: a run dir (its best.pt, else last.pt) or a ``.pt`` file.
+        config: the model the run builds (its recipe's ``[model]``).
+        phone_set: the run's training phone set.
+        vocab: the run's output symbols (index 0 the blank).
+        features: the run's front end (None for a phone LM).
+
+    Returns:
+        The weights (load them with :func:`load_init`) and the statistics it was trained with.
+
+    Raises:
+        CheckpointError: unreadable, or another model kind, shape (e.g.
+            ``model.encoder.hidden``), phone set, vocabulary or front end than the run's, or
+            an acoustic model without statistics; the message names the difference and the
+            ``--set`` that removes it.
+    """
+    file = resolve_checkpoint(path)
+    payload = _read(file, "cpu")
+    saved = _config_of(payload, file)
+    if saved.kind != config.kind:
+        raise CheckpointError(
+            f"--init {file} holds a {saved.kind} model, the recipe trains a {config.kind}: "
+            f"fine-tune with a {saved.kind} recipe"
+            + (" (a transducer takes a CTC encoder through train.init_encoder)"
+               if config.kind == ModelKind.TRANSDUCER and saved.kind == ModelKind.CTC else ""))
+    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
+    for key in _SHAPE_KEYS[ModelKind(config.kind)]:
+        a, b = old[key], new[key]
+        if (bool(a) != bool(b)) if key in _ON_OFF_KEYS else a != b:
+            raise CheckpointError(
+                f"--init {file} has model.{key} = {_toml(a)}, the recipe {_toml(b)}: fine-tune "
+                f"with the model it was trained as (--set model.{key}={_toml(a)}, or its "
+                "config.toml)")
+    saved_set = payload.get("phone_set")
+    if saved_set is not None and int(saved_set) != phone_set:
+        raise CheckpointError(
+            f"--init {file} was trained on {saved_set} phones, the recipe on {phone_set}: "
+            f"fine-tune on the same phone set (--set data.phone_set={saved_set})")
+    if [str(s) for s in payload["vocab"]] != list(vocab):
+        raise CheckpointError(
+            f"--init {file} has another vocabulary ({len(payload['vocab'])} symbols, the run "
+            f"{len(vocab)}): fine-tune on the phone set it was trained on")
+    _check_front_end(file, payload.get("features"), features)
+    stats = saved_stats(payload) if features is not None else None
+    if features is not None and stats is None:
+        raise CheckpointError(f"--init {file} holds no feature statistics: pass a checkpoint "
+                              "written by `seqkit train`")
+    epoch, best = payload.get("epoch"), payload.get("best_score")
+    return InitModel(file, payload["model"], stats, int(epoch) if epoch is not None else None,
+                     float(best) if best is not None else None)
+
+
+def saved_stats(payload: dict[str, Any]) -> FeatureStats | None:
+    """The normalization statistics a checkpoint payload carries (None for a phone LM).
+
+    Raises:
+        CheckpointError: they do not rebuild (the file was edited).
+    """
+    if not payload.get("stats"):
+        return None
+    try:
+        return FeatureStats.from_dict(payload["stats"])
+    except ConfigError as err:
+        raise CheckpointError(f"a checkpoint's feature statistics do not rebuild ({err}): "
+                              "start over with --force") from None
+
+
+def _check_front_end(file: Path, saved: Any, features: FeatureConfig | None) -> None:
+    """Refuse a model trained on another front end than ``features``, naming the setting."""
+    if features is None:
+        return
+    if not saved:
+        raise CheckpointError(f"--init {file} holds no front end (a phone LM?): fine-tune an "
+                              "acoustic model")
+    try:
+        old = FeatureConfig.from_dict(saved).to_dict()
+    except (SeqkitError, TypeError, ValueError) as err:
+        raise CheckpointError(f"--init {file} holds a front end this seqkit rejects ({err}): "
+                              "use the seqkit version that wrote it") from None
+    new = features.to_dict()
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise CheckpointError(
+                f"--init {file} was trained on features with {key} = {_toml(old.get(key))}, "
+                f"the recipe has {_toml(new.get(key))}: fine-tune on its front end (--set "
+                f"data.features.{key}={_toml(old.get(key))})")
+
+
+def load_init(model: nn.Module, init: InitModel) -> None:
+    """Copy an :class:`InitModel`'s weights into ``model`` (a DDP wrapper is unwrapped).
+
+    Raises:
+        CheckpointError: a parameter is missing, extra or of another shape (the message names
+            it); :func:`read_init` has refused the settings that cause this.
+    """
+    wanted = _unwrap(model).state_dict()
+    for name in sorted(set(wanted) | set(init.weights)):
+        if name not in init.weights or name not in wanted:
+            side = "lacks" if name not in init.weights else "has a parameter the model lacks:"
+            raise CheckpointError(f"--init {init.path} {side} {name}: fine-tune with the model "
+                                  "settings it was trained with (its config.toml)")
+        if tuple(init.weights[name].shape) != tuple(wanted[name].shape):
+            raise CheckpointError(
+                f"--init {init.path}: {name} is {tuple(init.weights[name].shape)}, the model's "
+                f"{tuple(wanted[name].shape)}: fine-tune with its model settings and front end")
+    _copy_into(wanted, init.weights)
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"encoder.hidden": 160, ...}``."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _toml(value: Any) -> str:
+    """A setting as ``--set`` takes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

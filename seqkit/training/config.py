@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from seqkit.audio.augment import SpecAugment
 from seqkit.audio.features import FeatureConfig
 from seqkit.audio.perturb import Perturbation
 from seqkit.config_schema import apply_overrides, build, choice, to_plain
 from seqkit.data.phones import PHONE_SETS
+from seqkit.data.pipeline import Augmentation
 from seqkit.errors import ConfigError
 from seqkit.models.config import ModelConfig, ModelKind
 from seqkit.training.catalog import resolve_recipe
@@ -174,6 +176,12 @@ class TrainConfig:
         return Perturbation(vtlp=self.vtlp, speed=self.speed_perturb, channel_db=self.channel_db,
                             lowpass_probability=self.lowpass_probability)
 
+    @property
+    def augmentation(self) -> Augmentation:
+        """What the data pipeline does to training features: perturbation and SpecAugment."""
+        masks = SpecAugment(self.freq_masks, self.freq_width, self.time_masks, self.time_width)
+        return Augmentation(self.perturbation, masks if self.spec_augment else None)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -249,6 +257,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     Returns:
         The resolved recipe.
 
+    A ``[run]`` table (what a run read, which ``seqkit train`` writes into ``RUN/config.toml``)
+    is ignored, so a run's config.toml reads back as its recipe.
+
     Raises:
         ConfigError: neither a file nor a built-in name, or not TOML; an unknown key (with the
             valid keys and a did-you-mean); a wrong type (naming the key and the file or
@@ -261,9 +272,31 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
         raise ConfigError(f"cannot read recipe {path} ({err}): check the path") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"recipe {path} is not valid TOML ({err}): fix the syntax") from None
+    if isinstance(data, dict):
+        data.pop(RUN_TABLE, None)  # a run's record in its config.toml: not a setting
     origins: dict[str, str] = {}
     data = apply_overrides(RecipeConfig, data, list(overrides or []), origins)
     return build(RecipeConfig, data, source=f"recipe {path.name}", origins=origins)
+
+
+# The table of a run's config.toml that records what it read (corpora, dev set, --init); a
+# recipe read back from that file ignores it.
+RUN_TABLE = "run"
+
+
+def run_to_toml(corpora: list[dict[str, Any]], *, dev: str, init: str | None) -> str:
+    """A run's ``[run]`` table: its corpora (name, folder, weight, dev split, SHA-256 of the
+    files read), which dev splits it scores and the model it started from, as TOML text."""
+    lines = ["# what this run read (seqkit train writes it; reading the file as a recipe "
+             "ignores it)", f"[{RUN_TABLE}]", f"dev = {_toml_value(dev)}"]
+    if init is not None:
+        lines.append(f"init = {_toml_value(init)}")
+    for corpus in corpora:
+        lines += ["", f"[[{RUN_TABLE}.corpora]]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in corpus.items() if k != "sha256"]
+        lines.append(f"[{RUN_TABLE}.corpora.sha256]")
+        lines += [f"{_toml_value(k)} = {_toml_value(v)}" for k, v in corpus["sha256"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def _toml_value(value: Any) -> str:

@@ -168,25 +168,40 @@ class TrainLaunch:
 
     Attributes:
         recipe: the recipe file.
-        data: the prepared directory.
+        data: the prepared directories (one or several).
         out: the run directory.
         overrides: ``--set`` values, in order.
         max_epochs, max_minutes: budget overrides (None = the recipe's).
         resume, force: as ``seqkit train``.
+        data_weights: ``--data-weight`` values (``CORPUS=WEIGHT``), in order.
+        dev: ``--dev`` (``first`` or ``all``).
+        init: ``--init`` (None: from scratch).
     """
 
     recipe: Path
-    data: Path
+    data: tuple[Path, ...]
     out: Path
     overrides: tuple[str, ...] = ()
     max_epochs: int | None = None
     max_minutes: float | None = None
     resume: bool = False
     force: bool = False
+    data_weights: tuple[str, ...] = ()
+    dev: str = "first"
+    init: Path | None = None
 
     def argv(self) -> list[str]:
         """The ``train`` command line each worker runs (without ``--nproc``)."""
-        args = ["train", str(self.recipe), "--data", str(self.data), "--out", str(self.out)]
+        args = ["train", str(self.recipe)]
+        for path in self.data:
+            args += ["--data", str(path)]
+        args += ["--out", str(self.out)]
+        for item in self.data_weights:
+            args += ["--data-weight", item]
+        if self.dev != "first":
+            args += ["--dev", self.dev]
+        if self.init is not None:
+            args += ["--init", str(self.init)]
         for item in self.overrides:
             args += ["--set", item]
         for flag, value in (("--max-epochs", self.max_epochs),

@@ -3,6 +3,8 @@
 The trainer appends to it; the demo, ``seqkit bench train`` and anyone plotting a run read it
 back through :func:`read_run_log` instead of parsing lines by hand. Each line is a record's
 fields plus ``"kind": "step"`` or ``"kind": "epoch"``; PER fields are percents named ``*_pct``.
+A run started by this seqkit opens its log with one ``"kind": "run"`` line (:class:`RunRecord`):
+the corpora it reads and where it started from.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ class EpochRecord:
     best: bool
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run reads, the first line of its log (written once, when the run starts).
+
+    Attributes:
+        corpora: per ``--data``, in order: ``name`` (as given), ``path`` (resolved),
+            ``weight``, ``dev`` (whether its dev split is in the dev set) and ``sha256`` (of
+            each file read, by name); see :class:`seqkit.data.corpus_set.CorpusRecord`.
+        dev_set: ``"first"`` (the first corpus's dev split) or ``"all"`` (every corpus's).
+        init: the ``--init`` model it started from (``path``, ``epoch``, ``best_score``), or
+            None (from scratch).
+    """
+
+    corpora: list[dict[str, Any]]
+    dev_set: str
+    init: dict[str, Any] | None = None
+
+
 Record = StepRecord | EpochRecord
 
 
@@ -82,8 +102,8 @@ class Notice:
     """
 
     text: str
-_KINDS: dict[str, type[StepRecord] | type[EpochRecord]] = {"step": StepRecord,
-                                                           "epoch": EpochRecord}
+_KINDS: dict[str, type[StepRecord] | type[EpochRecord] | type[RunRecord]] = {
+    "step": StepRecord, "epoch": EpochRecord, "run": RunRecord}
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,7 @@ class RunLog:
 
     steps: list[StepRecord]
     epochs: list[EpochRecord]
+    run: RunRecord | None = None  # None: a log written before seqkit recorded it
 
     @property
     def epoch_seconds(self) -> float:
@@ -99,13 +120,13 @@ class RunLog:
         return sum(e.seconds for e in self.epochs)
 
 
-def to_json(record: Record) -> dict[str, Any]:
+def to_json(record: Record | RunRecord) -> dict[str, Any]:
     """A record as its ``metrics.jsonl`` object (its fields plus ``"kind"``)."""
-    kind = "step" if isinstance(record, StepRecord) else "epoch"
+    kind = next(k for k, cls in _KINDS.items() if isinstance(record, cls))
     return {"kind": kind, **asdict(record)}
 
 
-def from_json(data: dict[str, Any], *, source: str = METRICS) -> Record:
+def from_json(data: dict[str, Any], *, source: str = METRICS) -> Record | RunRecord:
     """Inverse of :func:`to_json`.
 
     Raises:
@@ -121,7 +142,7 @@ def from_json(data: dict[str, Any], *, source: str = METRICS) -> Record:
     return cls(**{k: v for k, v in data.items() if k != "kind"})
 
 
-def append_record(run_dir: str | os.PathLike[str], record: Record) -> None:
+def append_record(run_dir: str | os.PathLike[str], record: Record | RunRecord) -> None:
     """Append one record to ``run_dir/metrics.jsonl``."""
     with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(to_json(record)) + "\n")
@@ -147,8 +168,9 @@ def read_run_log(run_dir: str | os.PathLike[str]) -> RunLog:
                 f"{path} holds a line that is not JSON ({line[:60]!r}): the file was edited or "
                 "truncated; start the run over with --force"
             ) from None
+    runs = [r for r in records if isinstance(r, RunRecord)]
     return RunLog([r for r in records if isinstance(r, StepRecord)],
-                  [r for r in records if isinstance(r, EpochRecord)])
+                  [r for r in records if isinstance(r, EpochRecord)], runs[0] if runs else None)
 
 
 def truncate_after(run_dir: str | os.PathLike[str], step: int) -> None:
@@ -163,4 +185,4 @@ def truncate_after(run_dir: str | os.PathLike[str], step: int) -> None:
 
 
 def _step_of(data: dict[str, Any]) -> int:
-    return int(data.get("step", data.get("steps", 0)))
+    return int(data.get("step", data.get("steps", 0)))  # a run record: 0, always kept

@@ -3,6 +3,7 @@
 One process::
 
     train(load_recipe("recipes/synth/ctc_blstm.toml"), "prepared", "runs/ctc")
+    train(load_recipe("synth/finetune"), ["held_out", "mine"], "runs/mine", init="demo/run-ctc")
 
 N processes (the same code; the launcher sets RANK / WORLD_SIZE)::
 
@@ -12,9 +13,11 @@ N processes (the same code; the launcher sets RANK / WORLD_SIZE)::
 Read it top to bottom: :func:`train` builds a :class:`_Run` (restoring ``last.pt`` on resume),
 then each epoch is :func:`_train_epoch` (one :func:`_step` per global batch) followed by
 :func:`_end_epoch` (dev loss and PER, plateau LR, early stopping, ``last.pt`` / ``best.pt``,
-curves). A step takes this worker's share of the global batch, (optionally) adds weight noise,
-forwards to per-utterance NLLs normalized by the global batch's label count, backpropagates,
-removes the noise, clips and updates. Only rank 0 writes files.
+curves). The batches come ready from :class:`seqkit.data.pipeline.TrainingPipeline` (corpora
+mixed, bucketed, sharded, perturbed, masked). A step takes this worker's share of the global
+batch, (optionally) adds weight noise, forwards to per-utterance NLLs normalized by the global
+batch's label count, backpropagates, removes the noise, clips and updates. Only rank 0 writes
+files.
 """
 
 from __future__ import annotations
@@ -27,41 +30,45 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from seqkit.atomic import remove_debris, write_atomic
-from seqkit.audio.augment import spec_augment
-from seqkit.audio.features import (
-    FeatureStats,
-    add_deltas,
-    compute_stats,
-    read_stats,
-    utterance_mean_normalized,
+from seqkit.data.batching import FeatureDataset
+from seqkit.data.corpus_set import (
+    Corpus,
+    CorpusRecord,
+    DevSet,
+    first_change,
+    record_corpora,
+    resolve_corpora,
 )
-from seqkit.audio.perturb import mel_band_centers, perturb_static
-from seqkit.data.batching import Batch, BucketBatchSampler, FeatureDataset, load_split
-from seqkit.data.checksums import verify_prepared
-from seqkit.data.feature_store import FeatureStore
+from seqkit.data.phones import vocabulary
+from seqkit.data.pipeline import TrainingData, TrainingPipeline, load_training_data
 from seqkit.errors import CheckpointError, ConfigError, OutputExistsError, TrainingError
 from seqkit.locks import output_lock
 from seqkit.models import ModelConfig, build_model
 from seqkit.models.checkpoint import (
     BEST,
     LAST,
+    InitModel,
     init_from_pretrained,
     load_checkpoint,
+    load_init,
     model_payload,
+    read_init,
+    resolve_checkpoint,
     save_checkpoint,
+    saved_stats,
 )
 from seqkit.progress import ProgressFn
 from seqkit.training import distributed
-from seqkit.training.config import Amp, Optimizer, RecipeConfig, recipe_to_toml
+from seqkit.training.config import Amp, Optimizer, RecipeConfig, recipe_to_toml, run_to_toml
 from seqkit.training.dev_scores import forward_nll, label_count, measure_dev
 from seqkit.training.plots import plot_curves
 from seqkit.training.runlog import (
@@ -69,11 +76,15 @@ from seqkit.training.runlog import (
     EpochRecord,
     Notice,
     Record,
+    RunRecord,
     StepRecord,
     append_record,
     truncate_after,
 )
 from seqkit.training.schedule import PlateauSchedule, budget_factor
+
+if TYPE_CHECKING:
+    from seqkit.audio.features import FeatureStats
 
 LogFn = Callable[[Record | Notice], None]
 
@@ -167,16 +178,18 @@ class _Run:
     recipe: RecipeConfig
     ctx: distributed.DistributedContext
     run_dir: Path
-    train_set: FeatureDataset
+    data: TrainingPipeline  # every step's batch
     dev_set: FeatureDataset
-    stats: FeatureStats | None
+    stats: FeatureStats | None  # what the features are normalized with (checkpoints keep it)
     model: torch.nn.Module  # unwrapped: what checkpoints hold and dev scores use
     net: torch.nn.Module  # what a step calls: the DDP wrapper when there are several workers
     optimizer: torch.optim.Optimizer
     schedule: PlateauSchedule
     scaler: torch.amp.GradScaler | None
     amp_dtype: torch.dtype | None
-    sampler: BucketBatchSampler
+    corpora: list[CorpusRecord]  # what it reads: config.toml, metrics.jsonl, checkpoints
+    dev_choice: DevSet
+    init: dict[str, Any] | None  # the --init model it started from (path, epoch, best score)
     deadline: float  # time.monotonic() at which max_minutes runs out (inf: no limit)
     progress: ProgressFn | None
     log: LogFn | None
@@ -212,9 +225,12 @@ class _StepResult:
 
 def train(
     recipe: RecipeConfig,
-    data_dir: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     run_dir: str | os.PathLike[str],
     *,
+    data_weights: Mapping[str, float] | None = None,
+    dev: str = "first",
+    init: str | os.PathLike[str] | None = None,
     resume: bool = False,
     force: bool = False,
     max_epochs: int | None = None,
@@ -222,24 +238,43 @@ def train(
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
 ) -> TrainSummary:
-    """Train a recipe on a prepared directory, writing checkpoints and logs to ``run_dir``.
+    """Train a recipe on one or several prepared corpora, writing checkpoints and logs to
+    ``run_dir``.
 
     Args:
         recipe: model, training and data settings (:func:`seqkit.training.load_recipe`).
-        data_dir: a ``seqkit data prepare`` output (``train.jsonl``, ``dev.jsonl``,
-            ``stats.json``).
+        data: a ``seqkit data prepare`` output (``train.jsonl``, ``dev.jsonl``,
+            ``stats.json``), or several: the run trains on the union of their train splits,
+            each with its own feature store, normalized with statistics over the union
+            (:mod:`seqkit.data.corpus_set`).
         run_dir: where ``best.pt``, ``last.pt``, ``config.toml``, ``metrics.jsonl`` and
             ``curves.png`` go.
+        data_weights: ``{corpus: weight}``, a corpus named by its ``data`` path or folder
+            name: it contributes ``round(weight x its train utterances)`` utterances to each
+            epoch (a fresh random subset below 1, repeats above). Default: 1 each.
+        dev: ``"first"``: the first corpus's dev split scores each epoch (LR schedule, early
+            stopping, ``best.pt``); ``"all"``: every corpus's dev split, pooled.
+        init: start from a trained model of the same kind, shape, phone set and front end: a
+            run dir (its ``best.pt``) or a ``.pt`` file. Its weights only: the optimizer, LR
+            schedule, epochs and early stopping start afresh. Its normalization statistics
+            are kept (the weights were trained on them), not recomputed on ``data``.
         resume: continue from ``run_dir/last.pt`` exactly (same next batch, same LR); a run
             stopped before its first checkpoint (no ``last.pt``, no ``best.pt``) starts over,
-            with a :class:`Notice`.
+            with a :class:`Notice`. Refused when the corpora (by content), their weights or
+            the dev choice differ from what the run recorded.
         force: start over in an existing run directory (its run files are removed).
         max_epochs: overrides ``train.max_epochs``.
         max_minutes: overrides ``train.max_minutes`` (0 = no limit).
         progress: called as ``progress("epoch N", batches_done, batches_total)``.
         log: called with every :class:`StepRecord` and :class:`EpochRecord` written to
             ``metrics.jsonl``, and with a :class:`Notice` for what the user should know
-            (a resume that starts over, a damaged feature store rebuilt).
+            (a resume that starts over, a damaged feature store rebuilt, the corpora and dev
+            set of a run of several, the model fine-tuned from).
+
+    The run records its corpora (folder, weight, dev split, SHA-256 of the files read) and
+    the ``init`` model in ``config.toml`` (a ``[run]`` table, which :func:`load_recipe`
+    ignores), in the first line of ``metrics.jsonl`` (a :class:`RunRecord`) and in its
+    checkpoints.
 
     ``run_dir`` is locked for the whole call (:func:`seqkit.locks.output_lock`), before any
     work, so a second run into it fails at once instead of mixing its results in; temp files
@@ -252,12 +287,16 @@ def train(
     Raises:
         OutputExistsError: ``run_dir`` exists and neither ``resume`` nor ``force`` is set.
         OutputLockedError: another process trains into ``run_dir``.
-        CheckpointError: nothing to resume, or ``last.pt`` does not fit the recipe.
-        CorpusError, AudioError, ConfigError: bad data or settings.
+        CheckpointError: nothing to resume, ``last.pt`` does not fit the recipe or recorded
+            other corpora, or ``init`` is another kind of model (shape, phone set, front end).
+        CorpusError, AudioError, ConfigError: bad data or settings (a weight outside
+            (0, 100] or for no corpus, a corpus given twice, a changed prepared folder).
         TrainingError: ``train.max_bad_steps`` non-finite losses or gradients in a row.
     """
     started = time.monotonic()
-    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    run_dir = Path(run_dir)
+    sources = _Sources(resolve_corpora(data, data_weights), _dev_choice(dev),
+                       Path(init) if init is not None else None)
     max_epochs = recipe.train.max_epochs if max_epochs is None else max_epochs
     max_minutes = recipe.train.max_minutes if max_minutes is None else max_minutes
     if max_epochs < 1:
@@ -271,7 +310,7 @@ def train(
                                       log=log)
             distributed.barrier(ctx)
             deadline = started + max_minutes * 60 if max_minutes > 0 else math.inf
-            run = _build_run(recipe, data_dir, run_dir, ctx, resume=resume, deadline=deadline,
+            run = _build_run(recipe, sources, run_dir, ctx, resume=resume, deadline=deadline,
                              progress=progress, log=log)
             stopped = _run_epochs(run, max_epochs)
             if stopped != "interrupted":
@@ -314,7 +353,7 @@ def _run_epochs(run: _Run, max_epochs: int) -> str:
 def _train_epoch(run: _Run) -> str | None:
     """Steps from the current position to the end of the epoch; the reason if stopped early."""
     state, t = run.state, run.recipe.train
-    batches = run.sampler.global_batches(state.epoch)
+    batches = run.data.global_batches(state.epoch)
     now = time.monotonic()
     run.meter = _EpochMeter(start=now, window_start=now)
     run.model.train()
@@ -329,7 +368,7 @@ def _train_epoch(run: _Run) -> str | None:
         result = _step(run, global_batch)
         if result is None:
             return "max_minutes"
-        _count_step(run, result, sum(run.train_set.lengths[i] for i in global_batch))
+        _count_step(run, result, run.data.frames(global_batch))
         if run.progress is not None and run.ctx.is_main:
             run.progress(f"epoch {state.epoch + 1}", state.position, len(batches))
     return None
@@ -338,8 +377,8 @@ def _train_epoch(run: _Run) -> str | None:
 def _step(run: _Run, global_batch: list[int]) -> _StepResult | None:
     """One optimizer step on this worker's share of a global batch; None when out of time."""
     t, ctx = run.recipe.train, run.ctx
-    indices = run.sampler.local_share(global_batch)
-    batch = _training_batch(run, indices)
+    indices = run.data.local_share(global_batch)
+    batch = run.data.batch(indices, run.state.step).to(ctx.device)  # augmented, seeded by step
     lr = run.schedule.lr(run.state.step)
     if t.budget_anneal and math.isfinite(run.deadline):
         lr *= budget_factor((run.deadline - time.monotonic())
@@ -353,7 +392,7 @@ def _step(run: _Run, global_batch: list[int]) -> _StepResult | None:
             nll = forward_nll(run.net, run.kind, batch).float()  # (B,)
         # Sum over the global batch / its label count; DDP averages gradients over workers,
         # so scale by world_size to get the global mean.
-        n_labels = label_count(run.train_set, global_batch, run.kind)
+        n_labels = label_count(run.data.train_set, global_batch, run.kind)
         loss = nll.sum() * (ctx.world_size / max(n_labels, 1))
         # one all-reduce: every worker skips the same batches and stops at the same step
         bad, out_of_time = distributed.any_flag(
@@ -368,8 +407,8 @@ def _step(run: _Run, global_batch: list[int]) -> _StepResult | None:
         run.bad_in_row = 0
     else:
         _skip_batch(run)
-    return _StepResult(float(nll.detach().sum()), label_count(run.train_set, indices, run.kind),
-                       updated, lr)
+    return _StepResult(float(nll.detach().sum()),
+                       label_count(run.data.train_set, indices, run.kind), updated, lr)
 
 
 def _end_epoch(run: _Run) -> bool:
@@ -401,53 +440,6 @@ def _end_epoch(run: _Run) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # inside a step
-
-
-def _perturbed_batch(run: _Run, indices: list[int], generator: torch.Generator) -> Batch:
-    """The batch ``indices`` with each utterance's features perturbed (new speaker and channel,
-    :mod:`seqkit.audio.perturb`): raw frames from the store, perturbed, deltas recomputed,
-    normalized."""
-    features, stats, dataset = run.recipe.data.features, run.stats, run.train_set
-    assert isinstance(dataset.feats, FeatureStore)  # load_split's features: a memory-mapped store
-    stored = dataset.feats.normalized(None)  # the frames as computed: no normalize, then undo
-    energy = features.kind == "fbank123"
-    assert features.n_mels is not None  # set by FeatureConfig
-    n_static = features.n_mels + int(energy)
-    high = features.high_freq if features.high_freq > 0 else (
-        features.sample_rate / 2 + features.high_freq)
-    centers = mel_band_centers(features.n_mels, features.low_freq, high)
-    feats = []
-    for i in indices:
-        static = perturb_static(stored[i][:, :n_static], run.recipe.train.perturbation, centers,
-                                energy=energy, generator=generator)
-        full = add_deltas(utterance_mean_normalized(static, features), features)
-        feats.append(stats.normalize(full) if stats is not None else full)
-    part = FeatureDataset([dataset.ids[i] for i in indices], feats,
-                          [dataset.targets[i] for i in indices], dataset.vocab, dataset.phone_set)
-    return part.collate(range(len(indices)))
-
-
-def _training_batch(run: _Run, indices: list[int]) -> Batch:
-    """This worker's batch on its device, perturbed and SpecAugmented when the recipe says so."""
-    t = run.recipe.train
-    if t.perturbation.active and run.kind != "lm":
-        # seeded by step and rank: a resumed run draws the same speakers and channels
-        gen = torch.Generator().manual_seed((t.seed * 1_000_033 + run.state.step) * 137
-                                            + run.ctx.rank)
-        batch = _perturbed_batch(run, indices, gen)
-    else:
-        batch = run.train_set.collate(indices)
-    if t.spec_augment and run.kind != "lm":
-        # seeded by step and rank: a resumed run masks the same frames
-        gen = torch.Generator().manual_seed((t.seed * 1_000_003 + run.state.step) * 131
-                                            + run.ctx.rank)
-        feats = batch.feats.clone()
-        for b, n in enumerate(batch.feat_lengths.tolist()):
-            feats[b, :n] = spec_augment(batch.feats[b, :n], freq_masks=t.freq_masks,
-                                        freq_width=t.freq_width, time_masks=t.time_masks,
-                                        time_width=t.time_width, generator=gen)
-        batch = Batch(batch.ids, feats, batch.feat_lengths, batch.targets, batch.target_lengths)
-    return batch.to(run.ctx.device)
 
 
 @contextlib.contextmanager
@@ -531,39 +523,146 @@ def _count_step(run: _Run, result: _StepResult, batch_frames: int) -> None:
 
 
 def _build_run(
-    recipe: RecipeConfig, data_dir: Path, run_dir: Path, ctx: distributed.DistributedContext,
+    recipe: RecipeConfig, sources: _Sources, run_dir: Path, ctx: distributed.DistributedContext,
     *, resume: bool, deadline: float, progress: ProgressFn | None, log: LogFn | None,
 ) -> _Run:
-    """Data, model, optimizer and schedule; restored from ``last.pt`` on resume."""
+    """Data, model, optimizer and schedule; restored from ``last.pt`` on resume.
+
+    Cheap checks come before the feature stores are built: the corpora against their checksums
+    and (on resume) against what the run recorded, an ``--init`` model against the recipe.
+    """
     t = recipe.train
     _set_threads(recipe, ctx)
-    train_set, dev_set, stats = _load_data(recipe, data_dir, ctx, progress, log)
-    input_dim = train_set.feats[0].shape[1] if train_set.feats else 0
+    text_only = recipe.model.kind == "lm"
+    saved = load_checkpoint(run_dir / LAST) if resume else None
+    init, init_record = _init_of(recipe, sources, saved, run_dir)
+    stats_given = init.stats if init is not None else _saved_init_stats(saved)
+    records = record_corpora(sources.corpora, dev=sources.dev,
+                             stats_read=not text_only and init_record is None)
+    if saved is not None and saved.get("corpora") is not None:
+        change = first_change([CorpusRecord.from_dict(r) for r in saved["corpora"]], records)
+        if change is not None:
+            raise CheckpointError(
+                f"cannot resume {run_dir}: its corpora changed, {change}: resume with the --data "
+                f"it trained on (listed in {run_dir / 'config.toml'}) or start over with --force")
+    loaded = _load_data(recipe, sources, records, stats_given, ctx, progress, log)
+    pipeline = TrainingPipeline(
+        loaded.train, stats=loaded.stats,
+        weights=[c.weight for c, r in zip(sources.corpora, records, strict=True) if r.utterances],
+        features=None if text_only else recipe.data.features, augmentation=t.augmentation,
+        max_frames=t.max_frames, bucket_width=recipe.data.bucket_width, seed=t.seed,
+        rank=ctx.rank, world_size=ctx.world_size)
+    input_dim = pipeline.train_set.feats[0].shape[1] if pipeline.train_set.feats else 0
     torch.manual_seed(t.seed)  # same initial weights on every worker
-    model = build_model(recipe.model, input_dim=input_dim, vocab_size=len(train_set.vocab))
+    model = build_model(recipe.model, input_dim=input_dim, vocab_size=len(pipeline.vocab))
     model.to(ctx.device)
     for part, source in (("encoder", t.init_encoder), ("predictor", t.init_predictor)):
         if source:
-            init_from_pretrained(model, source, part, vocab=list(train_set.vocab))
+            init_from_pretrained(model, source, part, vocab=list(pipeline.vocab))
+    if init is not None:
+        load_init(model, init)
     amp_dtype = autocast_dtype(recipe, ctx.device)
     run = _Run(
-        recipe=recipe, ctx=ctx, run_dir=run_dir, train_set=train_set, dev_set=dev_set,
-        stats=stats, model=model, net=model, optimizer=_make_optimizer(recipe, model),
+        recipe=recipe, ctx=ctx, run_dir=run_dir, data=pipeline, dev_set=loaded.dev,
+        stats=loaded.stats, model=model, net=model, optimizer=_make_optimizer(recipe, model),
         schedule=PlateauSchedule(t.lr, t.warmup_steps, t.lr_factor, t.lr_patience, t.min_lr),
         scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
-        amp_dtype=amp_dtype,
-        sampler=BucketBatchSampler(train_set.lengths, t.max_frames, seed=t.seed,
-                                   bucket_width=recipe.data.bucket_width, rank=ctx.rank,
-                                   world_size=ctx.world_size),
+        amp_dtype=amp_dtype, corpora=records, dev_choice=sources.dev, init=init_record,
         deadline=deadline, progress=progress, log=log, kill_at=_kill_hook())
-    if resume:
-        _restore(run)
+    if saved is not None:
+        _restore(run, saved)
     if ctx.is_main:
-        write_atomic(run_dir / "config.toml",
-                     lambda tmp: tmp.write_text(recipe_to_toml(recipe), encoding="utf-8"))
+        toml = recipe_to_toml(recipe) + "\n" + run_to_toml(
+            [r.to_dict() for r in records], dev=sources.dev.value,
+            init=init_record["path"] if init_record else None)
+        write_atomic(run_dir / "config.toml", lambda tmp: tmp.write_text(toml, encoding="utf-8"))
+        if saved is None:  # a new run: what it reads heads its log
+            append_record(run_dir, RunRecord([r.to_dict() for r in records], sources.dev.value,
+                                             init_record))
+        _tell(run, loaded, sources, records, init)
     _freeze_encoder_for_epoch(run)
     _wrap(run)
     return run
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """What a run reads, as :func:`train` was asked: corpora, dev choice, ``--init``."""
+
+    corpora: list[Corpus]
+    dev: DevSet
+    init: Path | None
+
+
+def _dev_choice(dev: str) -> DevSet:
+    try:
+        return DevSet(dev)
+    except ValueError:
+        raise ConfigError(f"--dev must be first or all, found {dev!r}") from None
+
+
+def _init_of(recipe: RecipeConfig, sources: _Sources, saved: dict[str, Any] | None,
+             run_dir: Path) -> tuple[InitModel | None, dict[str, Any] | None]:
+    """The ``--init`` model to load (None on resume: ``last.pt`` has the weights) and the
+    record of where the run started from (a resumed run's own)."""
+    if saved is not None:
+        recorded = saved.get("init")
+        if sources.init is not None and (
+                recorded is None or Path(recorded["path"]) != resolve_checkpoint(sources.init)):
+            raise CheckpointError(
+                f"cannot resume {run_dir} with --init {sources.init}: it started from "
+                f"{recorded['path'] if recorded else 'scratch'}; resume without --init or start "
+                "over with --force")
+        return None, recorded
+    if sources.init is None:
+        return None, None
+    t = recipe.train
+    if t.init_encoder or t.init_predictor:
+        raise ConfigError(
+            "--init loads the whole model, and train.init_encoder / train.init_predictor would "
+            "overwrite parts of it: remove them (--set train.init_encoder= --set "
+            "train.init_predictor=)")
+    phone_set = recipe.data.phone_set
+    init = read_init(sources.init, config=recipe.model, phone_set=phone_set,
+                     vocab=list(vocabulary(phone_set)),
+                     features=None if recipe.model.kind == "lm" else recipe.data.features)
+    return init, {"path": str(init.path), "epoch": init.epoch, "best_score": init.best_score}
+
+
+def _saved_init_stats(saved: dict[str, Any] | None) -> FeatureStats | None:
+    """A resumed fine-tuning run's statistics: those of the model it started from, which its
+    checkpoints carry (a run from scratch takes its corpora's again: None)."""
+    return saved_stats(saved) if saved is not None and saved.get("init") is not None else None
+
+
+def _tell(run: _Run, loaded: TrainingData, sources: _Sources, records: list[CorpusRecord],
+          init: InitModel | None) -> None:
+    """Notices of what a run reads: its corpora when several, statistics not taken as they are
+    from one folder, the model it is fine-tuned from."""
+    if run.log is None:
+        return
+    if len(records) > 1:
+        parts = []
+        for c, r in zip(sources.corpora, records, strict=True):
+            share = (f", weight {c.weight:g}: {max(1, round(c.weight * r.utterances))} per "
+                     "epoch" if c.weight != 1 and r.utterances else "")
+            parts.append(f"{c.name} ({r.utterances or 'dev only, no'} train utterances{share})")
+        dev = [r.name for r in records if r.dev]
+        which = ("the first corpus's dev split" if sources.dev == DevSet.FIRST
+                 else "every corpus's dev split, pooled")
+        hint = "; --dev all pools every corpus's" if sources.dev == DevSet.FIRST else ""
+        run.log(Notice(f"training on {len(records)} corpora: {', '.join(parts)}; dev set: "
+                       f"{which} ({', '.join(dev)}: {len(run.dev_set)} utterances{hint})"))
+    if loaded.stats_source:
+        run.log(Notice(f"features normalized with the statistics of {loaded.stats_source}"))
+    if init is not None:
+        best = (f", best dev {'PER' if run.kind != 'lm' else 'loss'} {init.best_score:.2f}"
+                + ("%" if run.kind != "lm" else "") if init.best_score is not None else "")
+        epoch = f"epoch {init.epoch}" if init.epoch is not None else "no epoch recorded"
+        frames = (f"; features normalized with its statistics ({init.stats.frames} frames), "
+                  "not the corpora's" if init.stats is not None else "")
+        run.log(Notice(f"fine-tuning from {init.path} ({epoch}{best}): its weights only, with a "
+                       f"fresh optimizer and LR schedule{frames}"))
 
 
 def _freeze_encoder_for_epoch(run: _Run) -> bool:
@@ -688,44 +787,28 @@ def _set_threads(recipe: RecipeConfig, ctx: distributed.DistributedContext) -> N
 
 
 def _load_data(
-    recipe: RecipeConfig, data_dir: Path, ctx: distributed.DistributedContext,
+    recipe: RecipeConfig, sources: _Sources, records: list[CorpusRecord],
+    stats: FeatureStats | None, ctx: distributed.DistributedContext,
     progress: ProgressFn | None, log: LogFn | None = None,
-) -> tuple[FeatureDataset, FeatureDataset, FeatureStats | None]:
-    data = recipe.data
-    if recipe.model.kind == "lm":  # phone language model: transcripts only
-        kw: dict[str, Any] = {"phone_set": data.phone_set, "features": None, "stats": None}
-        return load_split(data_dir, "train", **kw), load_split(data_dir, "dev", **kw), None
-    verify_prepared(data_dir, ["stats.json"])  # the manifests: in load_split
-    prepared_features, stats = read_stats(data_dir / "stats.json")
-    # rank 0 builds and caches the feature stores first, for as long as that takes
-    wait = distributed.long_wait_group(ctx) if data.cache else None  # None: one worker
+) -> TrainingData:
+    """The corpora loaded (:func:`seqkit.data.pipeline.load_training_data`); with several
+    workers, rank 0 builds and caches the feature stores first, for as long as that takes."""
+    data, text_only = recipe.data, recipe.model.kind == "lm"
+    wait = distributed.long_wait_group(ctx) if data.cache and not text_only else None
     if wait is not None and not ctx.is_main:
         distributed.barrier(ctx, wait)
-    report = progress if ctx.is_main else None
-    notice = (lambda text: log(Notice(text))) if log is not None and ctx.is_main else None
     # with the cache, rank 0 builds each store while the others wait: all cores are its own
     sharing = 1 if data.cache else ctx.local_world_size
-    jobs = data.feature_jobs or max(1, (os.cpu_count() or 1) // sharing)
-    if prepared_features != data.features:
-        # Another front end than `seqkit data prepare` used: statistics of the training set.
-        train_raw = load_split(data_dir, "train", phone_set=data.phone_set,
-                               features=data.features, stats=None, cache=data.cache,
-                               jobs=jobs, progress=report, notice=notice)
-        raw = train_raw.feats
-        assert isinstance(raw, FeatureStore)  # load_split's features: a memory-mapped store
-        stats = compute_stats(raw)  # one utterance at a time
-        train_set = replace(train_raw, feats=raw.normalized(stats))
-    else:
-        train_set = load_split(data_dir, "train", phone_set=data.phone_set,
-                               features=data.features, stats=stats, cache=data.cache,
-                               jobs=jobs, progress=report, notice=notice)
-    dev_set = load_split(data_dir, "dev", phone_set=data.phone_set, features=data.features,
-                         stats=stats, cache=data.cache, jobs=jobs, progress=report,
-                         notice=notice)
+    loaded = load_training_data(
+        sources.corpora, records, phone_set=data.phone_set,
+        features=None if text_only else data.features, stats=stats, cache=data.cache,
+        jobs=data.feature_jobs or max(1, (os.cpu_count() or 1) // sharing),
+        progress=progress if ctx.is_main else None,
+        notice=(lambda text: log(Notice(text))) if log is not None and ctx.is_main else None)
     if wait is not None and ctx.is_main:
         distributed.barrier(ctx, wait)
     distributed.release_group(wait)
-    return train_set, dev_set, stats
+    return loaded
 
 
 def _make_optimizer(recipe: RecipeConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -809,7 +892,7 @@ def _save(run: _Run, name: str) -> None:
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     payload = model_payload(
-        run.model, vocab=list(run.train_set.vocab), phone_set=run.train_set.phone_set,
+        run.model, vocab=list(run.data.vocab), phone_set=run.data.phone_set,
         features=run.recipe.data.features if run.stats is not None else None, stats=run.stats)
     save_checkpoint(run.run_dir / name, {
         **payload,
@@ -826,6 +909,9 @@ def _save(run: _Run, name: str) -> None:
         "best_epoch": state.best_epoch,
         "epochs_since_best": state.epochs_since_best,
         "history": [asdict(e) for e in state.history],
+        "corpora": [r.to_dict() for r in run.corpora],  # --resume refuses others
+        "dev_set": run.dev_choice.value,
+        "init": run.init,  # the --init model it started from, or None
     })
 
 
@@ -842,10 +928,10 @@ def _same_model_config(saved: Any, config: ModelConfig) -> bool:
         return False
 
 
-def _restore(run: _Run) -> None:
-    """Load ``last.pt`` into the run: weights, optimizer, schedule, position, RNG."""
+def _restore(run: _Run, saved: dict[str, Any]) -> None:
+    """Load ``last.pt`` (read as ``saved``) into the run: weights, optimizer, schedule,
+    position, RNG."""
     path = run.run_dir / LAST
-    saved = load_checkpoint(path)
     missing = [k for k in _STATE_KEYS if k not in saved]
     if missing:
         raise CheckpointError(
