@@ -10,10 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import seqkit
 from seqkit.cli.exits import interrupted_exit_code
 from seqkit.cli.progress import err_console, rich_progress
 from seqkit.data.corpus_set import DevSet, parse_data_weights, resolve_corpora
-from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe, train
+from seqkit.training import EpochRecord, StepRecord, TrainSummary, load_recipe
 from seqkit.training.distributed import TrainLaunch, is_main_process, launch_local
 from seqkit.training.runlog import Notice
 from seqkit.training.trainer import stop_signal_of
@@ -41,7 +42,7 @@ def _summary_table(summary: TrainSummary) -> Table:
 
 
 def _train_with_progress(**kwargs: Any) -> TrainSummary:
-    """Run :func:`train` with a bar per epoch (latest loss and frames/s); rank 0 draws."""
+    """Run :func:`seqkit.train` with a bar per epoch (latest loss and frames/s); rank 0 draws."""
     latest = {"loss": "-", "fps": "-"}
 
     def log(record: StepRecord | EpochRecord | Notice) -> None:
@@ -62,7 +63,7 @@ def _train_with_progress(**kwargs: Any) -> TrainSummary:
 
     with rich_progress(status=lambda: f"loss {latest['loss']}  {latest['fps']} frames/s",
                        disable=not is_main_process()) as progress:
-        return train(progress=progress, log=log, **kwargs)
+        return seqkit.train(progress=progress, log=log, **kwargs)
 
 
 def train_command(
@@ -120,7 +121,7 @@ def train_command(
     sets = list(overrides or [])
     if seed is not None:
         sets.append(f"train.seed={seed}")
-    resolved = load_recipe(recipe, sets)  # errors here, before any worker starts
+    load_recipe(recipe, sets)  # errors here, before any worker starts
     weights = parse_data_weights(data_weights or [])
     if nproc > 1:
         resolve_corpora(data, weights)  # errors here too
@@ -131,7 +132,7 @@ def train_command(
         return
     try:
         summary = _train_with_progress(
-            recipe=resolved, data=data, run_dir=out, data_weights=weights, dev=dev.value,
+            recipe=recipe, data=data, out=out, overrides=sets, data_weights=weights, dev=dev.value,
             init=init, resume=resume, force=force, max_epochs=max_epochs, max_minutes=max_minutes,
         )
     except KeyboardInterrupt as stop:  # before the first step (e.g. building the features)

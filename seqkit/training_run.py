@@ -26,10 +26,13 @@ from seqkit.training.trainer import LogFn
 
 def train(
     recipe: str | os.PathLike[str],
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
     overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    data_weights: Mapping[str, float] | None = None,
+    dev: str = "first",
+    init: str | os.PathLike[str] | None = None,
     resume: bool = False,
     force: bool = False,
     max_epochs: int | None = None,
@@ -38,7 +41,8 @@ def train(
     progress: ProgressFn | None = None,
     log: LogFn | None = None,
 ) -> TrainSummary:
-    """Train a recipe on a prepared corpus, writing checkpoints and logs to a run folder.
+    """Train a recipe on one or several prepared corpora, writing checkpoints and logs to a run
+    folder.
 
     The same as ``seqkit train RECIPE --data DATA --out OUT`` on one process: ``out`` gets
     ``best.pt`` (best dev PER), ``last.pt`` (the full training state), ``config.toml`` (the
@@ -49,11 +53,19 @@ def train(
     Args:
         recipe: a built-in recipe name (``seqkit recipes`` lists them, e.g.
             ``"synth/ctc_blstm"``) or a TOML file.
-        data: a folder written by ``seqkit data prepare``.
+        data: a folder written by ``seqkit data prepare``, or several (``--data A --data B``):
+            their train splits are mixed, normalization statistics taken over the union.
         out: the run folder; an existing one is refused unless ``resume`` or ``force``.
         overrides: recipe values to change: ``"key=value"`` strings as ``--set`` takes them
             (``["train.lr=3e-4"]``; values are TOML literals, bare words strings), or a mapping
             from dotted keys (or nested tables) to Python values (``{"train.lr": 3e-4}``).
+        data_weights: corpus (its ``data`` path or folder name) -> weight W: it gives
+            ``round(W x its train utterances)`` to each epoch (``--data-weight``; default 1).
+        dev: ``"first"`` (the first corpus's dev split scores each epoch) or ``"all"`` (every
+            corpus's dev split, pooled).
+        init: fine-tune from a trained model of the same kind, shape, phone set and front end
+            (a run folder's ``best.pt`` or a ``.pt`` file): its weights and feature
+            statistics; a fresh optimizer and schedule.
         resume: continue ``out`` exactly where its ``last.pt`` stopped.
         force: start over in an existing ``out``.
         max_epochs: stop after this many epochs (overrides ``train.max_epochs``).
@@ -72,16 +84,17 @@ def train(
         OutputExistsError: ``out`` exists and neither ``resume`` nor ``force`` is set.
         OutputLockedError: another process trains into ``out``.
         CorpusError, AudioError: bad prepared data.
-        CheckpointError: nothing to resume, or ``last.pt`` does not fit the recipe.
+        CheckpointError: nothing to resume, ``last.pt`` does not fit the recipe, or ``init``
+            is another kind of model (the message names the difference).
         TrainingError: too many non-finite losses in a row.
     """
     sets = override_strings(overrides)
     if seed is not None:
         sets.append(f"train.seed={seed}")
     resolved = load_recipe(recipe, sets)
-    return train_recipe(resolved, data, out, resume=resume, force=force,
-                        max_epochs=max_epochs, max_minutes=max_minutes, progress=progress,
-                        log=log)
+    return train_recipe(resolved, data, out, data_weights=data_weights, dev=dev, init=init,
+                        resume=resume, force=force, max_epochs=max_epochs,
+                        max_minutes=max_minutes, progress=progress, log=log)
 
 
 def override_strings(overrides: Sequence[str] | Mapping[str, Any] | None) -> list[str]:

@@ -47,8 +47,8 @@ PUBLIC = [
 ]
 SIGNATURES = {
     "load": ["run_or_checkpoint", "device"],
-    "train": ["recipe", "data", "out", "overrides", "resume", "force", "max_epochs",
-              "max_minutes", "seed", "progress", "log"],
+    "train": ["recipe", "data", "out", "overrides", "data_weights", "dev", "init", "resume",
+              "force", "max_epochs", "max_minutes", "seed", "progress", "log"],
     "Recognizer.decode": ["self", "inputs", "beam", "lm", "lm_weight", "sample_rate",
                           "batch_size", "insertion_bonus", "transducer_search",
                           "max_symbols_per_frame"],
