@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all lint demo bench clean
+.PHONY: install test test-all lint demo bench gpu-kit clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ bench: install
 	$(BIN)/seqkit bench losses
 	$(BIN)/seqkit bench train
 	$(BIN)/seqkit bench decode
+
+# gpu-kit/: the wheels a lent GPU machine without network lacks, and run.sh for seqkit bench gpu
+gpu-kit:
+	PY=$(PY) bash .ci/gpu-kit/build.sh gpu-kit
 
 lint: install
 	$(BIN)/ruff check .
