@@ -278,8 +278,10 @@ def _fill(value: Any, values: dict[str, str]) -> Any:
 
 
 def _checkout() -> Path:
-    """The repository this seqkit was imported from (its ``tests/`` live there)."""
-    return Path(seqkit.__file__).resolve().parent.parent
+    """The checkout whose ``tests/`` run: the one this seqkit was imported from, else (an
+    installed wheel, as gpu-kit/run.sh installs it) the working directory."""
+    source = Path(seqkit.__file__).resolve().parent.parent
+    return source if (source / "tests").is_dir() else Path.cwd()
 
 
 def run_stage(stage: Stage, kwargs: dict[str, Any], *, limit_s: float, log: Path) -> StageResult:
@@ -297,7 +299,9 @@ def run_stage(stage: Stage, kwargs: dict[str, Any], *, limit_s: float, log: Path
     begin = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
-        command = [sys.executable, "-X", "faulthandler", "-m", "seqkit.bench.gpu_stage",
+        # -P: not the working directory first on sys.path (a checkout's seqkit/ is not the
+        # installed package: seqkit.cli and seqkit.recipes live elsewhere in it)
+        command = [sys.executable, "-P", "-X", "faulthandler", "-m", "seqkit.bench.gpu_stage",
                    stage.target, json.dumps({**kwargs, "seconds": limit_s}), str(result_path)]
         with open(log, "w", encoding="utf-8") as sink:
             process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,

@@ -677,7 +677,8 @@ def run_tests(*, seconds: float, files: list[str], root: str, select: str | None
                           f"of {', '.join(missing)}: run seqkit bench gpu from the repository")
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        # -P: the tests import the installed seqkit, the one the check runs, not the checkout's
+        command = [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider",
                    "-m", "not slow", f"--junitxml={xml}", *(["-k", select] if select else []),
                    *files]
         timeout = max(5.0, seconds - 15.0)
