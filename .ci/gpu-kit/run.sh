@@ -55,7 +55,7 @@ PY
 cd "$repo"
 args=(bench gpu --out "$work")
 [ -n "$minutes" ] && args+=(--minutes "$minutes")
-timeout -s INT -k 20 460 "$py" -P -c \
+timeout -s INT -k 10 470 "$py" -P -c \
   'import sys; sys.argv[0] = "seqkit"; from seqkit.cli.main import main; main()' "${args[@]}"
 status=$?
 

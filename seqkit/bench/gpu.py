@@ -100,7 +100,7 @@ STAGES: tuple[Stage, ...] = (
 )
 # Kept back from the stages: the report, and the parent's own start-up.
 REPORT_RESERVE_MINUTES = 0.25
-DEFAULT_MINUTES = sum(s.seconds for s in STAGES) / 60 + REPORT_RESERVE_MINUTES  # 7.42
+DEFAULT_MINUTES = round(sum(s.seconds for s in STAGES) / 60 + REPORT_RESERVE_MINUTES, 2)  # 7.42
 # A stage given less than this is skipped: its process could not even import torch.
 MIN_STAGE_SECONDS = 5.0
 # A stage may run into the time earlier stages left unused, up to this many times its slice.
