@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
-.PHONY: install test test-all lint demo bench docs clean
+.PHONY: install test test-all lint demo bench docs gpu-kit clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ docs: $(DOCS_STAMP)
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,docs]'
 	touch $(DOCS_STAMP)
+
+# gpu-kit/: the wheels a lent GPU machine without network lacks, and run.sh for seqkit bench gpu
+gpu-kit:
+	PY=$(PY) bash .ci/gpu-kit/build.sh gpu-kit
 
 lint: install
 	$(BIN)/ruff check .

@@ -80,16 +80,20 @@ def compare_forward_backward(
     return statistics.median(ours_ms), statistics.median(peer_ms)
 
 
-def peak_memory_mib(fn: Callable[[], None], device: torch.device) -> float | None:
+def peak_memory_mib(fn: Callable[[], None], device: torch.device,
+                    leaf: torch.Tensor | None = None) -> float | None:
     """CUDA memory ``fn`` allocates at its peak beyond what was allocated before it, in MiB.
 
     ``torch.cuda.max_memory_allocated`` after a reset of the peak: the inputs are already
-    allocated, so this is the loss's own working memory plus the gradient. None off CUDA (the
-    CPU allocator keeps no peak).
+    allocated, so this is the loss's own working memory plus the gradient of ``leaf``, whose
+    gradient from the warm-up call is dropped before the count starts (left allocated, the
+    gradient would be counted as an input). None off CUDA (the CPU allocator keeps no peak).
     """
     if device.type != "cuda":
         return None
     fn()  # a first call allocates what is cached between calls (workspace, kernels)
+    if leaf is not None:
+        leaf.grad = None
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
@@ -144,8 +148,10 @@ def time_loss_on_shapes(
             "threads": cpu_threads(device),
         })
         if memory:
-            rows[-1]["ours_peak_mib"] = peak_memory_mib(_forward_backward(ours, args), device)
-            rows[-1]["peer_peak_mib"] = peak_memory_mib(_forward_backward(peer, args), device)
+            rows[-1]["ours_peak_mib"] = peak_memory_mib(_forward_backward(ours, args), device,
+                                                        args[0])
+            rows[-1]["peer_peak_mib"] = peak_memory_mib(_forward_backward(peer, args), device,
+                                                        args[0])
         del args
         if device.type == "cuda":
             torch.cuda.empty_cache()  # the next shape's peak starts from its own inputs
