@@ -54,8 +54,11 @@ from seqkit.bench.gpu_stage import StageOutput, one_line
 from seqkit.errors import BackendUnavailableError, ConfigError
 
 CHECKS = "seqkit.bench.gpu_checks"
-# The test files with CUDA cases: their Triton cases run on CUDA tensors when CUDA is there.
-CUDA_TEST_FILES = ("tests/test_ctc_loss.py", "tests/test_transducer_loss.py")
+# The test files with CUDA cases: their Triton cases run on CUDA tensors when CUDA is there. The
+# kernel-safety file first: its cases (determinism with several warps, offsets past 2**31, no
+# recompilation per batch size, no register spills) are the ones only a GPU can confirm.
+CUDA_TEST_FILES = ("tests/test_kernel_safety.py", "tests/test_ctc_loss.py",
+                   "tests/test_transducer_loss.py")
 
 
 @dataclass(frozen=True)
