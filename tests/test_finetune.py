@@ -132,6 +132,19 @@ def test_init_refuses_a_model_of_another_phone_set_kind_front_end_or_shape(
     assert not (tmp_path / "ft").exists()  # refused before anything was written
 
 
+def test_a_refused_init_leaves_the_run_that_force_would_replace(
+    prepared: Path, trained: tuple[Path, list], tmp_path: Path
+) -> None:
+    """--force starts over only once the --init model fits: a refusal loses nothing."""
+    run, _ = trained
+    out = tmp_path / "ft"
+    train(_recipe(tmp_path, "train.max_steps=1"), prepared, out, max_epochs=1)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(CheckpointError, match="trained on 39 phones"):
+        train(_recipe(tmp_path, "data.phone_set=61"), prepared, out, init=run, force=True)
+    assert sorted(p.name for p in out.iterdir()) == before and (out / "last.pt").exists()
+
+
 def test_init_with_another_dropout_is_accepted(
     prepared: Path, trained: tuple[Path, list], tmp_path: Path
 ) -> None:

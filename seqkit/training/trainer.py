@@ -301,6 +301,8 @@ def train(
     max_minutes = recipe.train.max_minutes if max_minutes is None else max_minutes
     if max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, found {max_epochs}")
+    if sources.init is not None and not resume:
+        _init_of(recipe, sources, None, run_dir)  # refused before --force clears run_dir
     ctx = distributed.setup()
     lock = (output_lock(run_dir, command="seqkit train") if ctx.is_main
             else contextlib.nullcontext())
