@@ -226,7 +226,7 @@ def prepare_lhotse(
         typer.Option(help="A synthesized corpus to read (default: synthesize 112 espeak-ng "
                      "speakers x 18 sentences = 2,016 utterances first)."),
     ] = None,
-    repeats: Annotated[int, typer.Option(min=1, help="Runs per reader; the fastest is kept.")] = 1,
+    repeats: _Repeats = 3,
     fmt: _Format = TableFormat.table,
 ) -> None:
     """prepare of a synthesized TIMIT-layout corpus: lhotse's timit recipe against seqkit's own
