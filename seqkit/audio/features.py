@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -292,6 +292,38 @@ def compute_stats(feature_stream: Iterable[torch.Tensor]) -> FeatureStats:
         raise ConfigError("cannot compute feature statistics: expected at least one frame, found 0")
     std = (m2 / count).sqrt().clamp_min(FeatureStats.STD_FLOOR)
     return FeatureStats(mean=mean.to(torch.float32), std=std.to(torch.float32), frames=count)
+
+
+def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
+    """The statistics of the union of the frames each of ``parts`` was computed on.
+
+    Exact up to float rounding: Chan et al.'s pairwise merge of frame counts, means and summed
+    squared deviations, in float64 (the update :func:`compute_stats` applies per utterance).
+
+    Raises:
+        ConfigError: no parts, or parts of different feature dimensions.
+    """
+    if not parts:
+        raise ConfigError("cannot merge feature statistics: expected at least one part, found 0")
+    if len({p.dim for p in parts}) > 1:
+        raise ConfigError(f"cannot merge feature statistics of dimensions "
+                          f"{sorted({p.dim for p in parts})}")
+    count, mean, m2 = 0, None, None
+    for part in parts:
+        n = part.frames
+        part_mean = part.mean.double()
+        part_m2 = part.std.double() ** 2 * n
+        if mean is None or m2 is None:
+            count, mean, m2 = n, part_mean, part_m2
+            continue
+        total = count + n
+        delta = part_mean - mean
+        mean = mean + delta * (n / total)
+        m2 = m2 + part_m2 + delta**2 * (count * n / total)
+        count = total
+    assert mean is not None and m2 is not None
+    std = (m2 / count).sqrt().clamp_min(FeatureStats.STD_FLOOR)
+    return FeatureStats(mean=mean.float(), std=std.float(), frames=count)
 
 
 def write_stats(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from seqkit.audio import features
 from seqkit.audio.features import FeatureStats
 from seqkit.errors import CorpusError
 
@@ -24,26 +25,12 @@ def stats_sample(count: int) -> frozenset[int]:
 
 
 def merge_stats(parts: list[FeatureStats], corpus: Path) -> FeatureStats:
-    """One FeatureStats from per-chunk ones (Chan et al.'s pairwise merge of moments).
+    """One FeatureStats from the workers' per-chunk ones
+    (:func:`seqkit.audio.features.merge_stats`).
 
     Raises:
         CorpusError: no part (no usable train utterance).
     """
     if not parts:
         raise CorpusError(f"{corpus}: no usable train utterance to compute feature statistics on")
-    count, mean, m2 = 0, None, None
-    for part in parts:
-        n = part.frames
-        part_mean = part.mean.double()
-        part_m2 = part.std.double() ** 2 * n
-        if mean is None or m2 is None:
-            count, mean, m2 = n, part_mean, part_m2
-            continue
-        total = count + n
-        delta = part_mean - mean
-        mean = mean + delta * (n / total)
-        m2 = m2 + part_m2 + delta**2 * (count * n / total)
-        count = total
-    assert mean is not None and m2 is not None
-    std = (m2 / count).sqrt().clamp_min(FeatureStats.STD_FLOOR)
-    return FeatureStats(mean=mean.float(), std=std.float(), frames=count)
+    return features.merge_stats(parts)

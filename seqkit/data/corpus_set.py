@@ -26,8 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from seqkit.audio import features
 from seqkit.audio.features import FeatureStats
 from seqkit.data.checksums import prepared_digests
 from seqkit.data.splits import split_manifest
@@ -137,13 +136,10 @@ def _corpus_named(corpora: Sequence[Corpus], key: str) -> int:
 
 
 def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
-    """The statistics of the union of the frames several statistics were computed on.
+    """The statistics of the union of the corpora's train frames, from each one's statistics.
 
-    Exact for population statistics (up to their float32 storage): the union's mean is the
-    frame-weighted mean of the means, its variance the frame-weighted mean of each part's
-    variance plus its mean's squared distance from the union's (the parallel-variance rule of
-    Chan et al., as :func:`seqkit.audio.features.compute_stats` uses per utterance). One part
-    is returned as it is.
+    Exact up to float rounding (:func:`seqkit.audio.features.merge_stats`): weighted by frame
+    count, not an average of the means. One part is returned as it is.
 
     Raises:
         ConfigError: no parts, parts of other dimensions, or no frames.
@@ -156,17 +152,9 @@ def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
         dims = sorted({p.dim for p in parts})
         raise ConfigError(f"cannot merge feature statistics of dimensions {dims}: prepare the "
                           "corpora with one front end")
-    counts = torch.tensor([float(p.frames) for p in parts], dtype=torch.float64)  # (K,)
-    total = float(counts.sum())
-    if total <= 0:
+    if sum(p.frames for p in parts) <= 0:
         raise ConfigError("cannot merge feature statistics of 0 frames: prepare the corpora again")
-    means = torch.stack([p.mean.to(torch.float64) for p in parts])  # (K, F)
-    variances = torch.stack([p.std.to(torch.float64) ** 2 for p in parts])  # (K, F)
-    share = (counts / total).unsqueeze(1)  # (K, 1)
-    mean = (share * means).sum(0)
-    variance = (share * (variances + (means - mean) ** 2)).sum(0)
-    std = variance.sqrt().clamp_min(FeatureStats.STD_FLOOR)
-    return FeatureStats(mean=mean.to(torch.float32), std=std.to(torch.float32), frames=int(total))
+    return features.merge_stats(parts)
 
 
 def count_utterances(folder: Path, split: str, *, required: bool = True) -> int:
