@@ -16,6 +16,7 @@ import difflib
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import fields
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
@@ -36,6 +37,18 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, Enum):
         return obj.value
     return obj
+
+
+def dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as one level of dotted keys: ``{"encoder": {"hidden": 160}}`` becomes
+    ``{"encoder.hidden": 160}`` (the keys ``--set`` takes)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def choice(enum: type[_E], value: Any, key: str) -> _E:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from seqkit.config_schema import dotted
 from seqkit.errors import ConfigError
 from seqkit.progress import ProgressFn
 from seqkit.training import TrainSummary, load_recipe
@@ -114,21 +115,9 @@ def override_strings(overrides: Sequence[str] | Mapping[str, Any] | None) -> lis
     if not isinstance(overrides, Mapping):
         return [str(item) for item in overrides]
     out: list[str] = []
-    for key, value in _flat(overrides, ""):
+    for key, value in dotted(overrides).items():
         out.append(f"{key}={_toml_literal(key, value)}")
     return out
-
-
-def _flat(table: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
-    """Nested tables as dotted keys."""
-    items: list[tuple[str, Any]] = []
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            items.extend(_flat(value, f"{name}."))
-        else:
-            items.append((name, value))
-    return items
 
 
 def _toml_literal(key: str, value: Any) -> str:

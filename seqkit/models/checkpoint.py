@@ -33,6 +33,7 @@ from torch import nn
 from seqkit import __version__
 from seqkit.atomic import write_atomic
 from seqkit.audio.features import FeatureConfig, FeatureStats
+from seqkit.config_schema import dotted
 from seqkit.errors import CheckpointError, ConfigError, SeqkitError
 from seqkit.models import build_model
 from seqkit.models.config import ModelConfig, ModelKind
@@ -526,7 +527,7 @@ def read_init(
             f"fine-tune with a {saved.kind} recipe"
             + (" (a transducer takes a CTC encoder through train.init_encoder)"
                if config.kind == ModelKind.TRANSDUCER and saved.kind == ModelKind.CTC else ""))
-    old, new = _flat(saved.to_dict()), _flat(config.to_dict())
+    old, new = dotted(saved.to_dict()), dotted(config.to_dict())
     for key in _SHAPE_KEYS[ModelKind(config.kind)]:
         a, b = old[key], new[key]
         if (bool(a) != bool(b)) if key in _ON_OFF_KEYS else a != b:
@@ -607,17 +608,6 @@ def load_init(model: nn.Module, init: InitModel) -> None:
                 f"--init {init.path}: {name} is {tuple(init.weights[name].shape)}, the model's "
                 f"{tuple(wanted[name].shape)}: fine-tune with its model settings and front end")
     _copy_into(wanted, init.weights)
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as ``{"encoder.hidden": 160, ...}``."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def _toml(value: Any) -> str:
