@@ -136,18 +136,18 @@ def load_training_data(
         if stats is None:  # another front end than the corpora were prepared with
             stats = compute_stats(row for d in train for row in d.feats)  # one at a time
             source = f"{stats.frames} train frames, computed for data.features"
-        train = [replace(d, feats=_store(d).normalized(stats)) for d in train]
+        train = [replace(d, feats=_store(d.feats).normalized(stats)) for d in train]
     dev = concat_datasets([load_split(c.path, "dev", stats=stats, **kw)
                            for c, r in zip(corpora, records, strict=True) if r.dev])
     return TrainingData(train, dev, stats, source)
 
 
-def _store(dataset: FeatureDataset) -> FeatureStore:
+def _store(rows: object) -> FeatureStore:
     """A split's memory-mapped feature store (what load_split gives every acoustic split)."""
-    if not isinstance(dataset.feats, FeatureStore):
-        raise ConfigError(f"expected a split loaded by load_split, found features of type "
-                          f"{type(dataset.feats).__name__}")
-    return dataset.feats
+    if not isinstance(rows, FeatureStore):
+        raise ConfigError("expected a split loaded by load_split (a feature store), found "
+                          f"features of type {type(rows).__name__}")
+    return rows
 
 
 class TrainingPipeline:
@@ -288,13 +288,6 @@ class TrainingPipeline:
         """Every utterance's frames as computed (not normalized), from the stores."""
         feats = self.train_set.feats
         if isinstance(feats, ChainedRows):
-            return ChainedRows([_as_store(p).normalized(None) for p in feats.parts])
-        return _as_store(feats).normalized(None)
-
-
-def _as_store(rows: object) -> FeatureStore:
-    if not isinstance(rows, FeatureStore):
-        raise ConfigError("perturbation reads raw frames from feature stores (load_split's), "
-                          f"found {type(rows).__name__}")
-    return rows
+            return ChainedRows([_store(p).normalized(None) for p in feats.parts])
+        return _store(feats).normalized(None)
 

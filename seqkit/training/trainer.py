@@ -301,8 +301,9 @@ def train(
     max_minutes = recipe.train.max_minutes if max_minutes is None else max_minutes
     if max_epochs < 1:
         raise ConfigError(f"--max-epochs must be >= 1, found {max_epochs}")
-    if sources.init is not None and not resume:
-        _init_of(recipe, sources, None, run_dir)  # refused before --force clears run_dir
+    # read (and refused) before --force clears run_dir; a resumed run's is checked on last.pt
+    init_read = (_init_of(recipe, sources, None, run_dir)
+                 if sources.init is not None and not resume else None)
     ctx = distributed.setup()
     lock = (output_lock(run_dir, command="seqkit train") if ctx.is_main
             else contextlib.nullcontext())
@@ -313,7 +314,7 @@ def train(
             distributed.barrier(ctx)
             deadline = started + max_minutes * 60 if max_minutes > 0 else math.inf
             run = _build_run(recipe, sources, run_dir, ctx, resume=resume, deadline=deadline,
-                             progress=progress, log=log)
+                             progress=progress, log=log, init_read=init_read)
             stopped = _run_epochs(run, max_epochs)
             if stopped != "interrupted":
                 distributed.barrier(ctx)  # rank 0 has written its files
@@ -527,17 +528,20 @@ def _count_step(run: _Run, result: _StepResult, batch_frames: int) -> None:
 def _build_run(
     recipe: RecipeConfig, sources: _Sources, run_dir: Path, ctx: distributed.DistributedContext,
     *, resume: bool, deadline: float, progress: ProgressFn | None, log: LogFn | None,
+    init_read: tuple[InitModel | None, dict[str, Any] | None] | None = None,
 ) -> _Run:
     """Data, model, optimizer and schedule; restored from ``last.pt`` on resume.
 
     Cheap checks come before the feature stores are built: the corpora against their checksums
-    and (on resume) against what the run recorded, an ``--init`` model against the recipe.
+    and (on resume) against what the run recorded, an ``--init`` model against the recipe
+    (``init_read``: what :func:`train` already read of it, for a run that starts afresh).
     """
     t = recipe.train
     _set_threads(recipe, ctx)
     text_only = recipe.model.kind == "lm"
     saved = load_checkpoint(run_dir / LAST) if resume else None
-    init, init_record = _init_of(recipe, sources, saved, run_dir)
+    init, init_record = (init_read if saved is None and init_read is not None
+                         else _init_of(recipe, sources, saved, run_dir))
     stats_given = init.stats if init is not None else _saved_init_stats(saved)
     records = record_corpora(sources.corpora, dev=sources.dev,
                              stats_read=not text_only and init_record is None)
